@@ -1,0 +1,47 @@
+//! Migrations for the tables sync-core keeps in the application's own database.
+//!
+//! An application adds them to its own migrator, beside its own migrations:
+//!
+//! ```
+//! use sea_orm_migration::prelude::*;
+//!
+//! pub struct Migrator;
+//!
+//! impl MigratorTrait for Migrator {
+//!     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+//!         let mut migrations = sync_migrations::migrations();
+//!         // migrations.push(Box::new(m20250101_000001_create_customers::Migration));
+//!         migrations
+//!     }
+//! }
+//! ```
+//!
+//! The names are namespaced (`sync_core::…`) and never change, so they do not collide with the
+//! application's own migrations in `seaql_migrations`. SeaORM applies pending migrations in the
+//! order the vector gives, so the framework's tables may come before or after the application's.
+//!
+//! [`SyncMigrator`] is a ready-made migrator holding only these migrations, for applications that
+//! keep the framework's tables apart or for tests.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261101_000001_create_sync_groups;
+mod m20261101_000002_create_sync_attempts;
+
+/// Every migration of the framework, in the order they must run.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(m20261101_000001_create_sync_groups::Migration),
+        Box::new(m20261101_000002_create_sync_attempts::Migration),
+    ]
+}
+
+/// A migrator with only the framework's migrations.
+#[derive(Debug)]
+pub struct SyncMigrator;
+
+impl MigratorTrait for SyncMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        migrations()
+    }
+}

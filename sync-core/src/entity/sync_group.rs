@@ -1,0 +1,70 @@
+//! `sync_groups`: one row per (syncer, root key).
+
+use sea_orm::entity::prelude::*;
+
+use crate::GroupState;
+
+/// A row of `sync_groups`. Times are milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "sync_groups")]
+pub struct Model {
+    /// Surrogate key.
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The syncer's stable name, e.g. `crm.contact`.
+    pub syncer: String,
+    /// The root row's primary key, as text.
+    pub root_key: String,
+    /// +1 on every touch.
+    pub version: i64,
+    /// The `version` the remote is known to hold.
+    pub synced_version: i64,
+    /// See [`GroupState`]; use [`Model::state`] to parse it.
+    pub state: String,
+    /// The root row is gone (deleted or soft-deleted): the next push is a remote delete.
+    pub root_deleted: bool,
+    /// The remote's id for this entity, once created.
+    pub remote_id: Option<String>,
+    /// Digest of the last payload the remote accepted.
+    pub last_digest: Option<String>,
+    /// The last payload the remote accepted, as JSON.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub last_payload: Option<String>,
+    /// Failed attempts since the last success.
+    pub attempts: i32,
+    /// "Not ready" answers since the last success.
+    pub deferrals: i32,
+    /// When the group is due.
+    pub next_attempt_at: i64,
+    /// The last error, for people.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub last_error: Option<String>,
+    /// The worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// When the lease expires.
+    pub lease_until: Option<i64>,
+    /// Last touch.
+    pub touched_at: i64,
+    /// Last completion.
+    pub synced_at: Option<i64>,
+    /// Registration.
+    pub created_at: i64,
+}
+
+impl Model {
+    /// The parsed [`GroupState`].
+    pub fn state(&self) -> Result<GroupState, crate::UnknownState> {
+        self.state.parse()
+    }
+
+    /// `version > synced_version`: the remote does not hold the latest data.
+    pub fn is_dirty(&self) -> bool {
+        self.version > self.synced_version
+    }
+}
+
+/// No relations: groups point at roots by key text, not by foreign key.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,297 @@
+//! The hook functions behind `#[derive(Syncable)]`'s `impl ActiveModelBehavior`.
+//!
+//! With `#[syncable(manual_hooks)]` the derive leaves `ActiveModelBehavior` to you; call these
+//! four functions from your own impl, before or after your own logic:
+//!
+//! ```ignore
+//! #[sync_core::async_trait]
+//! impl ActiveModelBehavior for ActiveModel {
+//!     async fn before_save<C: ConnectionTrait>(self, db: &C, insert: bool) -> Result<Self, DbErr> {
+//!         let am = sync_core::hooks::before_save(self, db, insert).await?;
+//!         // … your own logic …
+//!         Ok(am)
+//!     }
+//!     async fn after_save<C: ConnectionTrait>(model: Model, db: &C, insert: bool) -> Result<Model, DbErr> {
+//!         sync_core::hooks::after_save(model, db, insert).await
+//!     }
+//!     async fn before_delete<C: ConnectionTrait>(self, db: &C) -> Result<Self, DbErr> {
+//!         sync_core::hooks::before_delete(self, db).await
+//!     }
+//!     async fn after_delete<C: ConnectionTrait>(self, db: &C) -> Result<Self, DbErr> {
+//!         sync_core::hooks::after_delete(self, db).await
+//!     }
+//! }
+//! ```
+//!
+//! What each write does to `sync_groups`:
+//!
+//! | write | effect |
+//! |---|---|
+//! | update with a watched column really changed | the group's `version` +1 |
+//! | update of unwatched columns only, or `Set` to the same value | nothing |
+//! | dependent inserted, updated (watched) or deleted | its root's group +1 |
+//! | dependent moved to another root | both roots' groups +1 |
+//! | root deleted, or its soft-delete column set | group marked for a remote delete |
+//! | soft-delete column cleared | group revived |
+//! | root inserted with `register_on_insert` | group registered |
+//! | root not registered | nothing, until [`crate::sync`] registers it |
+//!
+//! Updates are handled in `before_save`, because `update_without_returning` runs no
+//! `after_save`. So the touch is written just before the row; inside a transaction both commit
+//! together. Outside one, they are two statements: write inside a transaction.
+
+use std::collections::BTreeSet;
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IdenStatic,
+    IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter, TryIntoModel, Value,
+};
+
+use crate::store::{self, Mark};
+use crate::syncable::{Link, Syncable, is_soft_deleted};
+use crate::{Error, RootKey};
+
+type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+
+/// Marks to write for one save or delete, deduplicated, in a stable order (which also keeps the
+/// row-lock order stable across concurrent transactions).
+#[derive(Default)]
+struct Marks(BTreeSet<(&'static str, RootKey, Mark)>);
+
+impl Marks {
+    fn add(&mut self, syncer: &'static str, key: Option<RootKey>, mark: Mark) {
+        if let Some(key) = key {
+            self.0.insert((syncer, key, mark));
+        }
+    }
+
+    async fn write<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
+        for (syncer, key, mark) in self.0 {
+            store::mark(db, syncer, &key, mark).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Hook for `ActiveModelBehavior::before_save`: on update, touches the groups whose watched
+/// columns really changed, and both roots of a moved dependent.
+pub async fn before_save<A, C>(am: A, db: &C, insert: bool) -> Result<A, DbErr>
+where
+    A: ActiveModelTrait + Send,
+    ModelOf<A>: Syncable + IntoActiveModel<A>,
+    C: ConnectionTrait,
+{
+    if insert || !update_may_matter::<A>(&am) {
+        return Ok(am);
+    }
+    // `Set(same value)` is indistinguishable from a change: read the row once to compare.
+    let Some(old) = find_row::<A, C>(&am, db).await? else {
+        // The update will fail with `RecordNotUpdated`; nothing to touch.
+        return Ok(am);
+    };
+    let mut new = old.clone();
+    for column in <A::Entity as EntityTrait>::Column::iter() {
+        if let sea_orm::ActiveValue::Set(value) = am.get(column) {
+            new.try_set(column, value)?;
+        }
+    }
+    let changed = |column| old.get(column) != new.get(column);
+
+    let mut marks = Marks::default();
+    for (index, membership) in ModelOf::<A>::MEMBERSHIPS.iter().enumerate() {
+        let syncer = membership.syncer();
+        let watched_changed = membership.watch().iter().any(|c| changed(*c));
+        match membership.link() {
+            Link::Root => {
+                let key = Some(store::primary_key(&new)?);
+                let was_deleted = membership
+                    .soft_delete()
+                    .is_some_and(|c| is_soft_deleted(&old.get(c)));
+                let is_deleted = membership
+                    .soft_delete()
+                    .is_some_and(|c| is_soft_deleted(&new.get(c)));
+                match (was_deleted, is_deleted) {
+                    (false, true) => marks.add(syncer, key, Mark::Deleted),
+                    (true, false) if membership.register_on_insert() => {
+                        marks.add(syncer, key, Mark::Register);
+                    }
+                    (true, false) => marks.add(syncer, key, Mark::Restored),
+                    (false, false) if watched_changed => marks.add(syncer, key, Mark::Touch),
+                    _ => {}
+                }
+            }
+            Link::Column(column) => {
+                let old_root = RootKey::from_value(&old.get(column));
+                let new_root = RootKey::from_value(&new.get(column));
+                if old_root != new_root {
+                    marks.add(syncer, old_root, Mark::Touch);
+                    marks.add(syncer, new_root, Mark::Touch);
+                } else if watched_changed {
+                    marks.add(syncer, new_root, Mark::Touch);
+                }
+            }
+            Link::Function { via } => {
+                let may_move = if via.is_empty() {
+                    <A::Entity as EntityTrait>::Column::iter().any(|c| {
+                        changed(c) && !membership.watch().iter().any(|w| w.as_str() == c.as_str())
+                    })
+                } else {
+                    via.iter().any(|c| changed(*c))
+                };
+                if may_move {
+                    let old_root = old.resolve_root(index, db).await?;
+                    let new_root = new.resolve_root(index, db).await?;
+                    if old_root != new_root {
+                        marks.add(syncer, old_root, Mark::Touch);
+                        marks.add(syncer, new_root, Mark::Touch);
+                    } else if watched_changed {
+                        marks.add(syncer, new_root, Mark::Touch);
+                    }
+                } else if watched_changed {
+                    marks.add(syncer, new.resolve_root(index, db).await?, Mark::Touch);
+                }
+            }
+        }
+    }
+    marks.write(db).await?;
+    Ok(am)
+}
+
+/// Hook for `ActiveModelBehavior::after_save`: on insert, registers roots declared
+/// `register_on_insert` and touches the roots of inserted dependents.
+pub async fn after_save<M, C>(model: M, db: &C, insert: bool) -> Result<M, DbErr>
+where
+    M: Syncable,
+    C: ConnectionTrait,
+{
+    if !insert {
+        return Ok(model);
+    }
+    let mut marks = Marks::default();
+    for (index, membership) in M::MEMBERSHIPS.iter().enumerate() {
+        let syncer = membership.syncer();
+        match membership.link() {
+            Link::Root => {
+                let deleted = membership
+                    .soft_delete()
+                    .is_some_and(|c| is_soft_deleted(&model.get(c)));
+                if membership.register_on_insert() && !deleted {
+                    marks.add(syncer, Some(store::primary_key(&model)?), Mark::Register);
+                }
+            }
+            Link::Column(column) => {
+                marks.add(syncer, RootKey::from_value(&model.get(column)), Mark::Touch);
+            }
+            Link::Function { .. } => {
+                marks.add(syncer, model.resolve_root(index, db).await?, Mark::Touch);
+            }
+        }
+    }
+    marks.write(db).await?;
+    Ok(model)
+}
+
+/// Hook for `ActiveModelBehavior::before_delete`: completes the active model from the row when
+/// it holds only the key, so that [`after_delete`] can find the dependent's root.
+pub async fn before_delete<A, C>(am: A, db: &C) -> Result<A, DbErr>
+where
+    A: ActiveModelTrait + Send,
+    ModelOf<A>: Syncable + IntoActiveModel<A>,
+    C: ConnectionTrait,
+{
+    let has_dependents = ModelOf::<A>::MEMBERSHIPS.iter().any(|m| !m.is_root());
+    let complete = <A::Entity as EntityTrait>::Column::iter().all(|c| !am.is_not_set(c));
+    if !has_dependents || complete {
+        return Ok(am);
+    }
+    Ok(match find_row::<A, C>(&am, db).await? {
+        Some(row) => row.into_active_model(),
+        None => am,
+    })
+}
+
+/// Hook for `ActiveModelBehavior::after_delete`: marks roots' groups for a remote delete and
+/// touches dependents' roots.
+pub async fn after_delete<A, C>(am: A, db: &C) -> Result<A, DbErr>
+where
+    A: ActiveModelTrait + Send + TryIntoModel<ModelOf<A>>,
+    ModelOf<A>: Syncable + IntoActiveModel<A>,
+    C: ConnectionTrait,
+{
+    let full = am.clone().try_into_model().ok();
+    let mut marks = Marks::default();
+    for (index, membership) in ModelOf::<A>::MEMBERSHIPS.iter().enumerate() {
+        let syncer = membership.syncer();
+        let key = match membership.link() {
+            Link::Root => am
+                .get_primary_key_value()
+                .and_then(|pk| RootKey::from_tuple(&pk)),
+            Link::Column(column) => am
+                .get(column)
+                .into_value()
+                .and_then(|v| RootKey::from_value(&v)),
+            Link::Function { .. } => match &full {
+                Some(model) => model.resolve_root(index, db).await?,
+                None => None,
+            },
+        };
+        let mark = if membership.is_root() {
+            Mark::Deleted
+        } else {
+            Mark::Touch
+        };
+        marks.add(syncer, key, mark);
+    }
+    marks.write(db).await?;
+    Ok(am)
+}
+
+/// Whether an update sets any column that can matter to a group: watched columns, foreign keys
+/// to roots, soft-delete columns, and (for roots found by a function) the columns that can move
+/// the row.
+fn update_may_matter<A>(am: &A) -> bool
+where
+    A: ActiveModelTrait,
+    ModelOf<A>: Syncable,
+{
+    let set = |c| am.get(c).is_set();
+    ModelOf::<A>::MEMBERSHIPS.iter().any(|m| {
+        m.watch().iter().any(|c| set(*c))
+            || m.soft_delete().is_some_and(set)
+            || match m.link() {
+                Link::Root => false,
+                Link::Column(c) => set(c),
+                Link::Function { via } if via.is_empty() => {
+                    <A::Entity as EntityTrait>::Column::iter().any(set)
+                }
+                Link::Function { via } => via.iter().any(|c| set(*c)),
+            }
+    })
+}
+
+/// Reads the row an active model's primary key names, through the hook's connection.
+async fn find_row<A, C>(am: &A, db: &C) -> Result<Option<ModelOf<A>>, DbErr>
+where
+    A: ActiveModelTrait,
+    ModelOf<A>: Syncable,
+    C: ConnectionTrait,
+{
+    let mut select = <A::Entity as EntityTrait>::find();
+    for key in <A::Entity as EntityTrait>::PrimaryKey::iter() {
+        let column = key.into_column();
+        let value: Option<Value> = am.get(column).into_value();
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        select = select.filter(column.eq(value));
+    }
+    select.one(db).await.map_err(|e| {
+        DbErr::from(Error::DatabaseWhile {
+            context: format!(
+                "reading the old `{}` row",
+                store::table_name::<ModelOf<A>>()
+            ),
+            source: e,
+        })
+    })
+}

@@ -1,0 +1,240 @@
+//! Shared helpers for the end-to-end tests: a fresh database per test on every configured
+//! backend, and models covering every form of `#[derive(Syncable)]`.
+//!
+//! SQLite always runs. PostgreSQL and MariaDB/MySQL run when `SYNC_TEST_POSTGRES_URL` and
+//! `SYNC_TEST_MYSQL_URL` are set; then an unreachable server fails the test, it is not skipped.
+
+pub mod models;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
+    QueryOrder, Schema,
+};
+use sea_orm_migration::MigratorTrait;
+use sync_core::entity::sync_group;
+
+/// A database backend the suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary file, WAL mode.
+    Sqlite,
+    /// A schema of its own in `SYNC_TEST_POSTGRES_URL`'s database.
+    Postgres,
+    /// A database of its own on `SYNC_TEST_MYSQL_URL`'s server.
+    MySql,
+}
+
+/// The backends to run on: SQLite, plus those whose URL variable is set.
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite];
+    if std::env::var("SYNC_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
+        all.push(Backend::Postgres);
+    }
+    if std::env::var("SYNC_TEST_MYSQL_URL").is_ok_and(|u| !u.is_empty()) {
+        all.push(Backend::MySql);
+    }
+    all
+}
+
+/// Runs `test` once on a fresh database of every configured backend.
+pub async fn on_each_backend<F, Fut>(test: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in backends() {
+        eprintln!("--- on {backend:?}");
+        let db = TestDb::new(backend).await;
+        let cleanup = db.cleanup_handle();
+        test(db).await;
+        cleanup.run().await;
+    }
+}
+
+/// A fresh database with the framework's migrations and the test models' tables.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The connection pool (5 connections).
+    pub db: DatabaseConnection,
+    /// Which backend.
+    pub backend: Backend,
+    /// The URL this database can be reached at (for worker processes).
+    pub url: String,
+    cleanup: Cleanup,
+    _dir: Option<tempfile::TempDir>,
+}
+
+#[derive(Debug, Clone)]
+enum Cleanup {
+    None,
+    DropSchema { admin_url: String, schema: String },
+    DropDatabase { admin_url: String, database: String },
+}
+
+/// Drops the test's schema or database once the test passed.
+#[derive(Debug)]
+pub struct CleanupHandle(Cleanup);
+
+impl CleanupHandle {
+    /// Drops it. Failures are ignored: a leftover schema harms nothing.
+    pub async fn run(self) {
+        let (admin_url, sql) = match self.0 {
+            Cleanup::None => return,
+            Cleanup::DropSchema { admin_url, schema } => (
+                admin_url,
+                format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+            ),
+            Cleanup::DropDatabase {
+                admin_url,
+                database,
+            } => (admin_url, format!("DROP DATABASE IF EXISTS `{database}`")),
+        };
+        if let Ok(admin) = Database::connect(admin_url).await {
+            let _ = admin.execute_unprepared(&sql).await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("sync_t{}_{n}_{nanos}", std::process::id())
+}
+
+impl TestDb {
+    /// A fresh, migrated database on `backend`. Panics (fails the test) when the server is
+    /// unreachable.
+    pub async fn new(backend: Backend) -> TestDb {
+        let name = unique_name();
+        let (url, cleanup, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("create a temporary directory");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                (url, Cleanup::None, Some(dir))
+            }
+            Backend::Postgres => {
+                let admin_url =
+                    std::env::var("SYNC_TEST_POSTGRES_URL").expect("checked by backends()");
+                let admin = connect_admin(&admin_url, "SYNC_TEST_POSTGRES_URL").await;
+                admin
+                    .execute_unprepared(&format!("CREATE SCHEMA \"{name}\""))
+                    .await
+                    .expect("create a test schema");
+                let _ = admin.close().await;
+                let sep = if admin_url.contains('?') { '&' } else { '?' };
+                // sqlx passes `options` to the server: every pooled connection gets the schema.
+                let url = format!("{admin_url}{sep}options=-csearch_path%3D{name}");
+                (
+                    url,
+                    Cleanup::DropSchema {
+                        admin_url,
+                        schema: name.clone(),
+                    },
+                    None,
+                )
+            }
+            Backend::MySql => {
+                let admin_url =
+                    std::env::var("SYNC_TEST_MYSQL_URL").expect("checked by backends()");
+                let admin = connect_admin(&admin_url, "SYNC_TEST_MYSQL_URL").await;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
+                    .await
+                    .expect("create a test database");
+                let _ = admin.close().await;
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b);
+                let url = format!("{base}/{name}");
+                (
+                    url,
+                    Cleanup::DropDatabase {
+                        admin_url,
+                        database: name.clone(),
+                    },
+                    None,
+                )
+            }
+        };
+        let db = sync_core::connect(&url, 5)
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+        sync_migrations::SyncMigrator::up(&db, None)
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: migrations failed: {e}"));
+        create_model_tables(&db).await;
+        TestDb {
+            db,
+            backend,
+            url,
+            cleanup,
+            _dir: dir,
+        }
+    }
+
+    /// A handle that drops this database's schema later.
+    pub fn cleanup_handle(&self) -> CleanupHandle {
+        CleanupHandle(self.cleanup.clone())
+    }
+
+    /// Every row of `sync_groups`, ordered by syncer and root key.
+    pub async fn groups(&self) -> Vec<sync_group::Model> {
+        sync_group::Entity::find()
+            .order_by_asc(sync_group::Column::Syncer)
+            .order_by_asc(sync_group::Column::RootKey)
+            .all(&self.db)
+            .await
+            .expect("read sync_groups")
+    }
+
+    /// The group (`syncer`, `key`), if it exists.
+    pub async fn group(&self, syncer: &str, key: impl ToString) -> Option<sync_group::Model> {
+        let key = key.to_string();
+        self.groups()
+            .await
+            .into_iter()
+            .find(|g| g.syncer == syncer && g.root_key == key)
+    }
+
+    /// `(syncer, root_key, version, state)` of every group: a compact snapshot to compare.
+    pub async fn snapshot(&self) -> Vec<(String, String, i64, String)> {
+        self.groups()
+            .await
+            .into_iter()
+            .map(|g| (g.syncer, g.root_key, g.version, g.state))
+            .collect()
+    }
+}
+
+async fn connect_admin(url: &str, var: &str) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.max_connections(1).sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("{var} is set but the server cannot be reached: {e}"))
+}
+
+async fn create_model_tables(db: &DatabaseConnection) {
+    use models::*;
+    let backend: DbBackend = db.get_database_backend();
+    let schema = Schema::new(backend);
+    let statements = [
+        schema.create_table_from_entity(customer::Entity),
+        schema.create_table_from_entity(address::Entity),
+        schema.create_table_from_entity(order::Entity),
+        schema.create_table_from_entity(line_item::Entity),
+        schema.create_table_from_entity(billing_info::Entity),
+        schema.create_table_from_entity(product::Entity),
+    ];
+    for statement in statements {
+        db.execute(&statement).await.expect("create a test table");
+    }
+}
