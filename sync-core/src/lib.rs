@@ -7,13 +7,19 @@
 
 mod clock;
 mod connect;
+mod digest;
+pub mod engine;
 pub mod entity;
 mod error;
 pub mod hooks;
+mod http;
 mod key;
+pub mod queue;
+pub mod retry;
 mod state;
 mod store;
 mod syncable;
+mod syncer;
 pub mod wake;
 
 #[doc(inline)]
@@ -21,7 +27,13 @@ pub use clock::{Clock, ManualClock, SystemClock, now_ms};
 #[doc(inline)]
 pub use connect::{connect, redact_url};
 #[doc(inline)]
+pub use digest::digest;
+#[doc(inline)]
+pub use engine::{Engine, EngineConfig, Outcome, PassReport};
+#[doc(inline)]
 pub use error::{Disposition, Error, Result};
+#[doc(inline)]
+pub use http::HttpRemote;
 #[doc(inline)]
 pub use key::RootKey;
 #[doc(inline)]
@@ -30,6 +42,8 @@ pub use state::{GroupState, UnknownState};
 pub use store::{
     mark_deleted, mark_deleted_matching, sync, sync_as, touch, touch_many, touch_matching,
 };
+#[doc(inline)]
+pub use syncer::{ClaimedGroup, PushContext, Registry, Syncer, TranslateContext};
 #[doc(inline)]
 pub use syncable::{BoxFuture, ColumnOf, Link, Membership, Syncable};
 

@@ -8,7 +8,10 @@
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::pin::Pin;
+
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 static NOTIFY: LazyLock<Notify> = LazyLock::new(Notify::new);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -27,5 +30,13 @@ pub fn generation() -> u64 {
 
 /// Waits until the next [`notify`] after this call.
 pub async fn notified() {
-    NOTIFY.notified().await;
+    notified_future().await;
+}
+
+/// A future that completes at the next [`notify`] after this call. It is registered at once,
+/// not when first polled, so no notification between this call and the first poll is missed.
+pub fn notified_future() -> Pin<Box<Notified<'static>>> {
+    let mut future = Box::pin(NOTIFY.notified());
+    future.as_mut().enable();
+    future
 }

@@ -1,0 +1,458 @@
+//! One worker pass: claim due groups, translate, skip or push, record. Independent of the
+//! runtime that schedules passes (the apalis worker in `sync-worker`, or a test stepping
+//! [`Engine::run_once`]).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::queue::{self, AttemptRecord, ClaimRequest, Synced};
+use crate::retry::{ExponentialBackoff, RetryPolicy};
+use crate::{
+    Clock, ClaimedGroup, Disposition, Error, PushContext, Registry, Result, SystemClock,
+    TranslateContext, digest,
+};
+
+/// Settings of a worker.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// This worker's name in `lease_owner` and the attempt log (unique per process).
+    pub worker_id: String,
+    /// Groups claimed per pass.
+    pub batch_size: u32,
+    /// Pushes in flight at once.
+    pub concurrency: usize,
+    /// How long a claim is held before another worker may take the group over.
+    pub lease: Duration,
+    /// The limit for one group's translate and push; must be shorter than the lease.
+    pub push_timeout: Duration,
+    /// Failed attempts after which a group is `dead`.
+    pub max_attempts: u32,
+    /// The wait after a "not ready" answer.
+    pub not_ready_delay: Duration,
+    /// "Not ready" answers after which waiting counts as a failure naming the prerequisite.
+    pub max_deferrals: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            worker_id: default_worker_id(),
+            batch_size: 100,
+            concurrency: 16,
+            lease: Duration::from_secs(60),
+            push_timeout: Duration::from_secs(30),
+            max_attempts: 8,
+            not_ready_delay: Duration::from_secs(1),
+            max_deferrals: 60,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings, naming the one to fix.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: String| Err(Error::Config(m));
+        if self.worker_id.is_empty() || self.worker_id.len() > 64 {
+            return fail(format!("worker id `{}` must be 1 to 64 characters", self.worker_id));
+        }
+        if self.batch_size == 0 {
+            return fail("batch size must be at least 1".into());
+        }
+        if self.concurrency == 0 {
+            return fail("concurrency must be at least 1".into());
+        }
+        if self.max_attempts == 0 {
+            return fail("max attempts must be at least 1".into());
+        }
+        if self.push_timeout >= self.lease {
+            return fail(format!(
+                "the push timeout ({:?}) must be shorter than the lease ({:?}), or a slow push \
+                 could be taken over and run twice at once",
+                self.push_timeout, self.lease
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A name unique to this process: host, pid and a random suffix.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into());
+    let host: String = host.chars().take(40).collect();
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+/// What one group's attempt came to, before it is recorded.
+#[derive(Debug)]
+pub struct Attempt {
+    /// The group, as claimed.
+    pub group: ClaimedGroup,
+    /// `create`, `update`, `delete` or `none`.
+    pub operation: &'static str,
+    /// Success, or the error.
+    pub result: std::result::Result<Synced, Error>,
+    /// When it started (ms since the epoch).
+    pub started_at: i64,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// How an attempt was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Created or updated on the remote.
+    Pushed,
+    /// The digest matched: nothing sent.
+    Skipped,
+    /// Deleted on the remote, or closed without a push.
+    Deleted,
+    /// Not ready; retried shortly without counting a failure.
+    Waiting,
+    /// Failed; retried later.
+    Failed,
+    /// Failed for the last time.
+    Dead,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Pushed | Outcome::Deleted => "ok",
+            Outcome::Skipped => "skipped",
+            Outcome::Waiting => "waiting",
+            Outcome::Failed => "failed",
+            Outcome::Dead => "dead",
+        }
+    }
+}
+
+/// Counts of one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PassReport {
+    /// Groups claimed.
+    pub claimed: usize,
+    /// Created or updated on the remote.
+    pub pushed: usize,
+    /// Skipped by digest.
+    pub skipped: usize,
+    /// Deleted on the remote or closed.
+    pub deleted: usize,
+    /// Not ready, waiting.
+    pub waiting: usize,
+    /// Failed, to be retried.
+    pub failed: usize,
+    /// Failed for the last time.
+    pub dead: usize,
+    /// Completions that found the lease taken over (nothing written).
+    pub lease_lost: usize,
+}
+
+impl PassReport {
+    fn add(&mut self, outcome: Outcome, lease_held: bool) {
+        if !lease_held {
+            self.lease_lost += 1;
+        }
+        *match outcome {
+            Outcome::Pushed => &mut self.pushed,
+            Outcome::Skipped => &mut self.skipped,
+            Outcome::Deleted => &mut self.deleted,
+            Outcome::Waiting => &mut self.waiting,
+            Outcome::Failed => &mut self.failed,
+            Outcome::Dead => &mut self.dead,
+        } += 1;
+    }
+}
+
+/// Claims, processes and records groups. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    db: DatabaseConnection,
+    registry: Registry,
+    config: Arc<EngineConfig>,
+    syncer_names: Arc<Vec<String>>,
+    clock: Arc<dyn Clock>,
+    retry: Arc<dyn RetryPolicy>,
+}
+
+impl Engine {
+    /// An engine over `db` pushing with the syncers in `registry`. Fails on invalid settings or
+    /// an empty registry.
+    pub fn new(db: DatabaseConnection, registry: Registry, config: EngineConfig) -> Result<Self> {
+        config.validate()?;
+        if registry.is_empty() {
+            return Err(Error::Config("no syncer is registered; register at least one".into()));
+        }
+        let syncer_names = Arc::new(registry.names());
+        Ok(Engine {
+            db,
+            registry,
+            config: Arc::new(config),
+            syncer_names,
+            clock: Arc::new(SystemClock),
+            retry: Arc::new(ExponentialBackoff::default()),
+        })
+    }
+
+    /// Uses `clock` for scheduling decisions (tests step a [`crate::ManualClock`]).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses `policy` for the delay between failed attempts.
+    pub fn with_retry_policy(mut self, policy: impl RetryPolicy) -> Self {
+        self.retry = Arc::new(policy);
+        self
+    }
+
+    /// The database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The syncers.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Claims up to `limit` due groups of the registered syncers.
+    pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedGroup>> {
+        let now = self.clock.now_ms();
+        queue::claim(
+            &self.db,
+            &ClaimRequest {
+                owner: &self.config.worker_id,
+                syncers: &self.syncer_names,
+                limit,
+                now,
+                lease_until: now + millis(self.config.lease),
+            },
+        )
+        .await
+    }
+
+    /// Gives back claimed groups that will not be processed.
+    pub async fn release(&self, ids: &[i64]) -> Result<u64> {
+        queue::release(&self.db, &self.config.worker_id, ids).await
+    }
+
+    /// Extends the leases on `ids`.
+    pub async fn renew(&self, ids: &[i64]) -> Result<u64> {
+        let until = self.clock.now_ms() + millis(self.config.lease);
+        queue::renew(&self.db, &self.config.worker_id, ids, until).await
+    }
+
+    /// Translates `group` and pushes it unless the remote already holds the payload (`full`
+    /// pushes regardless). Never panics: a panic in the syncer becomes a permanent error.
+    pub async fn process(&self, group: ClaimedGroup, full: bool) -> Attempt {
+        let started_at = self.clock.now_ms();
+        let start = Instant::now();
+        let span = tracing::info_span!("push", group = group.id, syncer = %group.syncer, version = group.version);
+        let work = AssertUnwindSafe(self.translate_and_push(&group, full)).catch_unwind();
+        let (operation, result) = match tokio::time::timeout(self.config.push_timeout, work).instrument(span).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(panic)) => ("none", Err(Error::permanent(format!("the syncer panicked: {}", panic_message(&panic))))),
+            Err(_) => (
+                "none",
+                Err(Error::retryable(format!("timed out after {:?}", self.config.push_timeout))),
+            ),
+        };
+        Attempt { group, operation, result, started_at, duration: start.elapsed() }
+    }
+
+    async fn translate_and_push(
+        &self,
+        group: &ClaimedGroup,
+        full: bool,
+    ) -> (&'static str, std::result::Result<Synced, Error>) {
+        let Some(syncer) = self.registry.get(&group.syncer) else {
+            return ("none", Err(Error::Config(format!("no syncer `{}` is registered", group.syncer))));
+        };
+        let payload = if group.root_deleted {
+            None
+        } else {
+            match syncer.translate(&TranslateContext::new(&self.db, group)).await {
+                Ok(payload) => payload,
+                Err(e) => return ("none", Err(e)),
+            }
+        };
+        let Some(payload) = payload else {
+            // The root is gone: delete the remote copy if there is one, then close the group.
+            let Some(remote_id) = group.remote_id.as_deref() else {
+                return ("none", Ok(Synced::Deleted));
+            };
+            let cx = PushContext::new(group, "delete");
+            return ("delete", syncer.delete(&cx, remote_id).await.map(|()| Synced::Deleted));
+        };
+        let digest = digest::digest(syncer.name(), syncer.payload_version(), &payload);
+        if !full && group.remote_id.is_some() && group.last_digest.as_deref() == Some(digest.as_str()) {
+            return ("none", Ok(Synced::Skipped));
+        }
+        let cx = PushContext::new(group, &digest);
+        let text = payload_text(&payload);
+        match group.remote_id.as_deref() {
+            Some(remote_id) => (
+                "update",
+                syncer.update(&cx, remote_id, &payload).await.map(|()| Synced::Pushed {
+                    remote_id: remote_id.to_owned(),
+                    digest,
+                    payload: text,
+                }),
+            ),
+            None => (
+                "create",
+                syncer.create(&cx, &payload).await.map(|remote_id| Synced::Pushed { remote_id, digest, payload: text }),
+            ),
+        }
+    }
+
+    /// Writes the attempt's result to its group (compare-and-set on the lease) and to the
+    /// attempt log. Returns the outcome and whether the lease was still held.
+    pub async fn record(&self, attempts: Vec<Attempt>) -> Result<Vec<(Outcome, bool)>> {
+        let txn = self.db.begin().await.map_err(Error::db_while("recording attempts"))?;
+        let now = self.clock.now_ms();
+        let mut outcomes = Vec::with_capacity(attempts.len());
+        let mut log = Vec::with_capacity(attempts.len());
+        for attempt in &attempts {
+            let group = &attempt.group;
+            let (outcome, held, error) = match &attempt.result {
+                Ok(synced) => {
+                    let outcome = match synced {
+                        Synced::Pushed { .. } => Outcome::Pushed,
+                        Synced::Skipped => Outcome::Skipped,
+                        Synced::Deleted => Outcome::Deleted,
+                    };
+                    (outcome, queue::complete(&txn, group, synced, now).await?, None)
+                }
+                Err(error) => {
+                    let (outcome, held) = self.record_error(&txn, group, error, now).await?;
+                    (outcome, held, Some(error))
+                }
+            };
+            if !held {
+                tracing::warn!(group = group.id, syncer = %group.syncer, "lease lost before the attempt was recorded; another worker took the group over");
+            }
+            match (outcome, error) {
+                (Outcome::Failed | Outcome::Dead, Some(e)) => {
+                    tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
+                }
+                _ => tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded"),
+            }
+            log.push(AttemptRecord {
+                group_id: group.id,
+                syncer: group.syncer.clone(),
+                version: group.version,
+                operation: attempt.operation,
+                outcome: outcome.label(),
+                status_code: error.and_then(Error::status),
+                error: error.map(ToString::to_string),
+                duration_ms: attempt.duration.as_millis() as i64,
+                worker: self.config.worker_id.clone(),
+                started_at: attempt.started_at,
+            });
+            outcomes.push((outcome, held));
+        }
+        queue::log_attempts(&txn, &log).await?;
+        txn.commit().await.map_err(Error::db_while("recording attempts"))?;
+        Ok(outcomes)
+    }
+
+    async fn record_error<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        group: &ClaimedGroup,
+        error: &Error,
+        now: i64,
+    ) -> Result<(Outcome, bool)> {
+        let message = error.to_string();
+        let retry_after = match error.disposition() {
+            Disposition::Wait => {
+                let deferrals = group.deferrals.saturating_add(1);
+                if deferrals as u32 <= self.config.max_deferrals {
+                    let next = now + millis(self.config.not_ready_delay);
+                    return Ok((Outcome::Waiting, queue::defer(db, group, deferrals, &message, next).await?));
+                }
+                None
+            }
+            Disposition::Retry { after } => after,
+            Disposition::Fail => None,
+        };
+        let message = match error.disposition() {
+            Disposition::Wait => format!("gave up waiting after {} tries: {message}", self.config.max_deferrals),
+            _ => message,
+        };
+        let attempts = group.attempts.saturating_add(1);
+        let dead = attempts as u32 >= self.config.max_attempts;
+        let mut delay = self.retry.delay(attempts as u32);
+        if let Some(after) = retry_after {
+            delay = delay.max(after);
+        }
+        let held = queue::fail(db, group, attempts, &message, now + millis(delay), dead).await?;
+        Ok((if dead { Outcome::Dead } else { Outcome::Failed }, held))
+    }
+
+    /// One pass: claims up to `batch_size` due groups, processes them `concurrency` at a time,
+    /// records the results. Returns what happened; an empty report means nothing was due.
+    pub async fn run_once(&self) -> Result<PassReport> {
+        self.run_pass(false).await
+    }
+
+    /// Like [`run_once`](Self::run_once), pushing every claimed group regardless of digests.
+    pub async fn run_once_full(&self) -> Result<PassReport> {
+        self.run_pass(true).await
+    }
+
+    async fn run_pass(&self, full: bool) -> Result<PassReport> {
+        let groups = self.claim(self.config.batch_size).await?;
+        let mut report = PassReport { claimed: groups.len(), ..PassReport::default() };
+        if groups.is_empty() {
+            return Ok(report);
+        }
+        let attempts: Vec<Attempt> = futures::stream::iter(groups)
+            .map(|group| self.process(group, full))
+            .buffer_unordered(self.config.concurrency)
+            .collect()
+            .await;
+        for (outcome, held) in self.record(attempts).await? {
+            report.add(outcome, held);
+        }
+        Ok(report)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+fn payload_text(payload: &Value) -> String {
+    serde_json::to_string(payload).unwrap_or_default()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}

@@ -1,0 +1,345 @@
+//! The queue side of `sync_groups`: claim with a lease, then complete, fail, defer or release.
+//!
+//! Every write after the claim is a compare-and-set on `lease_owner`, so a worker whose lease
+//! expired (and whose group another worker took over) changes nothing. Completion records the
+//! version read at claim time as synced, never "the current one": a touch that lands during the
+//! push leaves the group dirty.
+
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, TransactionSession, TransactionTrait, Value};
+
+use crate::store::statement;
+use crate::{ClaimedGroup, Error, GroupState, Result, RootKey};
+
+const RETURNED: &str =
+    "id, syncer, root_key, version, remote_id, last_digest, root_deleted, attempts, deferrals";
+
+/// What to claim.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// The claiming worker; written to `lease_owner`.
+    pub owner: &'a str,
+    /// Only groups of these syncers are claimed (the ones this worker can push).
+    pub syncers: &'a [String],
+    /// At most this many groups.
+    pub limit: u32,
+    /// Now, in ms since the epoch.
+    pub now: i64,
+    /// The lease's end, in ms since the epoch.
+    pub lease_until: i64,
+}
+
+/// Claims up to `limit` due groups: `pending` or `failed`, `next_attempt_at` passed, not leased
+/// (or the lease expired), oldest due first. Concurrent claimers never get the same group:
+/// PostgreSQL and MariaDB lock with `FOR UPDATE SKIP LOCKED`, SQLite serialises writers.
+pub async fn claim<C>(db: &C, request: &ClaimRequest<'_>) -> Result<Vec<ClaimedGroup>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    if request.syncers.is_empty() || request.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let syncer_list = vec!["?"; request.syncers.len()].join(", ");
+    let due = format!(
+        "SELECT id FROM sync_groups \
+         WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? \
+         AND (lease_until IS NULL OR lease_until < ?) AND syncer IN ({syncer_list}) \
+         ORDER BY next_attempt_at, id LIMIT ?"
+    );
+    let mut due_values: Vec<Value> = vec![request.now.into(), request.now.into()];
+    due_values.extend(request.syncers.iter().map(|s| Value::from(s.as_str())));
+    due_values.push(i64::from(request.limit).into());
+    let context = || format!("claiming groups for worker `{}`", request.owner);
+
+    let rows = match backend {
+        DbBackend::Postgres | DbBackend::Sqlite => {
+            // PostgreSQL: `id = ANY(ARRAY(…))` keeps the plan on the index even under a generic
+            // plan, where `id IN (SELECT … FOR UPDATE SKIP LOCKED)` may scan the whole table.
+            let selector = if backend == DbBackend::Postgres {
+                format!("id = ANY(ARRAY({due} FOR UPDATE SKIP LOCKED))")
+            } else {
+                format!("id IN ({due})")
+            };
+            let sql = format!(
+                "UPDATE sync_groups SET lease_owner = ?, lease_until = ? WHERE {selector} RETURNING {RETURNED}"
+            );
+            let mut values: Vec<Value> = vec![request.owner.into(), request.lease_until.into()];
+            values.extend(due_values);
+            db.query_all_raw(statement(backend, &sql, values)).await.map_err(Error::db_while(context()))?
+        }
+        _ => {
+            // MariaDB/MySQL have no `UPDATE … RETURNING`: lock, read, then lease, in one
+            // transaction.
+            let txn = db.begin().await.map_err(Error::db_while(context()))?;
+            let sql = format!(
+                "SELECT {RETURNED} FROM sync_groups \
+                 WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? \
+                 AND (lease_until IS NULL OR lease_until < ?) AND syncer IN ({syncer_list}) \
+                 ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
+            );
+            let values = due_values;
+            let rows = txn
+                .query_all_raw(statement(backend, &sql, values))
+                .await
+                .map_err(Error::db_while(context()))?;
+            if !rows.is_empty() {
+                let ids: Vec<i64> = rows.iter().map(|r| r.try_get::<i64>("", "id")).collect::<Result<_, _>>()?;
+                let placeholders = vec!["?"; ids.len()].join(", ");
+                let mut values: Vec<Value> = vec![request.owner.into(), request.lease_until.into()];
+                values.extend(ids.into_iter().map(Value::from));
+                txn.execute_raw(statement(
+                    backend,
+                    &format!("UPDATE sync_groups SET lease_owner = ?, lease_until = ? WHERE id IN ({placeholders})"),
+                    values,
+                ))
+                .await
+                .map_err(Error::db_while(context()))?;
+            }
+            txn.commit().await.map_err(Error::db_while(context()))?;
+            rows
+        }
+    };
+    let mut groups = rows
+        .iter()
+        .map(|row| read_claimed(row, request.owner))
+        .collect::<Result<Vec<_>>>()?;
+    groups.sort_by_key(|g| g.id);
+    Ok(groups)
+}
+
+fn read_claimed(row: &QueryResult, owner: &str) -> Result<ClaimedGroup> {
+    Ok(ClaimedGroup {
+        id: row.try_get("", "id")?,
+        syncer: row.try_get("", "syncer")?,
+        root_key: RootKey::from(row.try_get::<String>("", "root_key")?),
+        version: row.try_get("", "version")?,
+        remote_id: row.try_get("", "remote_id")?,
+        last_digest: row.try_get("", "last_digest")?,
+        root_deleted: row.try_get("", "root_deleted")?,
+        attempts: row.try_get("", "attempts")?,
+        deferrals: row.try_get("", "deferrals")?,
+        lease_owner: owner.to_owned(),
+    })
+}
+
+/// How a successful attempt changes what the group knows about the remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Synced {
+    /// The remote accepted this payload (create or update).
+    Pushed {
+        /// The remote's id for the entity.
+        remote_id: String,
+        /// The digest of the payload.
+        digest: String,
+        /// The payload, as JSON text.
+        payload: String,
+    },
+    /// The payload's digest equals `last_digest`: nothing was sent.
+    Skipped,
+    /// The remote copy was deleted (or never existed): the group is closed.
+    Deleted,
+}
+
+/// Records a successful attempt: `synced_version` becomes the version read at claim time, and
+/// the group is `synced` (or `deleted`), or stays `pending` if it was touched meanwhile.
+/// Returns `false` if this worker no longer holds the lease (nothing was written).
+pub async fn complete<C: ConnectionTrait>(db: &C, group: &ClaimedGroup, synced: &Synced, now: i64) -> Result<bool> {
+    let backend = db.get_database_backend();
+    let (remote_sets, mut values): (&str, Vec<Value>) = match synced {
+        Synced::Pushed { remote_id, digest, payload } => (
+            "remote_id = ?, last_digest = ?, last_payload = ?, ",
+            vec![remote_id.as_str().into(), digest.as_str().into(), payload.as_str().into()],
+        ),
+        Synced::Skipped => ("", vec![]),
+        Synced::Deleted => ("remote_id = NULL, last_digest = NULL, last_payload = NULL, ", vec![]),
+    };
+    let closed_state = match synced {
+        Synced::Deleted => GroupState::Deleted,
+        _ => GroupState::Synced,
+    };
+    let sql = format!(
+        "UPDATE sync_groups SET {remote_sets}synced_version = ?, synced_at = ?, attempts = 0, deferrals = 0, \
+         last_error = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, \
+         state = CASE WHEN version > ? THEN 'pending' ELSE ? END \
+         WHERE id = ? AND lease_owner = ?"
+    );
+    values.extend([
+        group.version.into(),
+        now.into(),
+        now.into(),
+        group.version.into(),
+        closed_state.as_str().into(),
+        group.id.into(),
+        group.lease_owner.as_str().into(),
+    ]);
+    let result = db
+        .execute_raw(statement(backend, &sql, values))
+        .await
+        .map_err(Error::db_while(format!("completing `{}` group `{}`", group.syncer, group.root_key)))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Records a failed attempt: `attempts` becomes `attempts`, the group is `failed` until
+/// `next_attempt_at`, or `dead` when `dead` is set — unless it was touched during this attempt,
+/// in which case the new data gets one more try before it is declared dead.
+/// Returns `false` if this worker no longer holds the lease.
+pub async fn fail<C: ConnectionTrait>(
+    db: &C,
+    group: &ClaimedGroup,
+    attempts: i32,
+    error: &str,
+    next_attempt_at: i64,
+    dead: bool,
+) -> Result<bool> {
+    let backend = db.get_database_backend();
+    let state = if dead { GroupState::Dead } else { GroupState::Failed };
+    let sql = "UPDATE sync_groups SET attempts = ?, last_error = ?, next_attempt_at = ?, \
+               lease_owner = NULL, lease_until = NULL, \
+               state = CASE WHEN version > ? THEN 'failed' ELSE ? END \
+               WHERE id = ? AND lease_owner = ?";
+    let values: Vec<Value> = vec![
+        attempts.into(),
+        truncate(error, 4000).into(),
+        next_attempt_at.into(),
+        group.version.into(),
+        state.as_str().into(),
+        group.id.into(),
+        group.lease_owner.as_str().into(),
+    ];
+    let result = db
+        .execute_raw(statement(backend, sql, values))
+        .await
+        .map_err(Error::db_while(format!("failing `{}` group `{}`", group.syncer, group.root_key)))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Records a "not ready" answer: the group keeps its state and is due again at
+/// `next_attempt_at`; `deferrals` counts these answers. Returns `false` if the lease was lost.
+pub async fn defer<C: ConnectionTrait>(
+    db: &C,
+    group: &ClaimedGroup,
+    deferrals: i32,
+    reason: &str,
+    next_attempt_at: i64,
+) -> Result<bool> {
+    let backend = db.get_database_backend();
+    let sql = "UPDATE sync_groups SET deferrals = ?, last_error = ?, next_attempt_at = ?, \
+               lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?";
+    let values: Vec<Value> = vec![
+        deferrals.into(),
+        truncate(reason, 4000).into(),
+        next_attempt_at.into(),
+        group.id.into(),
+        group.lease_owner.as_str().into(),
+    ];
+    let result = db
+        .execute_raw(statement(backend, sql, values))
+        .await
+        .map_err(Error::db_while(format!("deferring `{}` group `{}`", group.syncer, group.root_key)))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Gives back claims this worker will not work on (on shutdown): they are due again at once for
+/// any worker. Returns how many were released.
+pub async fn release<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64]) -> Result<u64> {
+    lease_update(db, owner, ids, None).await
+}
+
+/// Extends this worker's leases on `ids` until `lease_until` (for pushes longer than the lease).
+/// Returns how many are still held.
+pub async fn renew<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64], lease_until: i64) -> Result<u64> {
+    lease_update(db, owner, ids, Some(lease_until)).await
+}
+
+async fn lease_update<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64], until: Option<i64>) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let backend = db.get_database_backend();
+    let mut done = 0;
+    for chunk in ids.chunks(500) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let (sets, mut values): (&str, Vec<Value>) = match until {
+            Some(until) => ("lease_until = ?", vec![until.into()]),
+            None => ("lease_owner = NULL, lease_until = NULL", vec![]),
+        };
+        values.push(owner.into());
+        values.extend(chunk.iter().map(|id| Value::from(*id)));
+        let sql = format!("UPDATE sync_groups SET {sets} WHERE lease_owner = ? AND id IN ({placeholders})");
+        done += db
+            .execute_raw(statement(backend, &sql, values))
+            .await
+            .map_err(Error::db_while(format!("updating the leases of worker `{owner}`")))?
+            .rows_affected();
+    }
+    Ok(done)
+}
+
+/// One row of the attempt log.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The group.
+    pub group_id: i64,
+    /// Its syncer.
+    pub syncer: String,
+    /// The version pushed.
+    pub version: i64,
+    /// `create`, `update`, `delete` or `none`.
+    pub operation: &'static str,
+    /// `ok`, `skipped`, `waiting`, `retry`, `failed` or `dead`.
+    pub outcome: &'static str,
+    /// The remote's status code.
+    pub status_code: Option<u16>,
+    /// The error, for failures.
+    pub error: Option<String>,
+    /// How long the attempt took.
+    pub duration_ms: i64,
+    /// The worker.
+    pub worker: String,
+    /// When it started.
+    pub started_at: i64,
+}
+
+/// Appends attempts to `sync_attempts`, in one statement per 100 rows.
+pub async fn log_attempts<C: ConnectionTrait>(db: &C, attempts: &[AttemptRecord]) -> Result<()> {
+    let backend = db.get_database_backend();
+    for chunk in attempts.chunks(100) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO sync_attempts (group_id, syncer, version, operation, outcome, status_code, \
+             error, duration_ms, worker, started_at) VALUES {rows}"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
+        for a in chunk {
+            values.extend([
+                a.group_id.into(),
+                a.syncer.as_str().into(),
+                a.version.into(),
+                a.operation.into(),
+                a.outcome.into(),
+                a.status_code.map(i32::from).into(),
+                a.error.as_deref().map(|e| truncate(e, 4000)).into(),
+                a.duration_ms.into(),
+                a.worker.as_str().into(),
+                a.started_at.into(),
+            ]);
+        }
+        db.execute_raw(statement(backend, &sql, values))
+            .await
+            .map_err(Error::db_while("writing the attempt log"))?;
+    }
+    Ok(())
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}

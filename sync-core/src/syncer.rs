@@ -1,0 +1,279 @@
+//! The [`Syncer`] trait: how one kind of remote entity is built and pushed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use serde_json::Value;
+
+use crate::entity::sync_group;
+use crate::{Error, HttpRemote, Result, RootKey};
+
+/// One kind of remote entity: how to build its payload from the local rows, and how to push it.
+///
+/// A syncer is registered with the worker under [`name`](Syncer::name), the same name the models'
+/// `#[sync(syncer = "...")]` attributes use. Most syncers implement [`translate`](Syncer::translate)
+/// and hand pushing to the built-in [`HttpRemote`] by returning it from
+/// [`remote`](Syncer::remote); a syncer for a remote that is not plain REST implements
+/// [`create`](Syncer::create), [`update`](Syncer::update) and [`delete`](Syncer::delete) itself.
+///
+/// ```no_run
+/// use sync_core::{HttpRemote, Result, Syncer, TranslateContext, async_trait};
+/// use serde_json::{Value, json};
+///
+/// struct ContactSyncer { remote: HttpRemote }
+///
+/// #[async_trait]
+/// impl Syncer for ContactSyncer {
+///     fn name(&self) -> &str { "crm.contact" }
+///     fn payload_version(&self) -> u32 { 1 }
+///     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
+///         let id: i32 = cx.key()?;
+///         # let _ = id;
+///         // let Some(c) = customer::Entity::find_by_id(id).one(cx.db()).await? else { return Ok(None) };
+///         Ok(Some(json!({ "id": id })))
+///     }
+///     fn remote(&self) -> Option<&HttpRemote> { Some(&self.remote) }
+/// }
+/// ```
+#[async_trait]
+pub trait Syncer: Send + Sync + 'static {
+    /// The stable name, e.g. `crm.contact`. Stored in `sync_groups.syncer`: renaming it orphans
+    /// the existing groups.
+    fn name(&self) -> &str;
+
+    /// The version of the mapping. It is part of every payload digest, so bumping it after
+    /// changing [`translate`](Syncer::translate) makes every group's next push a real one
+    /// instead of a digest skip.
+    fn payload_version(&self) -> u32 {
+        1
+    }
+
+    /// Reads the group's root (and dependents) through `cx.db()` and builds the payload the
+    /// remote should hold. `Ok(None)` means the root no longer exists: the remote copy is deleted.
+    ///
+    /// Return [`Error::NotReady`] (see [`TranslateContext::remote_id_of`]) when a prerequisite
+    /// is missing, [`Error::Permanent`] when the data cannot be translated.
+    async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>>;
+
+    /// Creates the entity on the remote and returns the id the remote gave it.
+    async fn create(&self, cx: &PushContext<'_>, payload: &Value) -> Result<String> {
+        self.require_remote()?.create(payload, cx.external_key(), cx.idempotency_key()).await
+    }
+
+    /// Replaces the remote entity `remote_id` with `payload`.
+    async fn update(&self, cx: &PushContext<'_>, remote_id: &str, payload: &Value) -> Result<()> {
+        self.require_remote()?.update(remote_id, payload, cx.idempotency_key()).await
+    }
+
+    /// Deletes the remote entity `remote_id`. Deleting what is already gone succeeds.
+    async fn delete(&self, cx: &PushContext<'_>, remote_id: &str) -> Result<()> {
+        self.require_remote()?.delete(remote_id, cx.idempotency_key()).await
+    }
+
+    /// The built-in HTTP remote the default `create`, `update` and `delete` use.
+    fn remote(&self) -> Option<&HttpRemote> {
+        None
+    }
+
+    #[doc(hidden)]
+    fn require_remote(&self) -> Result<&HttpRemote> {
+        self.remote().ok_or_else(|| {
+            Error::Config(format!(
+                "syncer `{}` neither returns an `HttpRemote` from `remote()` nor implements \
+                 `create`, `update` and `delete`",
+                self.name()
+            ))
+        })
+    }
+}
+
+/// A group claimed by a worker: what it read at claim time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimedGroup {
+    /// `sync_groups.id`.
+    pub id: i64,
+    /// The syncer's name.
+    pub syncer: String,
+    /// The root's key.
+    pub root_key: RootKey,
+    /// The version read at claim time; completion records exactly this one as synced.
+    pub version: i64,
+    /// The remote's id, once created.
+    pub remote_id: Option<String>,
+    /// Digest of the last payload the remote accepted.
+    pub last_digest: Option<String>,
+    /// The root is gone: push a delete.
+    pub root_deleted: bool,
+    /// Failed attempts so far.
+    pub attempts: i32,
+    /// "Not ready" answers so far.
+    pub deferrals: i32,
+    /// The worker holding the lease.
+    pub lease_owner: String,
+}
+
+impl ClaimedGroup {
+    /// The idempotency key of a push of this group at this version with this payload digest.
+    /// A repeated push (after a crash) carries the same key; a changed mapping gets a new one.
+    pub fn idempotency_key(&self, digest: &str) -> String {
+        let short = digest.get(..16).unwrap_or(digest);
+        format!("{}-{}-{short}", self.id, self.version)
+    }
+}
+
+/// What [`Syncer::translate`] gets: the database and the group to translate.
+#[derive(Debug)]
+pub struct TranslateContext<'a> {
+    db: &'a DatabaseConnection,
+    group: &'a ClaimedGroup,
+}
+
+impl<'a> TranslateContext<'a> {
+    /// A context for `group`. The worker builds these; tests and `plan` may too.
+    pub fn new(db: &'a DatabaseConnection, group: &'a ClaimedGroup) -> Self {
+        TranslateContext { db, group }
+    }
+
+    /// The application's database.
+    pub fn db(&self) -> &'a DatabaseConnection {
+        self.db
+    }
+
+    /// The group being translated.
+    pub fn group(&self) -> &'a ClaimedGroup {
+        self.group
+    }
+
+    /// The root's key as text.
+    pub fn root_key(&self) -> &'a RootKey {
+        &self.group.root_key
+    }
+
+    /// The root's key parsed into its type, e.g. `let id: i32 = cx.key()?;`.
+    pub fn key<T: std::str::FromStr>(&self) -> Result<T> {
+        self.group.root_key.parse().map_err(|_| {
+            Error::permanent(format!(
+                "`{}` group key `{}` is not a valid `{}`",
+                self.group.syncer,
+                self.group.root_key,
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// The remote id of another group, e.g. the ERP id of the customer a sales order refers to.
+    /// When that group has no remote id yet, this returns [`Error::NotReady`] naming it, and the
+    /// worker retries this group shortly without counting a failure.
+    pub async fn remote_id_of(&self, syncer: &str, key: impl Into<RootKey>) -> Result<String> {
+        let key = key.into();
+        let found: Option<Option<String>> = sync_group::Entity::find()
+            .select_only()
+            .column(sync_group::Column::RemoteId)
+            .filter(sync_group::Column::Syncer.eq(syncer))
+            .filter(sync_group::Column::RootKey.eq(key.as_str()))
+            .into_tuple()
+            .one(self.db)
+            .await
+            .map_err(Error::db_while(format!("looking up the remote id of `{syncer}` group `{key}`")))?;
+        match found {
+            Some(Some(id)) => Ok(id),
+            Some(None) => Err(Error::not_ready(format!("`{syncer}` group `{key}` has no remote id yet"))),
+            None => Err(Error::not_ready(format!(
+                "`{syncer}` group `{key}` is not registered (call `sync_core::sync` for its root)"
+            ))),
+        }
+    }
+}
+
+/// What a push operation gets.
+#[derive(Debug)]
+pub struct PushContext<'a> {
+    group: &'a ClaimedGroup,
+    idempotency_key: String,
+    external_key: String,
+}
+
+impl<'a> PushContext<'a> {
+    /// A context for pushing `group` with a payload whose digest is `digest`.
+    pub fn new(group: &'a ClaimedGroup, digest: &str) -> Self {
+        PushContext {
+            group,
+            idempotency_key: group.idempotency_key(digest),
+            external_key: format!("{}:{}", group.syncer, group.root_key),
+        }
+    }
+
+    /// The group being pushed.
+    pub fn group(&self) -> &'a ClaimedGroup {
+        self.group
+    }
+
+    /// Same for every repeat of this push; send it so the remote can drop duplicates.
+    pub fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
+    }
+
+    /// A stable key of the local entity (`syncer:root_key`), for remotes that upsert by an
+    /// external key: a repeated create then updates instead of duplicating.
+    pub fn external_key(&self) -> &str {
+        &self.external_key
+    }
+}
+
+/// Syncers by name, as the worker knows them.
+#[derive(Clone, Default)]
+pub struct Registry {
+    syncers: Vec<Arc<dyn Syncer>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.syncers.iter().map(|s| s.name())).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a syncer. Fails if its name is empty or already registered.
+    pub fn register(&mut self, syncer: impl Syncer) -> Result<&mut Self> {
+        self.register_arc(Arc::new(syncer))
+    }
+
+    /// Adds a shared syncer.
+    pub fn register_arc(&mut self, syncer: Arc<dyn Syncer>) -> Result<&mut Self> {
+        let name = syncer.name();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_whitespace) {
+            return Err(Error::Config(format!(
+                "syncer name `{name}` is invalid: use 1 to 100 characters without spaces, e.g. `crm.contact`"
+            )));
+        }
+        if self.get(name).is_some() {
+            return Err(Error::Config(format!(
+                "syncer `{name}` is registered twice; each name must be registered once"
+            )));
+        }
+        self.syncers.push(syncer);
+        Ok(self)
+    }
+
+    /// The syncer named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Syncer>> {
+        self.syncers.iter().find(|s| s.name() == name)
+    }
+
+    /// The registered names, in registration order.
+    pub fn names(&self) -> Vec<String> {
+        self.syncers.iter().map(|s| s.name().to_owned()).collect()
+    }
+
+    /// Whether no syncer is registered.
+    pub fn is_empty(&self) -> bool {
+        self.syncers.is_empty()
+    }
+}

@@ -1,0 +1,221 @@
+//! An apalis backend whose tasks are groups claimed from `sync_groups`.
+//!
+//! apalis drives it: it asks for the next task only when a concurrency slot is free, so claims
+//! never outrun the pushes. There is no job table: the backend claims a small batch of due
+//! groups (with a lease), hands them out one by one, and when nothing is due it waits, without
+//! spinning, for an in-process wake-up (a touch in this process) or the poll interval.
+//! Database errors are logged and retried with a growing delay; they never stop the worker.
+//! On shutdown, groups claimed but not started are released at once.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis_core::backend::finalize::Ephemeral;
+use apalis_core::backend::{Backend, BackendConfig};
+use apalis_core::task::Task;
+use apalis_core::task::task_id::RandomId;
+use apalis_core::worker::context::WorkerContext;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sync_core::{ClaimedGroup, Engine};
+use tower::layer::util::Identity;
+
+/// How the backend waits for work.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    /// The longest wait between two claims when nothing is due and no wake-up came.
+    pub poll_interval: Duration,
+    /// Groups claimed at once (at most; normally the worker's concurrency).
+    pub claim_batch: u32,
+    /// The first delay after a database error; doubles up to `poll_interval × 10`.
+    pub error_backoff: Duration,
+}
+
+enum State {
+    /// Ready to claim.
+    Idle,
+    /// A claim is running.
+    Claiming(BoxFuture<'static, sync_core::Result<Vec<ClaimedGroup>>>, u64),
+    /// Nothing due: wait for the timer or a wake-up.
+    Waiting(Pin<Box<tokio::time::Sleep>>, Pin<Box<tokio::sync::futures::Notified<'static>>>),
+    /// Shutting down: releasing what was claimed and not started.
+    Releasing(BoxFuture<'static, ()>),
+    /// Closed.
+    Closed,
+}
+
+/// The backend. Build it with [`GroupBackend::new`] and give it to an apalis `WorkerBuilder`.
+pub struct GroupBackend {
+    engine: Engine,
+    settings: PollSettings,
+    buffer: VecDeque<ClaimedGroup>,
+    state: State,
+    /// Consecutive database errors, for the backoff.
+    errors: u32,
+    /// Set after a wake-up found nothing: look once more shortly, the touching transaction may
+    /// not have committed yet.
+    recheck: bool,
+}
+
+impl std::fmt::Debug for GroupBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupBackend")
+            .field("worker", &self.engine.config().worker_id)
+            .field("buffered", &self.buffer.len())
+            .finish()
+    }
+}
+
+impl GroupBackend {
+    /// A backend claiming through `engine`.
+    pub fn new(engine: Engine, settings: PollSettings) -> Self {
+        GroupBackend { engine, settings, buffer: VecDeque::new(), state: State::Idle, errors: 0, recheck: false }
+    }
+
+    fn start_claim(&mut self) {
+        let engine = self.engine.clone();
+        let limit = self.settings.claim_batch.max(1);
+        let generation = sync_core::wake::generation();
+        self.state = State::Claiming(async move { engine.claim(limit).await }.boxed(), generation);
+    }
+
+    fn wait(&mut self, delay: Duration) {
+        let notified = sync_core::wake::notified_future();
+        self.state = State::Waiting(Box::pin(tokio::time::sleep(delay)), notified);
+    }
+}
+
+/// The backend's errors. It reports none: database errors are retried inside.
+#[derive(Debug, thiserror::Error)]
+#[error("sync backend error: {0}")]
+pub struct BackendError(String);
+
+impl Backend for GroupBackend {
+    type Task = Task<ClaimedGroup>;
+    type Error = BackendError;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        _worker: &WorkerContext,
+    ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
+        loop {
+            if let Some(group) = self.buffer.pop_front() {
+                return Poll::Ready(Some(Ok(Task::new(group))));
+            }
+            match &mut self.state {
+                State::Idle => self.start_claim(),
+                State::Claiming(claim, generation) => {
+                    let generation = *generation;
+                    let result = match claim.poll_unpin(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(result) => result,
+                    };
+                    match result {
+                        Ok(groups) if !groups.is_empty() => {
+                            self.errors = 0;
+                            self.recheck = false;
+                            self.buffer.extend(groups);
+                            self.state = State::Idle;
+                        }
+                        Ok(_) => {
+                            self.errors = 0;
+                            if sync_core::wake::generation() != generation {
+                                // Touched while we were claiming: look again right away.
+                                self.recheck = true;
+                                self.state = State::Idle;
+                            } else if std::mem::take(&mut self.recheck) {
+                                self.wait(Duration::from_millis(50).min(self.settings.poll_interval));
+                            } else {
+                                self.wait(self.settings.poll_interval);
+                            }
+                        }
+                        Err(error) => {
+                            self.errors = self.errors.saturating_add(1);
+                            let delay = self
+                                .settings
+                                .error_backoff
+                                .saturating_mul(1 << self.errors.min(10).saturating_sub(1))
+                                .min(self.settings.poll_interval.saturating_mul(10));
+                            tracing::warn!(%error, retry_in = ?delay, "cannot claim groups; the database may be unavailable");
+                            self.wait(delay);
+                        }
+                    }
+                }
+                State::Waiting(sleep, notified) => {
+                    let woken = notified.as_mut().poll(cx).is_ready();
+                    if woken {
+                        self.recheck = true;
+                    }
+                    if woken || sleep.as_mut().poll(cx).is_ready() {
+                        self.state = State::Idle;
+                    } else {
+                        return Poll::Pending;
+                    }
+                }
+                State::Releasing(_) | State::Closed => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+        loop {
+            match &mut self.state {
+                State::Closed => return Poll::Ready(Ok(())),
+                State::Releasing(release) => {
+                    if release.poll_unpin(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.state = State::Closed;
+                }
+                State::Claiming(claim, _) => {
+                    // Let a running claim finish, then release what it took.
+                    match claim.poll_unpin(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(groups)) => self.buffer.extend(groups),
+                        Poll::Ready(Err(_)) => {}
+                    }
+                    self.state = State::Idle;
+                }
+                State::Idle | State::Waiting(..) => {
+                    let ids: Vec<i64> = self.buffer.drain(..).map(|g| g.id).collect();
+                    let engine = self.engine.clone();
+                    self.state = State::Releasing(
+                        async move {
+                            if ids.is_empty() {
+                                return;
+                            }
+                            match engine.release(&ids).await {
+                                Ok(n) => tracing::info!(released = n, "released claimed groups that were not started"),
+                                Err(error) => tracing::warn!(%error, "could not release claims; their leases will expire"),
+                            }
+                        }
+                        .boxed(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl BackendConfig for GroupBackend {
+    type Args = ClaimedGroup;
+    type Id = RandomId;
+    type Kind = Ephemeral;
+    type Config = PollSettings;
+    type Layer = Identity;
+
+    fn config(&self) -> &Self::Config {
+        &self.settings
+    }
+
+    fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
+        Identity::new()
+    }
+}

@@ -1,0 +1,136 @@
+//! The command line of an application's worker binary: settings from flags and environment,
+//! and the subcommands operators use.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sync_core::{EngineConfig, Registry};
+
+use crate::{Error, Worker, WorkerSettings};
+
+/// A sync worker.
+#[derive(Debug, Parser)]
+#[command(version, about = "Keeps remote systems in step with this application's data")]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// What to do (default: `run`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Settings, from flags or the environment.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// The application's database.
+    #[arg(long, env = "DATABASE_URL", global = true, default_value = "sqlite://app.db?mode=rwc", hide_env_values = true)]
+    pub database_url: String,
+    /// This worker's name in leases and logs (default: host, pid and a random suffix).
+    #[arg(long, env = "SYNC_WORKER_ID", global = true)]
+    pub worker_id: Option<String>,
+    /// Pushes in flight at once.
+    #[arg(long, env = "SYNC_CONCURRENCY", global = true, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Groups claimed per pass.
+    #[arg(long, env = "SYNC_BATCH_SIZE", global = true, default_value_t = 100)]
+    pub batch_size: u32,
+    /// Seconds a claim is held before another worker may take the group over.
+    #[arg(long, env = "SYNC_LEASE_SECS", global = true, default_value_t = 60)]
+    pub lease_secs: u64,
+    /// Seconds one translate-and-push may take; must be less than the lease.
+    #[arg(long, env = "SYNC_PUSH_TIMEOUT_SECS", global = true, default_value_t = 30)]
+    pub push_timeout_secs: u64,
+    /// Failed attempts after which a group is dead.
+    #[arg(long, env = "SYNC_MAX_ATTEMPTS", global = true, default_value_t = 8)]
+    pub max_attempts: u32,
+    /// Longest idle wait between looks at the queue, in milliseconds.
+    #[arg(long, env = "SYNC_POLL_INTERVAL_MS", global = true, default_value_t = 1000)]
+    pub poll_interval_ms: u64,
+    /// Database connections.
+    #[arg(long, env = "SYNC_POOL_SIZE", global = true, default_value_t = 10)]
+    pub pool_size: u32,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Push dirty groups until SIGINT/SIGTERM (or, with `--once`, until nothing is due).
+    Run {
+        /// Stop when nothing is due instead of waiting for more.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+impl Settings {
+    /// The worker settings these flags describe. Fails with a message naming the bad flag.
+    pub fn worker_settings(&self) -> Result<WorkerSettings, Error> {
+        let mut engine = EngineConfig::default();
+        if let Some(id) = &self.worker_id {
+            engine.worker_id = id.clone();
+        }
+        engine.concurrency = self.concurrency;
+        engine.batch_size = self.batch_size;
+        engine.lease = Duration::from_secs(self.lease_secs);
+        engine.push_timeout = Duration::from_secs(self.push_timeout_secs);
+        engine.max_attempts = self.max_attempts;
+        engine.validate().map_err(|e| Error::Config(format!("{e} (see --help)")))?;
+        let mut settings = WorkerSettings::default();
+        settings.engine = engine;
+        settings.poll_interval = Duration::from_millis(self.poll_interval_ms.max(1));
+        Ok(settings)
+    }
+}
+
+/// Parses the command line, builds the registry with `syncers`, and runs the subcommand.
+/// Errors are printed as one line on stderr; the exit code is 2 for bad settings, 1 otherwise.
+pub async fn main<F>(syncers: F) -> ExitCode
+where
+    F: FnOnce(&Settings) -> sync_core::Result<Registry>,
+{
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli, syncers).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            match error {
+                Error::Config(_) | Error::Sync(sync_core::Error::Config(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run<F>(cli: Cli, syncers: F) -> Result<(), Error>
+where
+    F: FnOnce(&Settings) -> sync_core::Result<Registry>,
+{
+    let settings = cli.settings.worker_settings()?;
+    let registry = syncers(&cli.settings)?;
+    let db = sync_core::connect(&cli.settings.database_url, cli.settings.pool_size).await?;
+    let worker = Worker::new(db, registry, settings)?;
+    match cli.command.unwrap_or(Command::Run { once: false }) {
+        Command::Run { once: true } => {
+            let report = worker.run_until_idle(usize::MAX).await?;
+            println!(
+                "pushed {}, skipped {}, deleted {}, waiting {}, failed {}, dead {}",
+                report.pushed, report.skipped, report.deleted, report.waiting, report.failed, report.dead
+            );
+            Ok(())
+        }
+        Command::Run { once: false } => worker.run().await,
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Does nothing if a subscriber is
+/// already set.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,441 @@
+//! Tools for testing an application's syncers: a mock REST remote on loopback that records
+//! every request, stores what it was sent, honours idempotency keys, and can be told to fail,
+//! answer 429, hang, or hold requests until the test releases them.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let remote = sync_worker::testing::MockRemote::start().await;
+//! let url = remote.url(); // point an `HttpRemote` at `{url}/crm`
+//! // … run the worker …
+//! assert_eq!(remote.requests_matching("POST", "/crm/contacts").len(), 1);
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+/// One request the mock remote received.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecordedRequest {
+    /// `POST`, `PUT`, `PATCH`, `DELETE`, `GET`.
+    pub method: String,
+    /// The path, e.g. `/crm/contacts/3`.
+    pub path: String,
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: Option<String>,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The JSON body, if any.
+    pub body: Option<Value>,
+    /// The status answered.
+    pub status: u16,
+    /// Whether the answer was replayed for a repeated idempotency key (nothing applied).
+    pub replayed: bool,
+    /// When the request arrived.
+    pub started: Instant,
+    /// When the answer was sent.
+    pub finished: Instant,
+}
+
+/// What a [`Fault`] makes the remote answer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// This status, with this JSON body.
+    Status(u16, Value),
+    /// 429 with `Retry-After: seconds`.
+    TooManyRequests {
+        /// The `Retry-After` value.
+        retry_after_secs: u64,
+    },
+    /// 200/201 with a body that is not JSON.
+    MalformedJson,
+    /// A create answered 201 without an id.
+    CreateWithoutId,
+    /// Wait this long before answering normally (past the client's timeout, typically).
+    Hang(Duration),
+}
+
+/// A scripted misbehaviour for matching requests.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    method: Option<String>,
+    path_contains: Option<String>,
+    times: Option<usize>,
+    kind: FaultKind,
+}
+
+impl Fault {
+    /// Applies `kind` to every request (narrow it with the other methods).
+    pub fn new(kind: FaultKind) -> Self {
+        Fault { method: None, path_contains: None, times: None, kind }
+    }
+
+    /// Only requests with this method.
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_uppercase());
+        self
+    }
+
+    /// Only requests whose path contains `part`.
+    pub fn path_contains(mut self, part: &str) -> Self {
+        self.path_contains = Some(part.to_owned());
+        self
+    }
+
+    /// Only the next `n` matching requests.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method)
+            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
+            && self.times.is_none_or(|n| n > 0)
+    }
+}
+
+/// Requests held until [`Hold::release`].
+#[derive(Debug, Clone)]
+pub struct Hold {
+    arrived: watch::Receiver<usize>,
+    release: Arc<Notify>,
+    released: Arc<Mutex<bool>>,
+}
+
+impl Hold {
+    /// Waits until `n` held requests have arrived.
+    pub async fn arrived(&mut self, n: usize) {
+        let _ = self.arrived.wait_for(|count| *count >= n).await;
+    }
+
+    /// Lets every held request (and later ones) through.
+    pub fn release(&self) {
+        *self.released.lock().expect("lock") = true;
+        self.release.notify_waiters();
+    }
+}
+
+struct HoldState {
+    path_contains: Option<String>,
+    arrived: watch::Sender<usize>,
+    release: Arc<Notify>,
+    released: Arc<Mutex<bool>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<RecordedRequest>,
+    /// collection path → id → record.
+    records: BTreeMap<String, BTreeMap<String, Value>>,
+    next_id: u64,
+    faults: VecDeque<Fault>,
+    idempotent: HashMap<(String, String, String), (u16, Value)>,
+    hold: Option<HoldState>,
+    upsert_on_put: bool,
+    string_ids: bool,
+}
+
+/// A mock REST remote on `127.0.0.1`. Stops when dropped.
+#[derive(Clone)]
+pub struct MockRemote {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    _server: Arc<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for MockRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockRemote").field("addr", &self.addr).finish()
+    }
+}
+
+/// Stops the server when the last handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl MockRemote {
+    /// Starts a remote on a free loopback port.
+    pub async fn start() -> MockRemote {
+        Self::start_on("127.0.0.1:0").await.expect("bind a loopback port")
+    }
+
+    /// Starts a remote on `addr`.
+    pub async fn start_on(addr: &str) -> std::io::Result<MockRemote> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Mutex::new(Inner { next_id: 1, ..Inner::default() }));
+        let app = Router::new().fallback(handle).with_state(inner.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(MockRemote { addr, inner, _server: Arc::new(AbortOnDrop(server)) })
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers `PUT` to an unknown id by creating it (remotes that upsert by external key),
+    /// instead of 404.
+    pub fn upsert_on_put(&self, on: bool) {
+        self.lock().upsert_on_put = on;
+    }
+
+    /// Gives created records string ids (`"r-1"`) instead of numbers.
+    pub fn string_ids(&self, on: bool) {
+        self.lock().string_ids = on;
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// Requests with `method` (or any, if empty) whose path starts with `path_prefix`.
+    pub fn requests_matching(&self, method: &str, path_prefix: &str) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| (method.is_empty() || r.method == method) && r.path.starts_with(path_prefix))
+            .collect()
+    }
+
+    /// Forgets the recorded requests (not the records).
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+
+    /// The records of a collection (path without the leading `/`, e.g. `crm/contacts`), by id.
+    pub fn records(&self, collection: &str) -> BTreeMap<String, Value> {
+        self.lock().records.get(collection.trim_matches('/')).cloned().unwrap_or_default()
+    }
+
+    /// One record.
+    pub fn record(&self, collection: &str, id: &str) -> Option<Value> {
+        self.records(collection).remove(id)
+    }
+
+    /// Adds a scripted fault; faults are tried in the order added.
+    pub fn push_fault(&self, fault: Fault) {
+        self.lock().faults.push_back(fault);
+    }
+
+    /// Removes every scripted fault.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Holds every request whose path contains `path_contains` (all, if `None`) until
+    /// [`Hold::release`].
+    pub fn hold(&self, path_contains: Option<&str>) -> Hold {
+        let (arrived, receiver) = watch::channel(0);
+        let release = Arc::new(Notify::new());
+        let released = Arc::new(Mutex::new(false));
+        self.lock().hold = Some(HoldState {
+            path_contains: path_contains.map(str::to_owned),
+            arrived,
+            release: release.clone(),
+            released: released.clone(),
+        });
+        Hold { arrived: receiver, release, released }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("mock remote state")
+    }
+}
+
+async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let bytes = to_bytes(request.into_body(), 16 << 20).await.unwrap_or_default();
+    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+
+    if method == Method::GET && path == "/_mock/requests" {
+        let requests = inner.lock().expect("lock").requests.clone();
+        let list: Vec<Value> = requests
+            .iter()
+            .map(|r| json!({"method": r.method, "path": r.path, "status": r.status, "idempotency_key": r.idempotency_key, "body": r.body, "replayed": r.replayed}))
+            .collect();
+        return axum::Json(list).into_response();
+    }
+    if method == Method::GET && path == "/_mock/records" {
+        let records = inner.lock().expect("lock").records.clone();
+        return axum::Json(records).into_response();
+    }
+
+    // A held request waits here, outside the lock.
+    let hold = {
+        let state = inner.lock().expect("lock");
+        state.hold.as_ref().and_then(|h| {
+            let applies = h.path_contains.as_deref().is_none_or(|p| path.contains(p));
+            let released = *h.released.lock().expect("lock");
+            (applies && !released).then(|| {
+                let notified = h.release.clone();
+                h.arrived.send_modify(|n| *n += 1);
+                notified
+            })
+        })
+    };
+    if let Some(release) = hold {
+        let released = inner.lock().expect("lock").hold.as_ref().map(|h| h.released.clone());
+        loop {
+            let wait = release.notified();
+            if released.as_ref().is_none_or(|r| *r.lock().expect("lock")) {
+                break;
+            }
+            wait.await;
+        }
+    }
+
+    let fault = {
+        let mut state = inner.lock().expect("lock");
+        let method = method.as_str();
+        let found = state.faults.iter_mut().find(|f| f.matches(method, &path));
+        found.map(|f| {
+            if let Some(n) = &mut f.times {
+                *n -= 1;
+            }
+            f.kind.clone()
+        })
+    };
+    let idempotency_key = header(&headers, "idempotency-key");
+    let (status, response) = match fault {
+        Some(FaultKind::Hang(d)) => {
+            tokio::time::sleep(d).await;
+            apply(&inner, &method, &path, idempotency_key.as_deref(), body.clone())
+        }
+        Some(kind) => (fault_response(kind), false),
+        None => apply(&inner, &method, &path, idempotency_key.as_deref(), body.clone()),
+    };
+    let (response, replayed) = (status, response);
+    let status_code = response.status().as_u16();
+    inner.lock().expect("lock").requests.push(RecordedRequest {
+        method: method.to_string(),
+        path,
+        idempotency_key,
+        authorization: header(&headers, "authorization"),
+        body,
+        status: status_code,
+        replayed,
+        started,
+        finished: Instant::now(),
+    });
+    response
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn fault_response(kind: FaultKind) -> Response {
+    match kind {
+        FaultKind::Status(status, body) => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
+        }
+        FaultKind::TooManyRequests { retry_after_secs } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", retry_after_secs.to_string())],
+            axum::Json(json!({"error": "slow down"})),
+        )
+            .into_response(),
+        FaultKind::MalformedJson => (StatusCode::CREATED, [("content-type", "application/json")], Body::from("{not json"))
+            .into_response(),
+        FaultKind::CreateWithoutId => (StatusCode::CREATED, axum::Json(json!({"ok": true}))).into_response(),
+        FaultKind::Hang(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Applies a request to the stored records. Returns the answer and whether it was replayed.
+fn apply(
+    inner: &Arc<Mutex<Inner>>,
+    method: &Method,
+    path: &str,
+    idempotency_key: Option<&str>,
+    body: Option<Value>,
+) -> (Response, bool) {
+    let mut state = inner.lock().expect("lock");
+    let replay_key = idempotency_key.map(|k| (k.to_owned(), method.to_string(), path.to_owned()));
+    if let Some((status, body)) = replay_key.as_ref().and_then(|k| state.idempotent.get(k)).cloned() {
+        return (answer(status, body), true);
+    }
+    let trimmed = path.trim_matches('/');
+    let (status, answer_body) = match *method {
+        Method::POST => {
+            let id = if state.string_ids { json!(format!("r-{}", state.next_id)) } else { json!(state.next_id) };
+            state.next_id += 1;
+            let mut record = body.unwrap_or(json!({}));
+            if let Value::Object(map) = &mut record {
+                map.insert("id".into(), id.clone());
+            }
+            let key = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+            state.records.entry(trimmed.to_owned()).or_default().insert(key, record.clone());
+            (201, record)
+        }
+        Method::PUT | Method::PATCH | Method::DELETE | Method::GET => {
+            let Some((collection, id)) = trimmed.rsplit_once('/') else {
+                return (answer(404, json!({"error": "no such collection"})), false);
+            };
+            let upsert = state.upsert_on_put;
+            let records = state.records.entry(collection.to_owned()).or_default();
+            let exists = records.contains_key(id);
+            match *method {
+                Method::GET if exists => (200, records[id].clone()),
+                Method::DELETE if exists => {
+                    records.remove(id);
+                    (204, Value::Null)
+                }
+                Method::PUT | Method::PATCH if exists || (upsert && *method == Method::PUT) => {
+                    let mut record = body.unwrap_or(json!({}));
+                    if *method == Method::PATCH {
+                        if let (Some(Value::Object(old)), Value::Object(new)) = (records.get(id).cloned(), &record) {
+                            let mut merged = old;
+                            merged.extend(new.clone());
+                            record = Value::Object(merged);
+                        }
+                    }
+                    if let Value::Object(map) = &mut record {
+                        map.insert("id".into(), json!(id));
+                    }
+                    records.insert(id.to_owned(), record.clone());
+                    (if exists { 200 } else { 201 }, record)
+                }
+                _ => (404, json!({"error": format!("no record {id} in {collection}")})),
+            }
+        }
+        _ => (405, json!({"error": "method not allowed"})),
+    };
+    if let Some(key) = replay_key {
+        state.idempotent.insert(key, (status, answer_body.clone()));
+    }
+    (answer(status, answer_body), false)
+}
+
+fn answer(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if body.is_null() {
+        status.into_response()
+    } else {
+        (status, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,165 @@
+//! The worker: an apalis worker fed by [`GroupBackend`], or stepped with [`Worker::run_once`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
+use sea_orm::DatabaseConnection;
+use sync_core::{ClaimedGroup, Engine, EngineConfig, Outcome, PassReport, Registry};
+
+use crate::backend::{GroupBackend, PollSettings};
+use crate::{Error, Result};
+
+/// How a worker runs, beyond the [`EngineConfig`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WorkerSettings {
+    /// The engine's settings (worker id, concurrency, lease, timeouts, attempts).
+    pub engine: EngineConfig,
+    /// The longest idle wait between two looks at the queue when no wake-up comes.
+    pub poll_interval: Duration,
+    /// How long shutdown waits for in-flight pushes before giving up on them.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            engine: EngineConfig::default(),
+            poll_interval: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A sync worker. Build it once per process; run it with [`run`](Worker::run) beside the web
+/// app, or step it with [`run_once`](Worker::run_once) in tests.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    engine: Engine,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    /// A worker over `db` pushing with the syncers in `registry`. Fails on invalid settings.
+    pub fn new(db: DatabaseConnection, registry: Registry, settings: WorkerSettings) -> Result<Self> {
+        if settings.poll_interval.is_zero() {
+            return Err(Error::Config("the poll interval must be longer than zero".into()));
+        }
+        let engine = Engine::new(db, registry, settings.engine.clone())?;
+        Ok(Worker { engine, settings })
+    }
+
+    /// A worker around an engine built elsewhere (e.g. with a test clock).
+    pub fn from_engine(engine: Engine, settings: WorkerSettings) -> Self {
+        Worker { engine, settings }
+    }
+
+    /// The engine (claim, process, record).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// One claim-push-record pass over at most `batch_size` due groups. Returns what happened;
+    /// `claimed == 0` means nothing was due.
+    pub async fn run_once(&self) -> Result<PassReport> {
+        Ok(self.engine.run_once().await?)
+    }
+
+    /// Passes until nothing is due (at most `max_passes`), summed. For tests and one-shot runs.
+    pub async fn run_until_idle(&self, max_passes: usize) -> Result<PassReport> {
+        let mut total = PassReport::default();
+        for _ in 0..max_passes {
+            let pass = self.run_once().await?;
+            if pass.claimed == 0 {
+                break;
+            }
+            total = sum(total, pass);
+        }
+        Ok(total)
+    }
+
+    /// Runs until SIGINT or SIGTERM, then finishes the pushes in flight, releases the groups
+    /// claimed but not started, and returns.
+    pub async fn run(self) -> Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Runs until `stop` completes, then shuts down as [`run`](Worker::run) does.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let config = self.engine.config().clone();
+        // The apalis timeout is a backstop around translate, push and record; the engine
+        // already bounds the push itself. Both stay shorter than the lease, so a group is never
+        // taken over while its push may still be running.
+        let backstop = config.push_timeout + (config.lease - config.push_timeout) / 2;
+        let poll = PollSettings {
+            poll_interval: self.settings.poll_interval,
+            claim_batch: u32::try_from(config.concurrency).unwrap_or(u32::MAX).min(config.batch_size),
+            error_backoff: Duration::from_millis(200),
+        };
+        let engine = self.engine.clone();
+        tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
+        Monitor::new()
+            .register(move |_restart| {
+                WorkerBuilder::new(config.worker_id.clone())
+                    .backend(GroupBackend::new(engine.clone(), poll.clone()))
+                    .data(engine.clone())
+                    .catch_panic()
+                    .timeout(backstop)
+                    .concurrency(config.concurrency)
+                    .build(handle)
+            })
+            .shutdown_timeout(self.settings.shutdown_timeout)
+            .run_with_signal(async move {
+                stop.await;
+                tracing::info!("shutting down: finishing pushes in flight");
+                Ok(())
+            })
+            .await
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+        tracing::info!("sync worker stopped");
+        Ok(())
+    }
+}
+
+/// The apalis task handler: process one claimed group and record the result.
+async fn handle(group: ClaimedGroup, engine: Data<Engine>) -> std::result::Result<Outcome, BoxDynError> {
+    let attempt = engine.process(group, false).await;
+    let recorded = engine.record(vec![attempt]).await?;
+    Ok(recorded.first().map_or(Outcome::Skipped, |(outcome, _)| *outcome))
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+fn sum(a: PassReport, b: PassReport) -> PassReport {
+    let mut total = a;
+    total.claimed += b.claimed;
+    total.pushed += b.pushed;
+    total.skipped += b.skipped;
+    total.deleted += b.deleted;
+    total.waiting += b.waiting;
+    total.failed += b.failed;
+    total.dead += b.dead;
+    total.lease_lost += b.lease_lost;
+    total
+}
