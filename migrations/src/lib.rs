@@ -27,12 +27,14 @@ use sea_orm_migration::prelude::*;
 
 mod m20261101_000001_create_sync_groups;
 mod m20261101_000002_create_sync_attempts;
+mod m20261101_000003_notify_on_touch;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(m20261101_000001_create_sync_groups::Migration),
         Box::new(m20261101_000002_create_sync_attempts::Migration),
+        Box::new(m20261101_000003_notify_on_touch::Migration),
     ]
 }
 

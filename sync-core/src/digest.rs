@@ -59,8 +59,10 @@ mod tests {
 
     #[test]
     fn key_order_does_not_matter() {
-        let a = json!({"name": "Ada", "tags": [1, 2], "address": {"city": "Paris", "zip": "75001"}});
-        let b = json!({"address": {"zip": "75001", "city": "Paris"}, "tags": [1, 2], "name": "Ada"});
+        let a =
+            json!({"name": "Ada", "tags": [1, 2], "address": {"city": "Paris", "zip": "75001"}});
+        let b =
+            json!({"address": {"zip": "75001", "city": "Paris"}, "tags": [1, 2], "name": "Ada"});
         assert_eq!(digest("crm.contact", 1, &a), digest("crm.contact", 1, &b));
     }
 
@@ -71,7 +73,10 @@ mod tests {
         assert_ne!(base, digest("erp.customer", 1, &a));
         assert_ne!(base, digest("crm.contact", 2, &a));
         assert_ne!(base, digest("crm.contact", 1, &json!({"name": "Ada "})));
-        assert_ne!(digest("s", 1, &json!([1, 2])), digest("s", 1, &json!([2, 1])));
+        assert_ne!(
+            digest("s", 1, &json!([1, 2])),
+            digest("s", 1, &json!([2, 1]))
+        );
         assert_eq!(base.len(), 64);
     }
 }

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::queue::{self, AttemptRecord, ClaimRequest, Synced};
 use crate::retry::{ExponentialBackoff, RetryPolicy};
 use crate::{
-    Clock, ClaimedGroup, Disposition, Error, PushContext, Registry, Result, SystemClock,
+    ClaimedGroup, Clock, Disposition, Error, PushContext, Registry, Result, SystemClock,
     TranslateContext, digest,
 };
 
@@ -60,7 +60,10 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::Config(m));
         if self.worker_id.is_empty() || self.worker_id.len() > 64 {
-            return fail(format!("worker id `{}` must be 1 to 64 characters", self.worker_id));
+            return fail(format!(
+                "worker id `{}` must be 1 to 64 characters",
+                self.worker_id
+            ));
         }
         if self.batch_size == 0 {
             return fail("batch size must be at least 1".into());
@@ -84,9 +87,16 @@ impl EngineConfig {
 
 /// A name unique to this process: host, pid and a random suffix.
 pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "worker".into());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
     let host: String = host.chars().take(40).collect();
-    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 /// What one group's attempt came to, before it is recorded.
@@ -189,7 +199,9 @@ impl Engine {
     pub fn new(db: DatabaseConnection, registry: Registry, config: EngineConfig) -> Result<Self> {
         config.validate()?;
         if registry.is_empty() {
-            return Err(Error::Config("no syncer is registered; register at least one".into()));
+            return Err(Error::Config(
+                "no syncer is registered; register at least one".into(),
+            ));
         }
         let syncer_names = Arc::new(registry.names());
         Ok(Engine {
@@ -268,15 +280,33 @@ impl Engine {
         let start = Instant::now();
         let span = tracing::info_span!("push", group = group.id, syncer = %group.syncer, version = group.version);
         let work = AssertUnwindSafe(self.translate_and_push(&group, full)).catch_unwind();
-        let (operation, result) = match tokio::time::timeout(self.config.push_timeout, work).instrument(span).await {
+        let (operation, result) = match tokio::time::timeout(self.config.push_timeout, work)
+            .instrument(span)
+            .await
+        {
             Ok(Ok(done)) => done,
-            Ok(Err(panic)) => ("none", Err(Error::permanent(format!("the syncer panicked: {}", panic_message(&panic))))),
+            Ok(Err(panic)) => (
+                "none",
+                Err(Error::permanent(format!(
+                    "the syncer panicked: {}",
+                    panic_message(&panic)
+                ))),
+            ),
             Err(_) => (
                 "none",
-                Err(Error::retryable(format!("timed out after {:?}", self.config.push_timeout))),
+                Err(Error::retryable(format!(
+                    "timed out after {:?}",
+                    self.config.push_timeout
+                ))),
             ),
         };
-        Attempt { group, operation, result, started_at, duration: start.elapsed() }
+        Attempt {
+            group,
+            operation,
+            result,
+            started_at,
+            duration: start.elapsed(),
+        }
     }
 
     async fn translate_and_push(
@@ -285,12 +315,21 @@ impl Engine {
         full: bool,
     ) -> (&'static str, std::result::Result<Synced, Error>) {
         let Some(syncer) = self.registry.get(&group.syncer) else {
-            return ("none", Err(Error::Config(format!("no syncer `{}` is registered", group.syncer))));
+            return (
+                "none",
+                Err(Error::Config(format!(
+                    "no syncer `{}` is registered",
+                    group.syncer
+                ))),
+            );
         };
         let payload = if group.root_deleted {
             None
         } else {
-            match syncer.translate(&TranslateContext::new(&self.db, group)).await {
+            match syncer
+                .translate(&TranslateContext::new(&self.db, group))
+                .await
+            {
                 Ok(payload) => payload,
                 Err(e) => return ("none", Err(e)),
             }
@@ -301,10 +340,19 @@ impl Engine {
                 return ("none", Ok(Synced::Deleted));
             };
             let cx = PushContext::new(group, "delete");
-            return ("delete", syncer.delete(&cx, remote_id).await.map(|()| Synced::Deleted));
+            return (
+                "delete",
+                syncer
+                    .delete(&cx, remote_id)
+                    .await
+                    .map(|()| Synced::Deleted),
+            );
         };
         let digest = digest::digest(syncer.name(), syncer.payload_version(), &payload);
-        if !full && group.remote_id.is_some() && group.last_digest.as_deref() == Some(digest.as_str()) {
+        if !full
+            && group.remote_id.is_some()
+            && group.last_digest.as_deref() == Some(digest.as_str())
+        {
             return ("none", Ok(Synced::Skipped));
         }
         let cx = PushContext::new(group, &digest);
@@ -312,15 +360,25 @@ impl Engine {
         match group.remote_id.as_deref() {
             Some(remote_id) => (
                 "update",
-                syncer.update(&cx, remote_id, &payload).await.map(|()| Synced::Pushed {
-                    remote_id: remote_id.to_owned(),
-                    digest,
-                    payload: text,
-                }),
+                syncer
+                    .update(&cx, remote_id, &payload)
+                    .await
+                    .map(|()| Synced::Pushed {
+                        remote_id: remote_id.to_owned(),
+                        digest,
+                        payload: text,
+                    }),
             ),
             None => (
                 "create",
-                syncer.create(&cx, &payload).await.map(|remote_id| Synced::Pushed { remote_id, digest, payload: text }),
+                syncer
+                    .create(&cx, &payload)
+                    .await
+                    .map(|remote_id| Synced::Pushed {
+                        remote_id,
+                        digest,
+                        payload: text,
+                    }),
             ),
         }
     }
@@ -328,7 +386,11 @@ impl Engine {
     /// Writes the attempt's result to its group (compare-and-set on the lease) and to the
     /// attempt log. Returns the outcome and whether the lease was still held.
     pub async fn record(&self, attempts: Vec<Attempt>) -> Result<Vec<(Outcome, bool)>> {
-        let txn = self.db.begin().await.map_err(Error::db_while("recording attempts"))?;
+        let txn = self
+            .db
+            .begin()
+            .await
+            .map_err(Error::db_while("recording attempts"))?;
         let now = self.clock.now_ms();
         let mut outcomes = Vec::with_capacity(attempts.len());
         let mut log = Vec::with_capacity(attempts.len());
@@ -341,7 +403,11 @@ impl Engine {
                         Synced::Skipped => Outcome::Skipped,
                         Synced::Deleted => Outcome::Deleted,
                     };
-                    (outcome, queue::complete(&txn, group, synced, now).await?, None)
+                    (
+                        outcome,
+                        queue::complete(&txn, group, synced, now).await?,
+                        None,
+                    )
                 }
                 Err(error) => {
                     let (outcome, held) = self.record_error(&txn, group, error, now).await?;
@@ -355,7 +421,9 @@ impl Engine {
                 (Outcome::Failed | Outcome::Dead, Some(e)) => {
                     tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
                 }
-                _ => tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded"),
+                _ => {
+                    tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded")
+                }
             }
             log.push(AttemptRecord {
                 group_id: group.id,
@@ -372,7 +440,9 @@ impl Engine {
             outcomes.push((outcome, held));
         }
         queue::log_attempts(&txn, &log).await?;
-        txn.commit().await.map_err(Error::db_while("recording attempts"))?;
+        txn.commit()
+            .await
+            .map_err(Error::db_while("recording attempts"))?;
         Ok(outcomes)
     }
 
@@ -389,7 +459,10 @@ impl Engine {
                 let deferrals = group.deferrals.saturating_add(1);
                 if deferrals as u32 <= self.config.max_deferrals {
                     let next = now + millis(self.config.not_ready_delay);
-                    return Ok((Outcome::Waiting, queue::defer(db, group, deferrals, &message, next).await?));
+                    return Ok((
+                        Outcome::Waiting,
+                        queue::defer(db, group, deferrals, &message, next).await?,
+                    ));
                 }
                 None
             }
@@ -397,7 +470,10 @@ impl Engine {
             Disposition::Fail => None,
         };
         let message = match error.disposition() {
-            Disposition::Wait => format!("gave up waiting after {} tries: {message}", self.config.max_deferrals),
+            Disposition::Wait => format!(
+                "gave up waiting after {} tries: {message}",
+                self.config.max_deferrals
+            ),
             _ => message,
         };
         let attempts = group.attempts.saturating_add(1);
@@ -423,7 +499,10 @@ impl Engine {
 
     async fn run_pass(&self, full: bool) -> Result<PassReport> {
         let groups = self.claim(self.config.batch_size).await?;
-        let mut report = PassReport { claimed: groups.len(), ..PassReport::default() };
+        let mut report = PassReport {
+            claimed: groups.len(),
+            ..PassReport::default()
+        };
         if groups.is_empty() {
             return Ok(report);
         }

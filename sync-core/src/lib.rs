@@ -33,7 +33,7 @@ pub use engine::{Engine, EngineConfig, Outcome, PassReport};
 #[doc(inline)]
 pub use error::{Disposition, Error, Result};
 #[doc(inline)]
-pub use http::HttpRemote;
+pub use http::{CreateMode, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
 #[doc(inline)]
 pub use key::RootKey;
 #[doc(inline)]
@@ -43,9 +43,9 @@ pub use store::{
     mark_deleted, mark_deleted_matching, sync, sync_as, touch, touch_many, touch_matching,
 };
 #[doc(inline)]
-pub use syncer::{ClaimedGroup, PushContext, Registry, Syncer, TranslateContext};
-#[doc(inline)]
 pub use syncable::{BoxFuture, ColumnOf, Link, Membership, Syncable};
+#[doc(inline)]
+pub use syncer::{ClaimedGroup, PushContext, Registry, Syncer, TranslateContext};
 
 /// `#[derive(Syncable)]`: see the crate documentation.
 pub use sync_derive::Syncable;

@@ -5,7 +5,9 @@
 //! version read at claim time as synced, never "the current one": a touch that lands during the
 //! push leaves the group dirty.
 
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, TransactionSession, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DbBackend, QueryResult, TransactionSession, TransactionTrait, Value,
+};
 
 use crate::store::statement;
 use crate::{ClaimedGroup, Error, GroupState, Result, RootKey};
@@ -65,7 +67,9 @@ where
             );
             let mut values: Vec<Value> = vec![request.owner.into(), request.lease_until.into()];
             values.extend(due_values);
-            db.query_all_raw(statement(backend, &sql, values)).await.map_err(Error::db_while(context()))?
+            db.query_all_raw(statement(backend, &sql, values))
+                .await
+                .map_err(Error::db_while(context()))?
         }
         _ => {
             // MariaDB/MySQL have no `UPDATE … RETURNING`: lock, read, then lease, in one
@@ -83,7 +87,10 @@ where
                 .await
                 .map_err(Error::db_while(context()))?;
             if !rows.is_empty() {
-                let ids: Vec<i64> = rows.iter().map(|r| r.try_get::<i64>("", "id")).collect::<Result<_, _>>()?;
+                let ids: Vec<i64> = rows
+                    .iter()
+                    .map(|r| r.try_get::<i64>("", "id"))
+                    .collect::<Result<_, _>>()?;
                 let placeholders = vec!["?"; ids.len()].join(", ");
                 let mut values: Vec<Value> = vec![request.owner.into(), request.lease_until.into()];
                 values.extend(ids.into_iter().map(Value::from));
@@ -144,15 +151,31 @@ pub enum Synced {
 /// Records a successful attempt: `synced_version` becomes the version read at claim time, and
 /// the group is `synced` (or `deleted`), or stays `pending` if it was touched meanwhile.
 /// Returns `false` if this worker no longer holds the lease (nothing was written).
-pub async fn complete<C: ConnectionTrait>(db: &C, group: &ClaimedGroup, synced: &Synced, now: i64) -> Result<bool> {
+pub async fn complete<C: ConnectionTrait>(
+    db: &C,
+    group: &ClaimedGroup,
+    synced: &Synced,
+    now: i64,
+) -> Result<bool> {
     let backend = db.get_database_backend();
     let (remote_sets, mut values): (&str, Vec<Value>) = match synced {
-        Synced::Pushed { remote_id, digest, payload } => (
+        Synced::Pushed {
+            remote_id,
+            digest,
+            payload,
+        } => (
             "remote_id = ?, last_digest = ?, last_payload = ?, ",
-            vec![remote_id.as_str().into(), digest.as_str().into(), payload.as_str().into()],
+            vec![
+                remote_id.as_str().into(),
+                digest.as_str().into(),
+                payload.as_str().into(),
+            ],
         ),
         Synced::Skipped => ("", vec![]),
-        Synced::Deleted => ("remote_id = NULL, last_digest = NULL, last_payload = NULL, ", vec![]),
+        Synced::Deleted => (
+            "remote_id = NULL, last_digest = NULL, last_payload = NULL, ",
+            vec![],
+        ),
     };
     let closed_state = match synced {
         Synced::Deleted => GroupState::Deleted,
@@ -176,7 +199,10 @@ pub async fn complete<C: ConnectionTrait>(db: &C, group: &ClaimedGroup, synced: 
     let result = db
         .execute_raw(statement(backend, &sql, values))
         .await
-        .map_err(Error::db_while(format!("completing `{}` group `{}`", group.syncer, group.root_key)))?;
+        .map_err(Error::db_while(format!(
+            "completing `{}` group `{}`",
+            group.syncer, group.root_key
+        )))?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -193,7 +219,11 @@ pub async fn fail<C: ConnectionTrait>(
     dead: bool,
 ) -> Result<bool> {
     let backend = db.get_database_backend();
-    let state = if dead { GroupState::Dead } else { GroupState::Failed };
+    let state = if dead {
+        GroupState::Dead
+    } else {
+        GroupState::Failed
+    };
     let sql = "UPDATE sync_groups SET attempts = ?, last_error = ?, next_attempt_at = ?, \
                lease_owner = NULL, lease_until = NULL, \
                state = CASE WHEN version > ? THEN 'failed' ELSE ? END \
@@ -210,7 +240,10 @@ pub async fn fail<C: ConnectionTrait>(
     let result = db
         .execute_raw(statement(backend, sql, values))
         .await
-        .map_err(Error::db_while(format!("failing `{}` group `{}`", group.syncer, group.root_key)))?;
+        .map_err(Error::db_while(format!(
+            "failing `{}` group `{}`",
+            group.syncer, group.root_key
+        )))?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -236,7 +269,10 @@ pub async fn defer<C: ConnectionTrait>(
     let result = db
         .execute_raw(statement(backend, sql, values))
         .await
-        .map_err(Error::db_while(format!("deferring `{}` group `{}`", group.syncer, group.root_key)))?;
+        .map_err(Error::db_while(format!(
+            "deferring `{}` group `{}`",
+            group.syncer, group.root_key
+        )))?;
     Ok(result.rows_affected() == 1)
 }
 
@@ -248,11 +284,21 @@ pub async fn release<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64]) -> Re
 
 /// Extends this worker's leases on `ids` until `lease_until` (for pushes longer than the lease).
 /// Returns how many are still held.
-pub async fn renew<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64], lease_until: i64) -> Result<u64> {
+pub async fn renew<C: ConnectionTrait>(
+    db: &C,
+    owner: &str,
+    ids: &[i64],
+    lease_until: i64,
+) -> Result<u64> {
     lease_update(db, owner, ids, Some(lease_until)).await
 }
 
-async fn lease_update<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64], until: Option<i64>) -> Result<u64> {
+async fn lease_update<C: ConnectionTrait>(
+    db: &C,
+    owner: &str,
+    ids: &[i64],
+    until: Option<i64>,
+) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -266,11 +312,15 @@ async fn lease_update<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64], unti
         };
         values.push(owner.into());
         values.extend(chunk.iter().map(|id| Value::from(*id)));
-        let sql = format!("UPDATE sync_groups SET {sets} WHERE lease_owner = ? AND id IN ({placeholders})");
+        let sql = format!(
+            "UPDATE sync_groups SET {sets} WHERE lease_owner = ? AND id IN ({placeholders})"
+        );
         done += db
             .execute_raw(statement(backend, &sql, values))
             .await
-            .map_err(Error::db_while(format!("updating the leases of worker `{owner}`")))?
+            .map_err(Error::db_while(format!(
+                "updating the leases of worker `{owner}`"
+            )))?
             .rows_affected();
     }
     Ok(done)

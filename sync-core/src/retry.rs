@@ -28,7 +28,11 @@ pub struct ExponentialBackoff {
 impl Default for ExponentialBackoff {
     /// 1 s, 2 s, 4 s … up to 1 hour, with 20 % jitter.
     fn default() -> Self {
-        ExponentialBackoff { base: Duration::from_secs(1), max: Duration::from_secs(3600), jitter: 0.2 }
+        ExponentialBackoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(3600),
+            jitter: 0.2,
+        }
     }
 }
 
@@ -58,17 +62,28 @@ mod tests {
 
     #[test]
     fn doubles_up_to_the_cap() {
-        let policy = ExponentialBackoff { base: Duration::from_millis(100), max: Duration::from_secs(1), jitter: 0.0 };
+        let policy = ExponentialBackoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        };
         let delays: Vec<u128> = (1..=6).map(|n| policy.delay(n).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
     }
 
     #[test]
     fn jitter_stays_within_bounds() {
-        let policy = ExponentialBackoff { base: Duration::from_secs(10), max: Duration::from_secs(100), jitter: 0.5 };
+        let policy = ExponentialBackoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(100),
+            jitter: 0.5,
+        };
         for _ in 0..1000 {
             let d = policy.delay(1);
-            assert!(d >= Duration::from_secs(5) && d <= Duration::from_secs(10), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(5) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
         }
     }
 }

@@ -58,17 +58,23 @@ pub trait Syncer: Send + Sync + 'static {
 
     /// Creates the entity on the remote and returns the id the remote gave it.
     async fn create(&self, cx: &PushContext<'_>, payload: &Value) -> Result<String> {
-        self.require_remote()?.create(payload, cx.external_key(), cx.idempotency_key()).await
+        self.require_remote()?
+            .create(payload, cx.external_key(), cx.idempotency_key())
+            .await
     }
 
     /// Replaces the remote entity `remote_id` with `payload`.
     async fn update(&self, cx: &PushContext<'_>, remote_id: &str, payload: &Value) -> Result<()> {
-        self.require_remote()?.update(remote_id, payload, cx.idempotency_key()).await
+        self.require_remote()?
+            .update(remote_id, payload, cx.idempotency_key())
+            .await
     }
 
     /// Deletes the remote entity `remote_id`. Deleting what is already gone succeeds.
     async fn delete(&self, cx: &PushContext<'_>, remote_id: &str) -> Result<()> {
-        self.require_remote()?.delete(remote_id, cx.idempotency_key()).await
+        self.require_remote()?
+            .delete(remote_id, cx.idempotency_key())
+            .await
     }
 
     /// The built-in HTTP remote the default `create`, `update` and `delete` use.
@@ -176,10 +182,14 @@ impl<'a> TranslateContext<'a> {
             .into_tuple()
             .one(self.db)
             .await
-            .map_err(Error::db_while(format!("looking up the remote id of `{syncer}` group `{key}`")))?;
+            .map_err(Error::db_while(format!(
+                "looking up the remote id of `{syncer}` group `{key}`"
+            )))?;
         match found {
             Some(Some(id)) => Ok(id),
-            Some(None) => Err(Error::not_ready(format!("`{syncer}` group `{key}` has no remote id yet"))),
+            Some(None) => Err(Error::not_ready(format!(
+                "`{syncer}` group `{key}` has no remote id yet"
+            ))),
             None => Err(Error::not_ready(format!(
                 "`{syncer}` group `{key}` is not registered (call `sync_core::sync` for its root)"
             ))),
@@ -230,7 +240,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.syncers.iter().map(|s| s.name())).finish()
+        f.debug_list()
+            .entries(self.syncers.iter().map(|s| s.name()))
+            .finish()
     }
 }
 

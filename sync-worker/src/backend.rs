@@ -37,9 +37,15 @@ enum State {
     /// Ready to claim.
     Idle,
     /// A claim is running.
-    Claiming(BoxFuture<'static, sync_core::Result<Vec<ClaimedGroup>>>, u64),
+    Claiming(
+        BoxFuture<'static, sync_core::Result<Vec<ClaimedGroup>>>,
+        u64,
+    ),
     /// Nothing due: wait for the timer or a wake-up.
-    Waiting(Pin<Box<tokio::time::Sleep>>, Pin<Box<tokio::sync::futures::Notified<'static>>>),
+    Waiting(
+        Pin<Box<tokio::time::Sleep>>,
+        Pin<Box<tokio::sync::futures::Notified<'static>>>,
+    ),
     /// Shutting down: releasing what was claimed and not started.
     Releasing(BoxFuture<'static, ()>),
     /// Closed.
@@ -71,7 +77,14 @@ impl std::fmt::Debug for GroupBackend {
 impl GroupBackend {
     /// A backend claiming through `engine`.
     pub fn new(engine: Engine, settings: PollSettings) -> Self {
-        GroupBackend { engine, settings, buffer: VecDeque::new(), state: State::Idle, errors: 0, recheck: false }
+        GroupBackend {
+            engine,
+            settings,
+            buffer: VecDeque::new(),
+            state: State::Idle,
+            errors: 0,
+            recheck: false,
+        }
     }
 
     fn start_claim(&mut self) {
@@ -96,7 +109,11 @@ impl Backend for GroupBackend {
     type Task = Task<ClaimedGroup>;
     type Error = BackendError;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _worker: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
@@ -131,7 +148,9 @@ impl Backend for GroupBackend {
                                 self.recheck = true;
                                 self.state = State::Idle;
                             } else if std::mem::take(&mut self.recheck) {
-                                self.wait(Duration::from_millis(50).min(self.settings.poll_interval));
+                                self.wait(
+                                    Duration::from_millis(50).min(self.settings.poll_interval),
+                                );
                             } else {
                                 self.wait(self.settings.poll_interval);
                             }
@@ -164,7 +183,11 @@ impl Backend for GroupBackend {
         }
     }
 
-    fn poll_close(&mut self, cx: &mut Context<'_>, _worker: &WorkerContext) -> Poll<Result<(), Self::Error>> {
+    fn poll_close(
+        &mut self,
+        cx: &mut Context<'_>,
+        _worker: &WorkerContext,
+    ) -> Poll<Result<(), Self::Error>> {
         loop {
             match &mut self.state {
                 State::Closed => return Poll::Ready(Ok(())),

@@ -11,7 +11,10 @@ use crate::{Error, Worker, WorkerSettings};
 
 /// A sync worker.
 #[derive(Debug, Parser)]
-#[command(version, about = "Keeps remote systems in step with this application's data")]
+#[command(
+    version,
+    about = "Keeps remote systems in step with this application's data"
+)]
 pub struct Cli {
     /// Settings shared by every subcommand.
     #[command(flatten)]
@@ -25,7 +28,13 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// The application's database.
-    #[arg(long, env = "DATABASE_URL", global = true, default_value = "sqlite://app.db?mode=rwc", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        default_value = "sqlite://app.db?mode=rwc",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// This worker's name in leases and logs (default: host, pid and a random suffix).
     #[arg(long, env = "SYNC_WORKER_ID", global = true)]
@@ -40,13 +49,23 @@ pub struct Settings {
     #[arg(long, env = "SYNC_LEASE_SECS", global = true, default_value_t = 60)]
     pub lease_secs: u64,
     /// Seconds one translate-and-push may take; must be less than the lease.
-    #[arg(long, env = "SYNC_PUSH_TIMEOUT_SECS", global = true, default_value_t = 30)]
+    #[arg(
+        long,
+        env = "SYNC_PUSH_TIMEOUT_SECS",
+        global = true,
+        default_value_t = 30
+    )]
     pub push_timeout_secs: u64,
     /// Failed attempts after which a group is dead.
     #[arg(long, env = "SYNC_MAX_ATTEMPTS", global = true, default_value_t = 8)]
     pub max_attempts: u32,
     /// Longest idle wait between looks at the queue, in milliseconds.
-    #[arg(long, env = "SYNC_POLL_INTERVAL_MS", global = true, default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "SYNC_POLL_INTERVAL_MS",
+        global = true,
+        default_value_t = 1000
+    )]
     pub poll_interval_ms: u64,
     /// Database connections.
     #[arg(long, env = "SYNC_POOL_SIZE", global = true, default_value_t = 10)]
@@ -77,7 +96,9 @@ impl Settings {
         engine.lease = Duration::from_secs(self.lease_secs);
         engine.push_timeout = Duration::from_secs(self.push_timeout_secs);
         engine.max_attempts = self.max_attempts;
-        engine.validate().map_err(|e| Error::Config(format!("{e} (see --help)")))?;
+        engine
+            .validate()
+            .map_err(|e| Error::Config(format!("{e} (see --help)")))?;
         let mut settings = WorkerSettings::default();
         settings.engine = engine;
         settings.poll_interval = Duration::from_millis(self.poll_interval_ms.max(1));
@@ -119,7 +140,12 @@ where
             let report = worker.run_until_idle(usize::MAX).await?;
             println!(
                 "pushed {}, skipped {}, deleted {}, waiting {}, failed {}, dead {}",
-                report.pushed, report.skipped, report.deleted, report.waiting, report.failed, report.dead
+                report.pushed,
+                report.skipped,
+                report.deleted,
+                report.waiting,
+                report.failed,
+                report.dead
             );
             Ok(())
         }
@@ -132,5 +158,8 @@ where
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -25,6 +25,7 @@
 mod backend;
 pub mod cli;
 mod error;
+mod listener;
 pub mod testing;
 mod worker;
 

@@ -72,6 +72,7 @@ pub enum FaultKind {
 pub struct Fault {
     method: Option<String>,
     path_contains: Option<String>,
+    body_contains: Option<String>,
     times: Option<usize>,
     kind: FaultKind,
 }
@@ -79,7 +80,13 @@ pub struct Fault {
 impl Fault {
     /// Applies `kind` to every request (narrow it with the other methods).
     pub fn new(kind: FaultKind) -> Self {
-        Fault { method: None, path_contains: None, times: None, kind }
+        Fault {
+            method: None,
+            path_contains: None,
+            body_contains: None,
+            times: None,
+            kind,
+        }
     }
 
     /// Only requests with this method.
@@ -94,15 +101,28 @@ impl Fault {
         self
     }
 
+    /// Only requests whose JSON body, as text, contains `part` (e.g. `"\"Ada\""`).
+    pub fn body_contains(mut self, part: &str) -> Self {
+        self.body_contains = Some(part.to_owned());
+        self
+    }
+
     /// Only the next `n` matching requests.
     pub fn times(mut self, n: usize) -> Self {
         self.times = Some(n);
         self
     }
 
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str, body: &str) -> bool {
         self.method.as_deref().is_none_or(|m| m == method)
-            && self.path_contains.as_deref().is_none_or(|p| path.contains(p))
+            && self
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| path.contains(p))
+            && self
+                .body_contains
+                .as_deref()
+                .is_none_or(|b| body.contains(b))
             && self.times.is_none_or(|n| n > 0)
     }
 }
@@ -158,7 +178,9 @@ pub struct MockRemote {
 
 impl std::fmt::Debug for MockRemote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockRemote").field("addr", &self.addr).finish()
+        f.debug_struct("MockRemote")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -174,19 +196,28 @@ impl Drop for AbortOnDrop {
 impl MockRemote {
     /// Starts a remote on a free loopback port.
     pub async fn start() -> MockRemote {
-        Self::start_on("127.0.0.1:0").await.expect("bind a loopback port")
+        Self::start_on("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port")
     }
 
     /// Starts a remote on `addr`.
     pub async fn start_on(addr: &str) -> std::io::Result<MockRemote> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let inner = Arc::new(Mutex::new(Inner { next_id: 1, ..Inner::default() }));
+        let inner = Arc::new(Mutex::new(Inner {
+            next_id: 1,
+            ..Inner::default()
+        }));
         let app = Router::new().fallback(handle).with_state(inner.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(MockRemote { addr, inner, _server: Arc::new(AbortOnDrop(server)) })
+        Ok(MockRemote {
+            addr,
+            inner,
+            _server: Arc::new(AbortOnDrop(server)),
+        })
     }
 
     /// `http://127.0.0.1:{port}`.
@@ -214,7 +245,9 @@ impl MockRemote {
     pub fn requests_matching(&self, method: &str, path_prefix: &str) -> Vec<RecordedRequest> {
         self.requests()
             .into_iter()
-            .filter(|r| (method.is_empty() || r.method == method) && r.path.starts_with(path_prefix))
+            .filter(|r| {
+                (method.is_empty() || r.method == method) && r.path.starts_with(path_prefix)
+            })
             .collect()
     }
 
@@ -225,7 +258,11 @@ impl MockRemote {
 
     /// The records of a collection (path without the leading `/`, e.g. `crm/contacts`), by id.
     pub fn records(&self, collection: &str) -> BTreeMap<String, Value> {
-        self.lock().records.get(collection.trim_matches('/')).cloned().unwrap_or_default()
+        self.lock()
+            .records
+            .get(collection.trim_matches('/'))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// One record.
@@ -255,7 +292,11 @@ impl MockRemote {
             release: release.clone(),
             released: released.clone(),
         });
-        Hold { arrived: receiver, release, released }
+        Hold {
+            arrived: receiver,
+            release,
+            released,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -268,7 +309,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let headers = request.headers().clone();
-    let bytes = to_bytes(request.into_body(), 16 << 20).await.unwrap_or_default();
+    let bytes = to_bytes(request.into_body(), 16 << 20)
+        .await
+        .unwrap_or_default();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
 
     if method == Method::GET && path == "/_mock/requests" {
@@ -298,7 +341,12 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
         })
     };
     if let Some(release) = hold {
-        let released = inner.lock().expect("lock").hold.as_ref().map(|h| h.released.clone());
+        let released = inner
+            .lock()
+            .expect("lock")
+            .hold
+            .as_ref()
+            .map(|h| h.released.clone());
         loop {
             let wait = release.notified();
             if released.as_ref().is_none_or(|r| *r.lock().expect("lock")) {
@@ -311,7 +359,11 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
     let fault = {
         let mut state = inner.lock().expect("lock");
         let method = method.as_str();
-        let found = state.faults.iter_mut().find(|f| f.matches(method, &path));
+        let text = String::from_utf8_lossy(&bytes);
+        let found = state
+            .faults
+            .iter_mut()
+            .find(|f| f.matches(method, &path, &text));
         found.map(|f| {
             if let Some(n) = &mut f.times {
                 *n -= 1;
@@ -323,10 +375,22 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
     let (status, response) = match fault {
         Some(FaultKind::Hang(d)) => {
             tokio::time::sleep(d).await;
-            apply(&inner, &method, &path, idempotency_key.as_deref(), body.clone())
+            apply(
+                &inner,
+                &method,
+                &path,
+                idempotency_key.as_deref(),
+                body.clone(),
+            )
         }
         Some(kind) => (fault_response(kind), false),
-        None => apply(&inner, &method, &path, idempotency_key.as_deref(), body.clone()),
+        None => apply(
+            &inner,
+            &method,
+            &path,
+            idempotency_key.as_deref(),
+            body.clone(),
+        ),
     };
     let (response, replayed) = (status, response);
     let status_code = response.status().as_u16();
@@ -345,23 +409,34 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Res
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn fault_response(kind: FaultKind) -> Response {
     match kind {
-        FaultKind::Status(status, body) => {
-            (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(body)).into_response()
-        }
+        FaultKind::Status(status, body) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(body),
+        )
+            .into_response(),
         FaultKind::TooManyRequests { retry_after_secs } => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", retry_after_secs.to_string())],
             axum::Json(json!({"error": "slow down"})),
         )
             .into_response(),
-        FaultKind::MalformedJson => (StatusCode::CREATED, [("content-type", "application/json")], Body::from("{not json"))
+        FaultKind::MalformedJson => (
+            StatusCode::CREATED,
+            [("content-type", "application/json")],
+            Body::from("{not json"),
+        )
             .into_response(),
-        FaultKind::CreateWithoutId => (StatusCode::CREATED, axum::Json(json!({"ok": true}))).into_response(),
+        FaultKind::CreateWithoutId => {
+            (StatusCode::CREATED, axum::Json(json!({"ok": true}))).into_response()
+        }
         FaultKind::Hang(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -376,20 +451,32 @@ fn apply(
 ) -> (Response, bool) {
     let mut state = inner.lock().expect("lock");
     let replay_key = idempotency_key.map(|k| (k.to_owned(), method.to_string(), path.to_owned()));
-    if let Some((status, body)) = replay_key.as_ref().and_then(|k| state.idempotent.get(k)).cloned() {
+    if let Some((status, body)) = replay_key
+        .as_ref()
+        .and_then(|k| state.idempotent.get(k))
+        .cloned()
+    {
         return (answer(status, body), true);
     }
     let trimmed = path.trim_matches('/');
     let (status, answer_body) = match *method {
         Method::POST => {
-            let id = if state.string_ids { json!(format!("r-{}", state.next_id)) } else { json!(state.next_id) };
+            let id = if state.string_ids {
+                json!(format!("r-{}", state.next_id))
+            } else {
+                json!(state.next_id)
+            };
             state.next_id += 1;
             let mut record = body.unwrap_or(json!({}));
             if let Value::Object(map) = &mut record {
                 map.insert("id".into(), id.clone());
             }
             let key = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
-            state.records.entry(trimmed.to_owned()).or_default().insert(key, record.clone());
+            state
+                .records
+                .entry(trimmed.to_owned())
+                .or_default()
+                .insert(key, record.clone());
             (201, record)
         }
         Method::PUT | Method::PATCH | Method::DELETE | Method::GET => {
@@ -408,7 +495,9 @@ fn apply(
                 Method::PUT | Method::PATCH if exists || (upsert && *method == Method::PUT) => {
                     let mut record = body.unwrap_or(json!({}));
                     if *method == Method::PATCH {
-                        if let (Some(Value::Object(old)), Value::Object(new)) = (records.get(id).cloned(), &record) {
+                        if let (Some(Value::Object(old)), Value::Object(new)) =
+                            (records.get(id).cloned(), &record)
+                        {
                             let mut merged = old;
                             merged.extend(new.clone());
                             record = Value::Object(merged);
@@ -420,7 +509,10 @@ fn apply(
                     records.insert(id.to_owned(), record.clone());
                     (if exists { 200 } else { 201 }, record)
                 }
-                _ => (404, json!({"error": format!("no record {id} in {collection}")})),
+                _ => (
+                    404,
+                    json!({"error": format!("no record {id} in {collection}")}),
+                ),
             }
         }
         _ => (405, json!({"error": "method not allowed"})),

@@ -42,9 +42,15 @@ pub struct Worker {
 
 impl Worker {
     /// A worker over `db` pushing with the syncers in `registry`. Fails on invalid settings.
-    pub fn new(db: DatabaseConnection, registry: Registry, settings: WorkerSettings) -> Result<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        registry: Registry,
+        settings: WorkerSettings,
+    ) -> Result<Self> {
         if settings.poll_interval.is_zero() {
-            return Err(Error::Config("the poll interval must be longer than zero".into()));
+            return Err(Error::Config(
+                "the poll interval must be longer than zero".into(),
+            ));
         }
         let engine = Engine::new(db, registry, settings.engine.clone())?;
         Ok(Worker { engine, settings })
@@ -94,12 +100,15 @@ impl Worker {
         let backstop = config.push_timeout + (config.lease - config.push_timeout) / 2;
         let poll = PollSettings {
             poll_interval: self.settings.poll_interval,
-            claim_batch: u32::try_from(config.concurrency).unwrap_or(u32::MAX).min(config.batch_size),
+            claim_batch: u32::try_from(config.concurrency)
+                .unwrap_or(u32::MAX)
+                .min(config.batch_size),
             error_backoff: Duration::from_millis(200),
         };
         let engine = self.engine.clone();
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
-        Monitor::new()
+        let listener = crate::listener::spawn(self.engine.db());
+        let result = Monitor::new()
             .register(move |_restart| {
                 WorkerBuilder::new(config.worker_id.clone())
                     .backend(GroupBackend::new(engine.clone(), poll.clone()))
@@ -116,17 +125,26 @@ impl Worker {
                 Ok(())
             })
             .await
-            .map_err(|e| Error::Runtime(e.to_string()))?;
+            .map_err(|e| Error::Runtime(e.to_string()));
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+        result?;
         tracing::info!("sync worker stopped");
         Ok(())
     }
 }
 
 /// The apalis task handler: process one claimed group and record the result.
-async fn handle(group: ClaimedGroup, engine: Data<Engine>) -> std::result::Result<Outcome, BoxDynError> {
+async fn handle(
+    group: ClaimedGroup,
+    engine: Data<Engine>,
+) -> std::result::Result<Outcome, BoxDynError> {
     let attempt = engine.process(group, false).await;
     let recorded = engine.record(vec![attempt]).await?;
-    Ok(recorded.first().map_or(Outcome::Skipped, |(outcome, _)| *outcome))
+    Ok(recorded
+        .first()
+        .map_or(Outcome::Skipped, |(outcome, _)| *outcome))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

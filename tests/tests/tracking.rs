@@ -7,73 +7,30 @@ use sea_orm::{
 };
 use sync_core::entity::sync_group;
 use sync_tests::models::{address, billing_info, customer, line_item, order, product};
-use sync_tests::{TestDb, on_each_backend};
+use sync_tests::{TestDb, fixtures, on_each_backend};
 
 async fn new_customer(t: &TestDb, name: &str) -> customer::Model {
-    customer::ActiveModel {
-        name: Set(name.into()),
-        email: Set(format!("{}@example.com", name.to_lowercase())),
-        phone: Set(None),
-        notes: Set(String::new()),
-        deleted_at: Set(None),
-        ..Default::default()
-    }
-    .insert(&t.db)
-    .await
-    .unwrap()
+    fixtures::customer(&t.db, name).await
 }
 
 async fn new_address(t: &TestDb, customer_id: i32, city: &str) -> address::Model {
-    address::ActiveModel {
-        customer_id: Set(customer_id),
-        street: Set("1 Main St".into()),
-        city: Set(city.into()),
-        label: Set("home".into()),
-        ..Default::default()
-    }
-    .insert(&t.db)
-    .await
-    .unwrap()
+    fixtures::address(&t.db, customer_id, city).await
 }
 
 async fn new_order(t: &TestDb, customer_id: i32, reference: &str) -> order::Model {
-    order::ActiveModel {
-        customer_id: Set(customer_id),
-        reference: Set(reference.into()),
-        status: Set("open".into()),
-        internal_note: Set(String::new()),
-        ..Default::default()
-    }
-    .insert(&t.db)
-    .await
-    .unwrap()
+    fixtures::order(&t.db, customer_id, reference).await
 }
 
 async fn new_item(t: &TestDb, order_id: i32, sku: &str) -> line_item::Model {
-    line_item::ActiveModel {
-        order_id: Set(order_id),
-        sku: Set(sku.into()),
-        quantity: Set(1),
-        price_cents: Set(500),
-        comment: Set(String::new()),
-        ..Default::default()
-    }
-    .insert(&t.db)
-    .await
-    .unwrap()
+    fixtures::line_item(&t.db, order_id, sku).await
 }
 
 async fn version(t: &TestDb, syncer: &str, key: impl ToString) -> i64 {
     t.group(syncer, key).await.map_or(0, |g| g.version)
 }
 
-/// Marks every group clean, as a completed sync would, so that tests can see them turn dirty.
 async fn mark_all_synced(t: &TestDb) {
-    t.db.execute_unprepared(
-        "UPDATE sync_groups SET synced_version = version, state = 'synced', synced_at = touched_at",
-    )
-    .await
-    .unwrap();
+    fixtures::mark_all_synced(&t.db).await;
 }
 
 #[tokio::test]

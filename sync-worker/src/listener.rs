@@ -1,0 +1,48 @@
+//! PostgreSQL wake-ups: `LISTEN sync_groups`, fed by the trigger the migrations install, so idle
+//! workers in other processes wake when a touching transaction commits. When the listening
+//! connection drops, workers fall back to polling until it is back.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::{PgListener, PgPool};
+use sea_orm::{DatabaseConnection, DbBackend};
+use tokio::task::JoinHandle;
+
+/// Starts the listener on PostgreSQL; `None` on other backends. Abort the handle to stop it.
+pub(crate) fn spawn(db: &DatabaseConnection) -> Option<JoinHandle<()>> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return None;
+    }
+    let pool = db.get_postgres_connection_pool().clone();
+    Some(tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            if let Err(error) = listen(&pool).await {
+                tracing::warn!(%error, retry_in = ?delay, "LISTEN sync_groups failed; polling meanwhile");
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }))
+}
+
+async fn listen(pool: &PgPool) -> Result<(), sea_orm::sqlx::Error> {
+    let schema: String = sea_orm::sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(pool)
+        .await?;
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen("sync_groups").await?;
+    tracing::debug!(%schema, "listening for touches");
+    // Anything touched while we were not listening is due now.
+    sync_core::wake::notify();
+    loop {
+        match listener.try_recv().await? {
+            Some(notification) if notification.payload() == schema => sync_core::wake::notify(),
+            Some(_) => {}
+            None => {
+                tracing::warn!("the LISTEN connection was lost; reconnecting, polling meanwhile");
+                sync_core::wake::notify();
+            }
+        }
+    }
+}
