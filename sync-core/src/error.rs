@@ -64,7 +64,7 @@ pub enum Error {
 
     /// The translation needs something that does not exist yet, typically another group's
     /// remote id. The group is retried shortly without counting as a failure.
-    #[error("not ready: waiting for {prerequisite}")]
+    #[error("not ready: {prerequisite}")]
     NotReady {
         /// What is missing, e.g. "`erp.customer` group `42` has no remote id yet".
         prerequisite: String,

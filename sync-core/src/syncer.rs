@@ -121,6 +121,23 @@ pub struct ClaimedGroup {
 }
 
 impl ClaimedGroup {
+    /// The group as a row shows it, not claimed by anyone: for inspecting what a syncer would
+    /// push (`plan`, consistency checks), never for completing.
+    pub fn unclaimed(row: &sync_group::Model) -> Self {
+        ClaimedGroup {
+            id: row.id,
+            syncer: row.syncer.clone(),
+            root_key: RootKey::from(row.root_key.clone()),
+            version: row.version,
+            remote_id: row.remote_id.clone(),
+            last_digest: row.last_digest.clone(),
+            root_deleted: row.root_deleted,
+            attempts: row.attempts,
+            deferrals: row.deferrals,
+            lease_owner: String::new(),
+        }
+    }
+
     /// The idempotency key of a push of this group at this version with this payload digest.
     /// A repeated push (after a crash) carries the same key; a changed mapping gets a new one.
     pub fn idempotency_key(&self, digest: &str) -> String {

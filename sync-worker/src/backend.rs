@@ -31,6 +31,9 @@ pub struct PollSettings {
     pub claim_batch: u32,
     /// The first delay after a database error; doubles up to `poll_interval × 10`.
     pub error_backoff: Duration,
+    /// How long to wait after a wake-up before claiming, so that a burst of writes to one group
+    /// makes one push instead of one per write.
+    pub wake_delay: Duration,
 }
 
 enum State {
@@ -46,6 +49,8 @@ enum State {
         Pin<Box<tokio::time::Sleep>>,
         Pin<Box<tokio::sync::futures::Notified<'static>>>,
     ),
+    /// Woken: let the burst of writes finish before claiming.
+    Settling(Pin<Box<tokio::time::Sleep>>),
     /// Shutting down: releasing what was claimed and not started.
     Releasing(BoxFuture<'static, ()>),
     /// Closed.
@@ -171,12 +176,19 @@ impl Backend for GroupBackend {
                     let woken = notified.as_mut().poll(cx).is_ready();
                     if woken {
                         self.recheck = true;
-                    }
-                    if woken || sleep.as_mut().poll(cx).is_ready() {
+                        self.state =
+                            State::Settling(Box::pin(tokio::time::sleep(self.settings.wake_delay)));
+                    } else if sleep.as_mut().poll(cx).is_ready() {
                         self.state = State::Idle;
                     } else {
                         return Poll::Pending;
                     }
+                }
+                State::Settling(sleep) => {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.state = State::Idle;
                 }
                 State::Releasing(_) | State::Closed => return Poll::Pending,
             }
@@ -206,7 +218,7 @@ impl Backend for GroupBackend {
                     }
                     self.state = State::Idle;
                 }
-                State::Idle | State::Waiting(..) => {
+                State::Idle | State::Waiting(..) | State::Settling(_) => {
                     let ids: Vec<i64> = self.buffer.drain(..).map(|g| g.id).collect();
                     let engine = self.engine.clone();
                     self.state = State::Releasing(

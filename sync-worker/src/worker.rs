@@ -20,6 +20,9 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// How long shutdown waits for in-flight pushes before giving up on them.
     pub shutdown_timeout: Duration,
+    /// After a wake-up, how long to let a burst of writes settle before claiming. Longer
+    /// coalesces more; shorter syncs sooner.
+    pub wake_delay: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -28,6 +31,7 @@ impl Default for WorkerSettings {
             engine: EngineConfig::default(),
             poll_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(60),
+            wake_delay: Duration::from_millis(20),
         }
     }
 }
@@ -104,6 +108,7 @@ impl Worker {
                 .unwrap_or(u32::MAX)
                 .min(config.batch_size),
             error_backoff: Duration::from_millis(200),
+            wake_delay: self.settings.wake_delay,
         };
         let engine = self.engine.clone();
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
