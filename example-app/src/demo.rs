@@ -348,7 +348,7 @@ impl Demo {
         let crm: Vec<RecordedRequest> = self.crm.requests().into_iter().skip(self.seen.1).collect();
         for (remote, requests) in [("ERP", &erp), ("CRM", &crm)] {
             for r in requests.iter() {
-                let body = r.body.as_ref().map(|b| short(b)).unwrap_or_default();
+                let body = r.body.as_ref().map(short).unwrap_or_default();
                 println!(
                     "    {remote} ← {} {} {body} → {}",
                     r.method, r.path, r.status

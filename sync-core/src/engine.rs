@@ -422,7 +422,7 @@ impl Engine {
                     tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
                 }
                 _ => {
-                    tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded")
+                    tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded");
                 }
             }
             log.push(AttemptRecord {

@@ -261,9 +261,7 @@ where
             || match m.link() {
                 Link::Root => false,
                 Link::Column(c) => set(c),
-                Link::Function { via } if via.is_empty() => {
-                    <A::Entity as EntityTrait>::Column::iter().any(set)
-                }
+                Link::Function { via: [] } => <A::Entity as EntityTrait>::Column::iter().any(set),
                 Link::Function { via } => via.iter().any(|c| set(*c)),
             }
     })

@@ -512,13 +512,10 @@ fn classify(method: &Method, url: &Url, answer: &Answer) -> Error {
         excerpt(&answer.body)
     );
     let code = Some(status.as_u16());
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        Error::Retryable {
-            message,
-            status: code,
-            retry_after: answer.retry_after,
-        }
-    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+    {
         Error::Retryable {
             message,
             status: code,

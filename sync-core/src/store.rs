@@ -110,7 +110,7 @@ async fn apply<C: ConnectionTrait>(
             Expr::col((Groups, G::RootKey)).is_in(keys.iter().map(|k| k.as_str().to_owned())),
         ),
         Keys::Subquery(select) => {
-            update.and_where(Expr::col((Groups, G::RootKey)).in_subquery(select))
+            update.and_where(Expr::col((Groups, G::RootKey)).in_subquery(*select))
         }
     };
     if mark == Mark::Deleted {
@@ -129,7 +129,7 @@ async fn apply<C: ConnectionTrait>(
 enum Keys<'a> {
     One(&'a RootKey),
     Many(&'a [RootKey]),
-    Subquery(SelectStatement),
+    Subquery(Box<SelectStatement>),
 }
 
 async fn register<C: ConnectionTrait>(
@@ -335,7 +335,7 @@ where
                 .select_only()
                 .expr(Expr::col(column).cast_as(text_type(backend)))
                 .into_query();
-            touched += apply(db, syncer, mark, Keys::Subquery(subquery)).await?;
+            touched += apply(db, syncer, mark, Keys::Subquery(Box::new(subquery))).await?;
             continue;
         }
         let models = select

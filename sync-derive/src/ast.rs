@@ -1,6 +1,7 @@
 //! The input, parsed into a small tree that keeps the syn nodes for error spans.
 
 use proc_macro2::{Span, TokenTree};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, Ident, LitStr, Type};
 
@@ -27,7 +28,7 @@ pub(crate) struct Field<'a> {
 /// One `#[sync(...)]`.
 pub(crate) struct MembershipAttr {
     /// The whole attribute, for errors about something missing.
-    pub(crate) span: Span,
+    pub(crate) tokens: proc_macro2::TokenStream,
     pub(crate) syncer: Option<LitStr>,
     pub(crate) watch: Option<(Span, Vec<Ident>)>,
     pub(crate) root: Option<Ident>,
@@ -120,6 +121,28 @@ pub(crate) fn parse(input: &DeriveInput) -> syn::Result<Option<Input<'_>>> {
     }))
 }
 
+/// A struct named `Model` with named fields and `#[sea_orm(table_name = ...)]`.
+pub(crate) fn is_seaorm_model(input: &DeriveInput) -> bool {
+    matches!(&input.data, Data::Struct(d) if matches!(d.fields, Fields::Named(_)))
+        && input.ident == "Model"
+        && has_table_name(&input.attrs)
+}
+
+/// Whether `#[syncable(manual_hooks)]` is present, read loosely (for error recovery).
+pub(crate) fn wants_manual_hooks(input: &DeriveInput) -> bool {
+    input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("syncable"))
+        .filter_map(|a| a.meta.require_list().ok())
+        .any(|list| {
+            list.tokens
+                .clone()
+                .into_iter()
+                .any(|t| matches!(t, TokenTree::Ident(i) if i == "manual_hooks"))
+        })
+}
+
 fn not_a_model(span: Span) -> syn::Error {
     syn::Error::new(
         span,
@@ -187,7 +210,7 @@ fn seaorm_field_flags(attrs: &[Attribute]) -> SeaOrmFlags {
 
 fn parse_membership(attr: &Attribute) -> syn::Result<MembershipAttr> {
     let mut m = MembershipAttr {
-        span: attr.span(),
+        tokens: quote::ToTokens::to_token_stream(attr),
         syncer: None,
         watch: None,
         root: None,
@@ -216,14 +239,18 @@ fn parse_membership(attr: &Attribute) -> syn::Result<MembershipAttr> {
             if slot.is_some() {
                 return Err(duplicate());
             }
-            let mut columns = Vec::new();
-            meta.parse_nested_meta(|inner| match inner.path.get_ident() {
-                Some(ident) if inner.input.is_empty() || inner.input.peek(syn::Token![,]) => {
-                    columns.push(ident.clone());
-                    Ok(())
-                }
-                _ => Err(inner.error("expected a column name (a field of `Model`)")),
-            })?;
+            let content;
+            syn::parenthesized!(content in meta.input);
+            let columns: Vec<Ident> = content
+                .parse_terminated(Ident::parse_any, syn::Token![,])
+                .map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected column names (fields of `Model`) separated by commas",
+                    )
+                })?
+                .into_iter()
+                .collect();
             let entry = Some((path.span(), columns));
             if is_watch {
                 m.watch = entry;

@@ -13,11 +13,25 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let parsed = match ast::parse(&input) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => return TokenStream::new(),
-        Err(e) => return e.to_compile_error(),
+        Err(e) => return with_fallback(&input, e),
     };
     match valid::check(&parsed) {
         Ok(checked) => expand(&checked),
-        Err(e) => e.to_compile_error(),
+        Err(e) => with_fallback(&input, e),
+    }
+}
+
+/// The errors, plus an empty `ActiveModelBehavior` impl when the input is a SeaORM model whose
+/// hooks the derive would have written: SeaORM requires one, and without it every mistake in a
+/// `#[sync(...)]` attribute would also show a confusing "trait not implemented" error.
+fn with_fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
+    let errors = error.to_compile_error();
+    if !ast::is_seaorm_model(input) || ast::wants_manual_hooks(input) {
+        return errors;
+    }
+    quote! {
+        #errors
+        impl ::sync_core::__private::sea_orm::ActiveModelBehavior for ActiveModel {}
     }
 }
 

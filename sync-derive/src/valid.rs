@@ -37,6 +37,10 @@ impl Errors {
         }
     }
 
+    fn push_spanned(&mut self, tokens: &proc_macro2::TokenStream, message: impl std::fmt::Display) {
+        self.push_error(syn::Error::new_spanned(tokens, message.to_string()));
+    }
+
     fn push(&mut self, span: Span, message: impl std::fmt::Display) {
         let error = syn::Error::new(span, message);
         match &mut self.0 {
@@ -94,8 +98,8 @@ fn check_membership<'a>(
 
     let syncer = match &attr.syncer {
         None => {
-            errors.push(
-                attr.span,
+            errors.push_spanned(
+                &attr.tokens,
                 "missing `syncer = \"...\"` in `#[sync(...)]`: name the syncer this model feeds, \
                  e.g. `syncer = \"crm.contact\"`",
             );
@@ -118,8 +122,7 @@ fn check_membership<'a>(
 
     let watch = match &attr.watch {
         None => {
-            errors.push(
-                attr.span,
+            errors.push_spanned(&attr.tokens,
                 "missing `watch(...)` in `#[sync(...)]`: list the columns whose change must reach the remote",
             );
             Vec::new()

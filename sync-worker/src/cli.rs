@@ -99,10 +99,11 @@ impl Settings {
         engine
             .validate()
             .map_err(|e| Error::Config(format!("{e} (see --help)")))?;
-        let mut settings = WorkerSettings::default();
-        settings.engine = engine;
-        settings.poll_interval = Duration::from_millis(self.poll_interval_ms.max(1));
-        Ok(settings)
+        Ok(WorkerSettings {
+            engine,
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
+            ..WorkerSettings::default()
+        })
     }
 }
 

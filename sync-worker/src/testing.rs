@@ -494,14 +494,12 @@ fn apply(
                 }
                 Method::PUT | Method::PATCH if exists || (upsert && *method == Method::PUT) => {
                     let mut record = body.unwrap_or(json!({}));
-                    if *method == Method::PATCH {
-                        if let (Some(Value::Object(old)), Value::Object(new)) =
-                            (records.get(id).cloned(), &record)
-                        {
-                            let mut merged = old;
-                            merged.extend(new.clone());
-                            record = Value::Object(merged);
-                        }
+                    if let (true, Some(Value::Object(old)), Value::Object(new)) =
+                        (*method == Method::PATCH, records.get(id).cloned(), &record)
+                    {
+                        let mut merged = old;
+                        merged.extend(new.clone());
+                        record = Value::Object(merged);
                     }
                     if let Value::Object(map) = &mut record {
                         map.insert("id".into(), json!(id));

@@ -21,15 +21,16 @@ pub struct Knobs {
 impl Knobs {
     fn check(&self, cx: &TranslateContext<'_>) -> Result<()> {
         let sabotage = self.sabotage.lock().expect("knobs").clone();
-        if let Some((syncer, key, how)) = sabotage {
-            if syncer == cx.group().syncer && key == cx.root_key().as_str() {
-                match how {
-                    "panic" => panic!("translate exploded for {key}"),
-                    _ => {
-                        return Err(Error::permanent(format!(
-                            "cannot translate {key}: bad data"
-                        )));
-                    }
+        if let Some((syncer, key, how)) = sabotage
+            && syncer == cx.group().syncer
+            && key == cx.root_key().as_str()
+        {
+            match how {
+                "panic" => panic!("translate exploded for {key}"),
+                _ => {
+                    return Err(Error::permanent(format!(
+                        "cannot translate {key}: bad data"
+                    )));
                 }
             }
         }

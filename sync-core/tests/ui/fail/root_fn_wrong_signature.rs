@@ -1,0 +1,23 @@
+mod entity {
+    use sea_orm::entity::prelude::*;
+    use sync_core::Syncable;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
+    #[sea_orm(table_name = "things")]
+    #[sync(syncer = "crm.contact", watch(name), root_fn = find_root)]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+
+    // Not async, and takes no connection.
+    fn find_root(model: &Model) -> Option<i32> {
+        Some(model.id)
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+}
+
+fn main() {}

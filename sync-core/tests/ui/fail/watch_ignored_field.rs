@@ -1,0 +1,20 @@
+mod entity {
+    use sea_orm::entity::prelude::*;
+    use sync_core::Syncable;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
+    #[sea_orm(table_name = "things")]
+    #[sync(syncer = "crm.contact", watch(name, cache))]
+    pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i32,
+    pub name: String,
+    #[sea_orm(ignore)]
+    pub cache: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+}
+
+fn main() {}
