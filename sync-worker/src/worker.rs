@@ -104,7 +104,9 @@ impl Worker {
         let backstop = config.push_timeout + (config.lease - config.push_timeout) / 2;
         let poll = PollSettings {
             poll_interval: self.settings.poll_interval,
-            claim_batch: u32::try_from(config.concurrency)
+            // Twice the concurrency keeps every slot busy between claims; what is claimed but
+            // not started when the worker stops is released.
+            claim_batch: u32::try_from(config.concurrency.saturating_mul(2))
                 .unwrap_or(u32::MAX)
                 .min(config.batch_size),
             error_backoff: Duration::from_millis(200),
