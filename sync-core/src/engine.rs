@@ -30,7 +30,8 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// How long a claim is held before another worker may take the group over.
     pub lease: Duration,
-    /// The limit for one group's translate and push; must be shorter than the lease.
+    /// The limit for one group's translate and push. A push longer than the lease renews it
+    /// every third of the lease, and is abandoned if the lease cannot be renewed.
     pub push_timeout: Duration,
     /// Failed attempts after which a group is `dead`.
     pub max_attempts: u32,
@@ -74,12 +75,11 @@ impl EngineConfig {
         if self.max_attempts == 0 {
             return fail("max attempts must be at least 1".into());
         }
-        if self.push_timeout >= self.lease {
-            return fail(format!(
-                "the push timeout ({:?}) must be shorter than the lease ({:?}), or a slow push \
-                 could be taken over and run twice at once",
-                self.push_timeout, self.lease
-            ));
+        if self.lease < Duration::from_secs(1) {
+            return fail(format!("the lease ({:?}) must be at least one second", self.lease));
+        }
+        if self.push_timeout.is_zero() {
+            return fail("the push timeout must be longer than zero".into());
         }
         Ok(())
     }
@@ -262,6 +262,12 @@ impl Engine {
         .await
     }
 
+    /// Syncers with dirty groups that this engine does not know (and so never claims), with how
+    /// many groups each.
+    pub async fn unknown_syncers(&self) -> Result<Vec<(String, i64)>> {
+        queue::unknown_syncers(&self.db, &self.syncer_names).await
+    }
+
     /// Gives back claimed groups that will not be processed.
     pub async fn release(&self, ids: &[i64]) -> Result<u64> {
         queue::release(&self.db, &self.config.worker_id, ids).await
@@ -280,12 +286,19 @@ impl Engine {
         let start = Instant::now();
         let span = tracing::info_span!("push", group = group.id, syncer = %group.syncer, version = group.version);
         let work = AssertUnwindSafe(self.translate_and_push(&group, full)).catch_unwind();
-        let (operation, result) = match tokio::time::timeout(self.config.push_timeout, work)
+        let guarded = async {
+            tokio::select! {
+                done = work => Ok(done),
+                lost = self.keep_lease(&group) => Err(lost),
+            }
+        };
+        let (operation, result) = match tokio::time::timeout(self.config.push_timeout, guarded)
             .instrument(span)
             .await
         {
-            Ok(Ok(done)) => done,
-            Ok(Err(panic)) => (
+            Ok(Err(lease_lost)) => ("none", Err(lease_lost)),
+            Ok(Ok(Ok(done))) => done,
+            Ok(Ok(Err(panic))) => (
                 "none",
                 Err(Error::permanent(format!(
                     "the syncer panicked: {}",
@@ -306,6 +319,32 @@ impl Engine {
             result,
             started_at,
             duration: start.elapsed(),
+        }
+    }
+
+    /// Renews the lease on `group` every third of the lease while its push runs. Returns (and
+    /// so abandons the push) only when the lease is lost, or could not be renewed for two thirds
+    /// of its length: past that point another worker may take the group over.
+    async fn keep_lease(&self, group: &ClaimedGroup) -> Error {
+        let every = self.config.lease / 3;
+        let mut renewed = Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            match self.renew(&[group.id]).await {
+                Ok(1) => renewed = Instant::now(),
+                Ok(_) => {
+                    return Error::retryable(
+                        "lost the lease during the push: another worker took the group over",
+                    );
+                }
+                Err(error) if renewed.elapsed() >= self.config.lease * 2 / 3 => {
+                    return Error::retryable(format!(
+                        "could not renew the lease during the push ({error}); abandoned it so that \
+                         another worker can take the group over"
+                    ));
+                }
+                Err(error) => tracing::warn!(group = group.id, %error, "could not renew a lease; retrying"),
+            }
         }
     }
 

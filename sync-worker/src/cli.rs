@@ -48,7 +48,7 @@ pub struct Settings {
     /// Seconds a claim is held before another worker may take the group over.
     #[arg(long, env = "SYNC_LEASE_SECS", global = true, default_value_t = 60)]
     pub lease_secs: u64,
-    /// Seconds one translate-and-push may take; must be less than the lease.
+    /// Seconds one translate-and-push may take (longer pushes renew their lease).
     #[arg(
         long,
         env = "SYNC_PUSH_TIMEOUT_SECS",

@@ -99,9 +99,8 @@ impl Worker {
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let config = self.engine.config().clone();
         // The apalis timeout is a backstop around translate, push and record; the engine
-        // already bounds the push itself. Both stay shorter than the lease, so a group is never
-        // taken over while its push may still be running.
-        let backstop = config.push_timeout + (config.lease - config.push_timeout) / 2;
+        // already bounds the push itself (and keeps its lease alive meanwhile).
+        let backstop = config.push_timeout + Duration::from_secs(10);
         let poll = PollSettings {
             poll_interval: self.settings.poll_interval,
             // Twice the concurrency keeps every slot busy between claims; what is claimed but
@@ -114,6 +113,7 @@ impl Worker {
         };
         let engine = self.engine.clone();
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
+        report_unknown_syncers(&engine).await;
         let listener = crate::listener::spawn(self.engine.db());
         let result = Monitor::new()
             .register(move |_restart| {
@@ -139,6 +139,19 @@ impl Worker {
         result?;
         tracing::info!("sync worker stopped");
         Ok(())
+    }
+}
+
+/// Warns about dirty groups whose syncer this worker does not know: they are left alone, not
+/// claimed and retried forever.
+async fn report_unknown_syncers(engine: &Engine) {
+    match engine.unknown_syncers().await {
+        Ok(unknown) => {
+            for (syncer, groups) in unknown {
+                tracing::warn!(%syncer, groups, "dirty groups of a syncer this worker does not know; they are not claimed (is a syncer missing from the registry, or was one renamed?)");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not check for groups of unknown syncers"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! SQLite always runs. PostgreSQL and MariaDB/MySQL run when `SYNC_TEST_POSTGRES_URL` and
 //! `SYNC_TEST_MYSQL_URL` are set; then an unreachable server fails the test, it is not skipped.
 
+pub mod cluster;
 pub mod fixtures;
 pub mod models;
 pub mod syncers;

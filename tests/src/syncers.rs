@@ -186,28 +186,20 @@ impl Syncer for ErpSalesOrder {
 /// The three syncers, pushing to `{base_url}/erp/customers`, `{base_url}/crm/contacts` and
 /// `{base_url}/erp/sales_orders`.
 pub fn registry(base_url: &str, knobs: &Arc<Knobs>) -> Registry {
+    try_registry(base_url, knobs).expect("a valid registry")
+}
+
+/// Like [`registry`], failing on a bad URL.
+pub fn try_registry(base_url: &str, knobs: &Arc<Knobs>) -> Result<Registry> {
     let remote = |prefix: &str, collection: &str| {
         HttpRemote::builder(format!("{base_url}/{prefix}"), collection)
             .request_timeout(std::time::Duration::from_secs(2))
             .build()
-            .expect("a valid remote")
     };
     let mut registry = Registry::new();
     registry
-        .register(ErpCustomer {
-            remote: remote("erp", "customers"),
-            knobs: knobs.clone(),
-        })
-        .expect("register")
-        .register(CrmContact {
-            remote: remote("crm", "contacts"),
-            knobs: knobs.clone(),
-        })
-        .expect("register")
-        .register(ErpSalesOrder {
-            remote: remote("erp", "sales_orders"),
-            knobs: knobs.clone(),
-        })
-        .expect("register");
-    registry
+        .register(ErpCustomer { remote: remote("erp", "customers")?, knobs: knobs.clone() })?
+        .register(CrmContact { remote: remote("crm", "contacts")?, knobs: knobs.clone() })?
+        .register(ErpSalesOrder { remote: remote("erp", "sales_orders")?, knobs: knobs.clone() })?;
+    Ok(registry)
 }
