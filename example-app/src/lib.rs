@@ -1,8 +1,22 @@
-//! An example application: an axum JSON API over SeaORM models whose customers, addresses,
-//! orders, line items and billing info are kept in step with an ERP and a CRM.
+//! An example application kept in step with an ERP and a CRM.
+//!
+//! A small axum JSON API ([`api`]) over SeaORM models ([`entities`]): customers with addresses,
+//! orders with line items and billing info. `#[derive(Syncable)]` on the models marks sync groups
+//! dirty whenever the API writes a watched column; a worker pushes each dirty group to its remote
+//! with the [`syncers`]:
+//!
+//! | syncer | remote entity | built from |
+//! |---|---|---|
+//! | `erp.customer` | ERP `customers` | a customer and its addresses |
+//! | `crm.contact` | CRM `contacts` | the same, in the CRM's shape |
+//! | `erp.sales_order` | ERP `sales_orders` | an order, its line items and billing info |
+//!
+//! [`demo`] runs the whole story against mock remotes and checks the result.
 
 pub mod api;
-pub mod demo;
+mod demo;
 pub mod entities;
 pub mod migration;
 pub mod syncers;
+
+pub use demo::{DemoReport, Pushes, StepReport, demo};

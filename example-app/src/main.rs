@@ -1,77 +1,77 @@
-//! `example-app demo | serve | migrate`.
+//! `example-app`: the example's web app (`serve`), its story end to end (`demo`), and its
+//! migrations (`migrate`).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use sync_worker::testing::MockRemote;
 use sync_worker::{Worker, WorkerSettings};
+use tokio_util::sync::CancellationToken;
 
-use example_app::{api, demo, migration::Migrator, syncers};
+use example_app::{api, migration::Migrator, syncers};
+
+/// The database `serve` and `migrate` use unless told otherwise; the worker binary's default too.
+const DEFAULT_DATABASE_URL: &str = "sqlite://app.db?mode=rwc";
 
 #[derive(Debug, Parser)]
-#[command(about = "An example app kept in step with an ERP and a CRM")]
+#[command(version, about = "An example app kept in step with an ERP and a CRM")]
 struct Cli {
+    /// The database [default: `sqlite://app.db?mode=rwc`; for `demo`, a fresh temporary SQLite
+    /// file]. PostgreSQL works too: `postgres://user:password@host/database`.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole story on a temporary SQLite database (or DATABASE_URL) and check the result.
-    Demo {
-        /// The database (default: a fresh temporary SQLite file).
-        #[arg(long, env = "DEMO_DATABASE_URL")]
-        database_url: Option<String>,
-    },
-    /// Serve the API with a worker in the same process.
+    /// Run the whole story against mock remotes and check the result; exits non-zero if an
+    /// expectation fails.
+    Demo,
+    /// Serve the JSON API, with a sync worker in the same process.
     Serve {
-        #[arg(
-            long,
-            env = "DATABASE_URL",
-            default_value = "sqlite://example-app.db?mode=rwc",
-            hide_env_values = true
-        )]
-        database_url: String,
+        /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: String,
-        /// The ERP's base URL (default: a mock ERP on loopback).
-        #[arg(long, env = "ERP_URL")]
+        /// The ERP's base URL [default: a mock ERP on loopback].
+        #[arg(long)]
         erp_url: Option<String>,
-        /// The CRM's base URL (default: a mock CRM on loopback).
-        #[arg(long, env = "CRM_URL")]
+        /// The CRM's base URL [default: a mock CRM on loopback].
+        #[arg(long)]
         crm_url: Option<String>,
+        /// Serve the API only, and leave syncing to worker processes (the `worker` binary).
+        #[arg(long, conflicts_with_all = ["erp_url", "crm_url"])]
+        no_worker: bool,
     },
-    /// Apply the migrations (the framework's tables and the app's).
-    Migrate {
-        #[arg(
-            long,
-            env = "DATABASE_URL",
-            default_value = "sqlite://example-app.db?mode=rwc",
-            hide_env_values = true
-        )]
-        database_url: String,
-    },
+    /// Create or update the tables: the framework's and the app's.
+    Migrate,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo { .. });
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
-        if quiet {
-            "error".into()
-        } else {
-            "info,sqlx=warn".into()
+    init_tracing(&cli.command);
+    let database_url = cli.database_url.as_deref();
+    let result = match cli.command {
+        Command::Demo => example_app::demo(database_url)
+            .await
+            .map(|report| report.passed()),
+        Command::Serve {
+            listen,
+            erp_url,
+            crm_url,
+            no_worker,
+        } => {
+            let remotes = (!no_worker).then_some((erp_url, crm_url));
+            serve(database_url, &listen, remotes).await.map(|()| true)
         }
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli.command).await {
+        Command::Migrate => migrate(database_url).await.map(|()| true),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
@@ -81,66 +81,108 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<bool> {
-    match command {
-        Command::Demo { database_url } => Ok(demo::run(database_url).await?.passed()),
-        Command::Migrate { database_url } => {
-            let db = sync_core::connect(&database_url, 2).await?;
-            Migrator::up(&db, None).await?;
-            println!(
-                "migrations applied to {}",
-                sync_core::redact_url(&database_url)
-            );
-            Ok(true)
-        }
-        Command::Serve {
-            database_url,
-            listen,
-            erp_url,
-            crm_url,
-        } => {
-            let db = sync_core::connect(&database_url, 10).await?;
-            Migrator::up(&db, None)
-                .await
-                .context("running the migrations")?;
-            let mut mocks = Vec::new();
-            let mut remote_url = |given: Option<String>, name: &str| -> anyhow::Result<_> {
-                Ok(match given {
-                    Some(url) => url,
-                    None => {
-                        let mock = futures_block(MockRemote::start());
-                        let url = format!("{}/api", mock.url());
-                        println!(
-                            "mock {name} at {url} (GET {}/_mock/records shows what it holds)",
-                            mock.url()
-                        );
-                        mocks.push(mock);
-                        url
-                    }
-                })
-            };
-            let erp = remote_url(erp_url, "ERP")?;
-            let crm = remote_url(crm_url, "CRM")?;
-            let registry = syncers::registry(&erp, &crm)?;
-            let mut settings = WorkerSettings::default();
-            settings.poll_interval = Duration::from_millis(500);
-            let worker = Worker::new(db.clone(), registry, settings)?;
-            let worker = tokio::spawn(worker.run());
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .with_context(|| format!("listening on {listen}"))?;
-            println!("API on http://{listen}; Ctrl-C stops");
-            axum::serve(listener, api::app(db))
-                .with_graceful_shutdown(sync_worker::shutdown_signal())
-                .await?;
-            worker.await??;
-            drop(mocks);
-            Ok(true)
-        }
-    }
+/// Logs to stderr, filtered by `RUST_LOG`. By default the demo shows only errors, so that its
+/// story reads cleanly, and the server shows what the worker does.
+fn init_tracing(command: &Command) {
+    let default = match command {
+        Command::Demo => "error",
+        Command::Serve { .. } => "info,sqlx=warn,sea_orm_migration=warn",
+        Command::Migrate => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
-/// Starts a mock remote from inside the runtime.
-fn futures_block<F: std::future::Future>(future: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+async fn connect(database_url: Option<&str>) -> anyhow::Result<(DatabaseConnection, String)> {
+    let url = database_url.unwrap_or(DEFAULT_DATABASE_URL).to_owned();
+    // The app and its in-process worker share the pool; SQLite needs several connections.
+    let db = sync_core::connect(&url, 10).await?;
+    Ok((db, url))
+}
+
+async fn migrate(database_url: Option<&str>) -> anyhow::Result<()> {
+    let (db, url) = connect(database_url).await?;
+    let pending = Migrator::get_pending_migrations(&db).await?.len();
+    Migrator::up(&db, None)
+        .await
+        .context("running the migrations")?;
+    println!(
+        "{pending} migration(s) applied; {} is up to date",
+        sync_core::redact_url(&url)
+    );
+    Ok(())
+}
+
+/// Serves the API until Ctrl-C. With `remotes`, a worker in this process pushes to them (mocks
+/// for the ones not given); without, worker processes do.
+async fn serve(
+    database_url: Option<&str>,
+    listen: &str,
+    remotes: Option<(Option<String>, Option<String>)>,
+) -> anyhow::Result<()> {
+    let (db, url) = connect(database_url).await?;
+    Migrator::up(&db, None)
+        .await
+        .context("running the migrations")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let app = format!("http://{}", listener.local_addr()?);
+    println!("example-app on {app}");
+    println!("  database  {}", sync_core::redact_url(&url));
+
+    let stop_worker = CancellationToken::new();
+    let mut mocks = Vec::new();
+    let worker = match remotes {
+        None => {
+            println!("  worker    none here: run the `worker` binary beside this server");
+            None
+        }
+        Some((erp_url, crm_url)) => {
+            // Mock remotes stand in for the ones not given; they live as long as the server.
+            let mut remote = async |name: &'static str, given: Option<String>| {
+                let Some(url) = given else {
+                    let mock = MockRemote::start().await;
+                    let url = mock.url();
+                    println!(
+                        "  {name}       {url}   a mock: {url}/_mock/records shows its records"
+                    );
+                    mocks.push(mock);
+                    return url;
+                };
+                println!("  {name}       {url}");
+                url
+            };
+            let erp_url = remote("ERP", erp_url).await;
+            let crm_url = remote("CRM", crm_url).await;
+            let registry = syncers::registry(&erp_url, &crm_url)?;
+            let worker = Worker::new(db.clone(), registry, WorkerSettings::default())?;
+            println!("  worker    in this process");
+            Some(tokio::spawn(
+                worker.run_until(stop_worker.clone().cancelled_owned()),
+            ))
+        }
+    };
+    println!();
+    println!("Try:");
+    println!(
+        "  curl -s -X POST {app}/customers -H 'content-type: application/json' \\\n    \
+         -d '{{\"name\": \"Ada Lovelace\", \"email\": \"ada@example.com\", \
+         \"addresses\": [{{\"street\": \"12 Rue de Rivoli\", \"city\": \"Paris\"}}]}}'"
+    );
+    println!("  curl -s {app}/customers/1");
+    println!("Ctrl-C stops.");
+
+    axum::serve(listener, api::app(db))
+        .with_graceful_shutdown(sync_worker::shutdown_signal())
+        .await?;
+    stop_worker.cancel();
+    if let Some(worker) = worker {
+        worker.await?.context("stopping the worker")?;
+    }
+    Ok(())
 }

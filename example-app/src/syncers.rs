@@ -1,44 +1,63 @@
-//! How the remote entities are built from the local rows, and where they go.
+//! How the remote entities are built from the local rows, and where they are sent.
+//!
+//! Each syncer reads its group's root and dependents in `translate` and returns the payload the
+//! remote should hold, or `None` when the root is gone (the worker then deletes the remote copy).
+//! Sending is left to the built-in [`HttpRemote`]: `POST` creates, `PUT` updates, `DELETE`
+//! deletes. The worker skips the push when the payload equals the last one the remote accepted.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use std::collections::BTreeSet;
+
+use sea_orm::{ColumnTrait, EntityTrait, ModelTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use sync_core::{HttpRemote, Registry, Result, Syncer, TranslateContext, async_trait};
 
 use crate::entities::{address, billing_info, customer, line_item, order};
 
-/// The ERP's customer: name, contact details and every address.
+/// The ERP's collection of customers.
+pub const ERP_CUSTOMERS: &str = "customers";
+/// The ERP's collection of sales orders.
+pub const ERP_SALES_ORDERS: &str = "sales_orders";
+/// The CRM's collection of contacts.
+pub const CRM_CONTACTS: &str = "contacts";
+
+/// `erp.customer`: a customer with its contact details and every address.
 #[derive(Debug)]
-pub struct ErpCustomer {
-    /// `{ERP}/customers`.
-    pub remote: HttpRemote,
+pub struct ErpCustomerSyncer {
+    remote: HttpRemote,
+}
+
+impl ErpCustomerSyncer {
+    /// A syncer pushing to `remote` (the ERP's `customers`).
+    pub fn new(remote: HttpRemote) -> Self {
+        ErpCustomerSyncer { remote }
+    }
 }
 
 #[async_trait]
-impl Syncer for ErpCustomer {
+impl Syncer for ErpCustomerSyncer {
     fn name(&self) -> &str {
         "erp.customer"
     }
 
+    /// Bump it after changing `translate`: every customer is then pushed again, once.
     fn payload_version(&self) -> u32 {
         1
     }
 
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
-        let Some(customer) = customer::Entity::find_by_id(cx.key::<i32>()?)
-            .one(cx.db())
-            .await?
-        else {
+        let Some(customer) = live_customer(cx).await? else {
             return Ok(None);
         };
-        if customer.deleted_at.is_some() {
-            return Ok(None);
-        }
-        let addresses = addresses_of(cx, customer.id).await?;
+        let addresses: Vec<Value> = addresses_of(cx, &customer)
+            .await?
+            .iter()
+            .map(|a| json!({ "street": a.street, "city": a.city }))
+            .collect();
         Ok(Some(json!({
             "name": customer.name,
             "email": customer.email,
             "phone": customer.phone,
-            "addresses": addresses.iter().map(|a| json!({"street": a.street, "city": a.city})).collect::<Vec<_>>(),
+            "addresses": addresses,
         })))
     }
 
@@ -47,38 +66,43 @@ impl Syncer for ErpCustomer {
     }
 }
 
-/// The CRM's contact: another shape of the same customer.
+/// `crm.contact`: the same customer in the CRM's shape — split name, the cities it is found in.
 #[derive(Debug)]
-pub struct CrmContact {
-    /// `{CRM}/contacts`.
-    pub remote: HttpRemote,
+pub struct CrmContactSyncer {
+    remote: HttpRemote,
+}
+
+impl CrmContactSyncer {
+    /// A syncer pushing to `remote` (the CRM's `contacts`).
+    pub fn new(remote: HttpRemote) -> Self {
+        CrmContactSyncer { remote }
+    }
 }
 
 #[async_trait]
-impl Syncer for CrmContact {
+impl Syncer for CrmContactSyncer {
     fn name(&self) -> &str {
         "crm.contact"
     }
 
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
-        let Some(customer) = customer::Entity::find_by_id(cx.key::<i32>()?)
-            .one(cx.db())
-            .await?
-        else {
+        let Some(customer) = live_customer(cx).await? else {
             return Ok(None);
         };
-        let (first, last) = customer
+        let (first_name, last_name) = customer
             .name
             .split_once(' ')
             .unwrap_or((customer.name.as_str(), ""));
-        let cities: Vec<String> = addresses_of(cx, customer.id)
+        // Distinct and sorted: a second address in a known city leaves the contact as it was,
+        // and the worker skips the push.
+        let cities: BTreeSet<String> = addresses_of(cx, &customer)
             .await?
             .into_iter()
             .map(|a| a.city)
             .collect();
         Ok(Some(json!({
-            "first_name": first,
-            "last_name": last,
+            "first_name": first_name,
+            "last_name": last_name,
             "email": customer.email,
             "cities": cities,
         })))
@@ -89,16 +113,22 @@ impl Syncer for CrmContact {
     }
 }
 
-/// The ERP's sales order: one remote entity built from an order, its line items and its
-/// billing info, carrying its customer's ERP id.
+/// `erp.sales_order`: one remote entity built from an order, its line items and its billing
+/// info, referring to its customer by the customer's ERP id.
 #[derive(Debug)]
-pub struct ErpSalesOrder {
-    /// `{ERP}/sales_orders`.
-    pub remote: HttpRemote,
+pub struct ErpSalesOrderSyncer {
+    remote: HttpRemote,
+}
+
+impl ErpSalesOrderSyncer {
+    /// A syncer pushing to `remote` (the ERP's `sales_orders`).
+    pub fn new(remote: HttpRemote) -> Self {
+        ErpSalesOrderSyncer { remote }
+    }
 }
 
 #[async_trait]
-impl Syncer for ErpSalesOrder {
+impl Syncer for ErpSalesOrderSyncer {
     fn name(&self) -> &str {
         "erp.sales_order"
     }
@@ -110,32 +140,41 @@ impl Syncer for ErpSalesOrder {
         else {
             return Ok(None);
         };
-        // Answers "not ready" until the customer exists in the ERP; the worker waits for it.
+        // Until the ERP has created the customer, this answers "not ready" and the worker tries
+        // the order again shortly, without counting a failure.
         let customer_erp_id = cx.remote_id_of("erp.customer", order.customer_id).await?;
-        let lines = line_item::Entity::find()
-            .filter(line_item::Column::OrderId.eq(order.id))
+        let lines = order
+            .find_related(line_item::Entity)
             .order_by_asc(line_item::Column::Id)
             .all(cx.db())
             .await?;
-        let billing = billing_info::Entity::find()
-            .filter(billing_info::Column::OrderId.eq(order.id))
+        let billing = order
+            .find_related(billing_info::Entity)
             .one(cx.db())
             .await?;
-        let total: i64 = lines
+        let total_cents: i64 = lines
             .iter()
-            .map(|l| l.unit_price_cents * i64::from(l.quantity))
+            .map(|l| i64::from(l.quantity) * l.unit_price_cents)
             .sum();
+        let lines: Vec<Value> = lines
+            .iter()
+            .map(|l| {
+                json!({
+                    "sku": l.sku,
+                    "quantity": l.quantity,
+                    "unit_price_cents": l.unit_price_cents,
+                })
+            })
+            .collect();
+        let billing = billing
+            .map(|b| json!({ "company": b.company, "vat_id": b.vat_id, "address": b.address }));
         Ok(Some(json!({
             "reference": order.reference,
             "status": order.status,
             "customer_id": customer_erp_id,
-            "lines": lines.iter().map(|l| json!({
-                "sku": l.sku,
-                "quantity": l.quantity,
-                "unit_price_cents": l.unit_price_cents,
-            })).collect::<Vec<_>>(),
-            "total_cents": total,
-            "billing": billing.map(|b| json!({"company": b.company, "vat_id": b.vat_id, "address": b.address})),
+            "lines": lines,
+            "total_cents": total_cents,
+            "billing": billing,
         })))
     }
 
@@ -144,45 +183,54 @@ impl Syncer for ErpSalesOrder {
     }
 }
 
-async fn addresses_of(cx: &TranslateContext<'_>, customer_id: i32) -> Result<Vec<address::Model>> {
-    Ok(address::Entity::find()
-        .filter(address::Column::CustomerId.eq(customer_id))
+/// The group's customer, unless it is gone or archived.
+async fn live_customer(cx: &TranslateContext<'_>) -> Result<Option<customer::Model>> {
+    Ok(customer::Entity::find_by_id(cx.key::<i32>()?)
+        .filter(customer::Column::DeletedAt.is_null())
+        .one(cx.db())
+        .await?)
+}
+
+async fn addresses_of(
+    cx: &TranslateContext<'_>,
+    customer: &customer::Model,
+) -> Result<Vec<address::Model>> {
+    Ok(customer
+        .find_related(address::Entity)
         .order_by_asc(address::Column::Id)
         .all(cx.db())
         .await?)
 }
 
-/// The three syncers, for an ERP at `erp_url` and a CRM at `crm_url`.
+/// The three syncers, for an ERP at `erp_url` and a CRM at `crm_url` (no credentials).
 pub fn registry(erp_url: &str, crm_url: &str) -> Result<Registry> {
     registry_with(
-        HttpRemote::builder(erp_url, "customers").build()?,
-        HttpRemote::builder(crm_url, "contacts").build()?,
-        HttpRemote::builder(erp_url, "sales_orders").build()?,
+        HttpRemote::builder(erp_url, ERP_CUSTOMERS).build()?,
+        HttpRemote::builder(erp_url, ERP_SALES_ORDERS).build()?,
+        HttpRemote::builder(crm_url, CRM_CONTACTS).build()?,
     )
 }
 
-/// The syncers, configured from `ERP_URL`, `CRM_URL` (and optional `ERP_TOKEN`, `CRM_TOKEN`).
+/// The three syncers, configured from the environment: `ERP_URL` and `CRM_URL`, and optionally
+/// `ERP_TOKEN` and `CRM_TOKEN` (bearer tokens) and `ERP_TIMEOUT_SECS` and `CRM_TIMEOUT_SECS`.
 pub fn registry_from_env() -> Result<Registry> {
     registry_with(
-        HttpRemote::from_env("ERP", "customers")?,
-        HttpRemote::from_env("CRM", "contacts")?,
-        HttpRemote::from_env("ERP", "sales_orders")?,
+        HttpRemote::from_env("ERP", ERP_CUSTOMERS)?,
+        HttpRemote::from_env("ERP", ERP_SALES_ORDERS)?,
+        HttpRemote::from_env("CRM", CRM_CONTACTS)?,
     )
 }
 
-fn registry_with(
+/// The three syncers, pushing to remotes built elsewhere (other credentials, timeouts…).
+pub fn registry_with(
     erp_customers: HttpRemote,
+    erp_sales_orders: HttpRemote,
     crm_contacts: HttpRemote,
-    erp_orders: HttpRemote,
 ) -> Result<Registry> {
     let mut registry = Registry::new();
     registry
-        .register(ErpCustomer {
-            remote: erp_customers,
-        })?
-        .register(CrmContact {
-            remote: crm_contacts,
-        })?
-        .register(ErpSalesOrder { remote: erp_orders })?;
+        .register(ErpCustomerSyncer::new(erp_customers))?
+        .register(ErpSalesOrderSyncer::new(erp_sales_orders))?
+        .register(CrmContactSyncer::new(crm_contacts))?;
     Ok(registry)
 }

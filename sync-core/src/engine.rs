@@ -76,7 +76,10 @@ impl EngineConfig {
             return fail("max attempts must be at least 1".into());
         }
         if self.lease < Duration::from_secs(1) {
-            return fail(format!("the lease ({:?}) must be at least one second", self.lease));
+            return fail(format!(
+                "the lease ({:?}) must be at least one second",
+                self.lease
+            ));
         }
         if self.push_timeout.is_zero() {
             return fail("the push timeout must be longer than zero".into());
@@ -343,7 +346,9 @@ impl Engine {
                          another worker can take the group over"
                     ));
                 }
-                Err(error) => tracing::warn!(group = group.id, %error, "could not renew a lease; retrying"),
+                Err(error) => {
+                    tracing::warn!(group = group.id, %error, "could not renew a lease; retrying");
+                }
             }
         }
     }

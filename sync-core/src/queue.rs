@@ -328,11 +328,19 @@ async fn lease_update<C: ConnectionTrait>(
 
 /// Syncers that have dirty groups but are not in `known`, with how many: such groups are never
 /// claimed by a worker that does not know their syncer, so they are reported instead.
-pub async fn unknown_syncers<C: ConnectionTrait>(db: &C, known: &[String]) -> Result<Vec<(String, i64)>> {
+pub async fn unknown_syncers<C: ConnectionTrait>(
+    db: &C,
+    known: &[String],
+) -> Result<Vec<(String, i64)>> {
     let backend = db.get_database_backend();
-    let mut sql = "SELECT syncer, COUNT(*) AS n FROM sync_groups WHERE state IN ('pending', 'failed')".to_owned();
+    let mut sql =
+        "SELECT syncer, COUNT(*) AS n FROM sync_groups WHERE state IN ('pending', 'failed')"
+            .to_owned();
     if !known.is_empty() {
-        sql.push_str(&format!(" AND syncer NOT IN ({})", vec!["?"; known.len()].join(", ")));
+        sql.push_str(&format!(
+            " AND syncer NOT IN ({})",
+            vec!["?"; known.len()].join(", ")
+        ));
     }
     sql.push_str(" GROUP BY syncer ORDER BY syncer");
     let values: Vec<Value> = known.iter().map(|s| Value::from(s.as_str())).collect();
@@ -341,7 +349,12 @@ pub async fn unknown_syncers<C: ConnectionTrait>(db: &C, known: &[String]) -> Re
         .await
         .map_err(Error::db_while("looking for groups of unknown syncers"))?;
     rows.iter()
-        .map(|row| Ok((row.try_get::<String>("", "syncer")?, row.try_get::<i64>("", "n")?)))
+        .map(|row| {
+            Ok((
+                row.try_get::<String>("", "syncer")?,
+                row.try_get::<i64>("", "n")?,
+            ))
+        })
         .collect()
 }
 

@@ -1,38 +1,94 @@
 //! Writes the `Syncable` impl and, unless `#[syncable(manual_hooks)]`, the
 //! `ActiveModelBehavior` impl.
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::DeriveInput;
 use syn::spanned::Spanned;
 
 use crate::ast;
+use crate::errors::Errors;
 use crate::valid::{self, Checked, Link};
 
 pub(crate) fn derive(input: DeriveInput) -> TokenStream {
-    let parsed = match ast::parse(&input) {
+    let mut errors = Errors::default();
+    let parsed = match ast::parse(&input, &mut errors) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => return TokenStream::new(),
         Err(e) => return with_fallback(&input, e),
     };
-    match valid::check(&parsed) {
-        Ok(checked) => expand(&checked),
-        Err(e) => with_fallback(&input, e),
+    let checked = valid::check(&parsed, &mut errors);
+    match (errors.finish(), checked) {
+        (None, Some(checked)) => expand(&checked),
+        (Some(e), _) => with_fallback(&input, e),
+        // `check` reports why it returns `None`; this is only a guard.
+        (None, None) => with_fallback(
+            &input,
+            syn::Error::new(
+                Span::call_site(),
+                "`#[derive(Syncable)]` could not read its attributes",
+            ),
+        ),
     }
 }
 
-/// The errors, plus an empty `ActiveModelBehavior` impl when the input is a SeaORM model whose
-/// hooks the derive would have written: SeaORM requires one, and without it every mistake in a
-/// `#[sync(...)]` attribute would also show a confusing "trait not implemented" error.
+/// The errors, plus stand-ins for the impls the derive would have written, so that only the
+/// real mistakes show: SeaORM requires an `ActiveModelBehavior` impl, and the application's
+/// code (its own hooks with `manual_hooks`, calls to `sync_core::sync`) needs `Model:
+/// Syncable`; without them every mistake in a `#[sync(...)]` attribute would come with a list
+/// of "trait not implemented" errors.
 fn with_fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
-    if !ast::is_seaorm_model(input) || ast::wants_manual_hooks(input) {
+    if !ast::looks_like_seaorm_model(input) {
         return errors;
     }
+    let ident = &input.ident;
+    let private = quote!(::sync_core::__private);
+    let orm = quote!(#private::sea_orm);
+    let hooks = if ast::wants_manual_hooks(input) {
+        TokenStream::new()
+    } else {
+        quote!(impl #orm::ActiveModelBehavior for ActiveModel {})
+    };
     quote! {
         #errors
-        impl ::sync_core::__private::sea_orm::ActiveModelBehavior for ActiveModel {}
+
+        impl ::sync_core::Syncable for #ident {
+            const MEMBERSHIPS: &'static [::sync_core::Membership<::sync_core::ColumnOf<Self>>] = &[];
+
+            fn resolve_root<'a, C>(
+                &'a self,
+                _: usize,
+                _: &'a C,
+            ) -> ::sync_core::BoxFuture<'a, ::core::result::Result<::core::option::Option<::sync_core::RootKey>, #orm::DbErr>>
+            where
+                C: #orm::ConnectionTrait,
+            {
+                ::std::boxed::Box::pin(async { ::core::result::Result::Ok(::core::option::Option::None) })
+            }
+        }
+
+        #hooks
     }
+}
+
+/// `tokens` with every token shown at `span`, for errors that belong to a place in the
+/// attribute rather than to the tokens' origin.
+fn shown_at(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut moved = Group::new(group.delimiter(), shown_at(group.stream(), span));
+                moved.set_span(group.span().located_at(span));
+                TokenTree::Group(moved)
+            }
+            mut other => {
+                other.set_span(other.span().located_at(span));
+                other
+            }
+        })
+        .collect()
 }
 
 fn expand(input: &Checked<'_>) -> TokenStream {
@@ -53,7 +109,8 @@ fn expand(input: &Checked<'_>) -> TokenStream {
             Link::Root => quote!(::sync_core::Link::Root),
             Link::Column(field, written) => {
                 let variant = &field.variant;
-                let ty = field.ty;
+                // A type that cannot hold a key is reported at the column named in `root = `.
+                let ty = shown_at(field.ty.to_token_stream(), written.span());
                 key_checks.push(quote_spanned! {written.span()=>
                     #private::assert_key_column::<#ty>();
                 });
@@ -64,8 +121,11 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                     let variant = &field.variant;
                     quote_spanned!(written.span()=> Column::#variant)
                 });
-                resolvers.push(quote_spanned! {path.span()=>
-                    #index => #private::into_root(#path(self, db).await),
+                // The call is shown at the path, so that a function of the wrong shape is
+                // reported there, by the bounds of `__sync_root_fn`.
+                let call = quote_spanned! {path.span()=> __sync_root_fn(#path, self, db).await };
+                resolvers.push(quote! {
+                    #index => #call,
                 });
                 quote!(::sync_core::Link::Function { via: &[#(#via),*] })
             }
@@ -82,6 +142,27 @@ fn expand(input: &Checked<'_>) -> TokenStream {
             ::sync_core::Membership::__new(#syncer, &[#(#watch),*], #link, #register, #soft_delete)
         });
     }
+
+    // Calls a `root_fn`. Its bounds spell out the signature a `root_fn` must have; a function
+    // of another shape fails one of them, and the error names what was expected.
+    let root_fn_helper = if resolvers.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! {
+            async fn __sync_root_fn<'a, M: 'a, C: 'a, F, Fut, K>(
+                root_fn: F,
+                model: &'a M,
+                db: &'a C,
+            ) -> ::core::result::Result<::core::option::Option<::sync_core::RootKey>, #orm::DbErr>
+            where
+                F: ::core::ops::FnOnce(&'a M, &'a C) -> Fut,
+                Fut: ::core::future::Future<Output = ::core::result::Result<::core::option::Option<K>, #orm::DbErr>>,
+                K: ::core::convert::Into<::sync_core::RootKey>,
+            {
+                #private::into_root(root_fn(model, db).await)
+            }
+        }
+    };
 
     let hooks = if input.manual_hooks {
         TokenStream::new()
@@ -137,6 +218,7 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                 C: #orm::ConnectionTrait,
             {
                 let _ = db;
+                #root_fn_helper
                 ::std::boxed::Box::pin(async move {
                     match index {
                         #(#resolvers)*

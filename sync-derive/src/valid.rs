@@ -1,10 +1,11 @@
 //! Every check on the parsed input, in one place. All errors are collected and reported together.
 
-use proc_macro2::Span;
+use syn::spanned::Spanned;
 use syn::{Ident, LitStr};
 
 use crate::ast::{Field, Input, MembershipAttr};
 use crate::case::distance;
+use crate::errors::Errors;
 
 pub(crate) struct Checked<'a> {
     pub(crate) ident: &'a Ident,
@@ -27,82 +28,64 @@ pub(crate) enum Link<'a> {
     Function(syn::Path, Vec<(&'a Field<'a>, Ident)>),
 }
 
-struct Errors(Option<syn::Error>);
-
-impl Errors {
-    fn push_error(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    fn push_spanned(&mut self, tokens: &proc_macro2::TokenStream, message: impl std::fmt::Display) {
-        self.push_error(syn::Error::new_spanned(tokens, message.to_string()));
-    }
-
-    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
-        let error = syn::Error::new(span, message);
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-}
-
-pub(crate) fn check<'a>(input: &'a Input<'a>) -> syn::Result<Checked<'a>> {
-    let mut errors = Errors(None);
+/// Checks the parsed input, adding every problem to `errors`. Returns `None` when a membership
+/// cannot be built; the reason is then in `errors`, reported here or while parsing.
+pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Checked<'a>> {
     if input.memberships.is_empty() {
-        errors.push(
+        errors.at(
             input.ident.span(),
             "`#[derive(Syncable)]` needs at least one `#[sync(syncer = \"...\", watch(...))]` \
              naming the syncer this model feeds and the columns whose change matters",
         );
     }
+    let memberships: Vec<Option<Membership<'a>>> = input
+        .memberships
+        .iter()
+        .map(|attr| check_membership(input, attr, errors))
+        .collect();
     let mut syncers: Vec<String> = Vec::new();
-    let mut memberships = Vec::new();
-    for attr in &input.memberships {
-        match check_membership(input, attr) {
-            Err(e) => errors.push_error(e),
-            Ok(m) => {
-                let name = m.syncer.value();
-                if syncers.contains(&name) {
-                    errors.push(
-                    m.syncer.span(),
-                    format!(
-                        "syncer `{name}` appears in two `#[sync(...)]` attributes; merge them into one"
-                    ),
-                );
-                }
-                syncers.push(name);
-                memberships.push(m);
-            }
+    for lit in input.memberships.iter().filter_map(|m| m.syncer.as_ref()) {
+        let name = lit.value();
+        if syncers.contains(&name) {
+            errors.at(
+                lit.span(),
+                format!(
+                    "syncer `{name}` appears in two `#[sync(...)]` attributes; merge them into one"
+                ),
+            );
         }
+        syncers.push(name);
     }
-    match errors.0 {
-        Some(e) => Err(e),
-        None => Ok(Checked {
-            ident: input.ident,
-            manual_hooks: input.manual_hooks,
-            memberships,
-        }),
-    }
+    Some(Checked {
+        ident: input.ident,
+        manual_hooks: input.manual_hooks,
+        memberships: memberships.into_iter().collect::<Option<_>>()?,
+    })
 }
 
+/// One `#[sync(...)]`. Returns `None` when something is wrong or missing.
 fn check_membership<'a>(
     input: &'a Input<'a>,
     attr: &MembershipAttr,
-) -> syn::Result<Membership<'a>> {
-    let mut errors = Errors(None);
-    let errors = &mut errors;
+    errors: &mut Errors,
+) -> Option<Membership<'a>> {
+    // Every check runs, so that all the mistakes in the attribute are reported together; `ok`
+    // remembers whether one failed.
+    let mut ok = true;
+    if let Some(e) = &attr.errors {
+        errors.push(e.clone());
+        ok = false;
+    }
 
     let syncer = match &attr.syncer {
         None => {
-            errors.push_spanned(
-                &attr.tokens,
-                "missing `syncer = \"...\"` in `#[sync(...)]`: name the syncer this model feeds, \
-                 e.g. `syncer = \"crm.contact\"`",
-            );
+            if !attr.maybe_given("syncer") {
+                errors.over(
+                    &attr.tokens,
+                    "missing `syncer = \"...\"` in `#[sync(...)]`: name the syncer this model \
+                     feeds, e.g. `syncer = \"crm.contact\"`",
+                );
+            }
             None
         }
         Some(lit) => {
@@ -111,67 +94,70 @@ fn check_membership<'a>(
                 || name.len() > 100
                 || name.chars().any(|c| c.is_whitespace() || c.is_control())
             {
-                errors.push(
+                errors.at(
                     lit.span(),
                     "a syncer name is 1 to 100 characters without spaces, e.g. `\"crm.contact\"`",
                 );
+                ok = false;
             }
             Some(lit.clone())
         }
     };
 
-    let watch = match &attr.watch {
+    let mut watch = Vec::new();
+    match &attr.watch {
         None => {
-            errors.push_spanned(&attr.tokens,
-                "missing `watch(...)` in `#[sync(...)]`: list the columns whose change must reach the remote",
-            );
-            Vec::new()
+            if !attr.maybe_given("watch") {
+                errors.over(
+                    &attr.tokens,
+                    "missing `watch(...)` in `#[sync(...)]`: list the columns whose change must \
+                     reach the remote",
+                );
+            }
+            ok = false;
         }
         Some((span, columns)) if columns.is_empty() => {
-            errors.push(
+            errors.at(
                 *span,
                 "`watch()` is empty: list at least one column whose change must reach the remote",
             );
-            Vec::new()
+            ok = false;
         }
         Some((_, columns)) => {
-            let mut fields = Vec::new();
             for (i, column) in columns.iter().enumerate() {
                 if columns[..i].contains(column) {
-                    errors.push(
+                    errors.at(
                         column.span(),
                         format!("`{column}` is listed twice in `watch(...)`"),
                     );
+                    ok = false;
                     continue;
                 }
                 let Some(field) = resolve(input, column, "watch(...)", errors) else {
+                    ok = false;
                     continue;
                 };
                 if field.primary_key {
-                    errors.push(
+                    errors.at(
                         column.span(),
                         format!(
-                            "`{column}` is the primary key and cannot be watched: it identifies the \
-                             row, it does not describe it; watch the columns the remote shows"
+                            "`{column}` is the primary key and cannot be watched: it identifies \
+                             the row, it does not describe it; watch the columns the remote shows"
                         ),
                     );
+                    ok = false;
                     continue;
                 }
-                fields.push((field, column.clone()));
+                watch.push((field, column.clone()));
             }
-            fields
         }
-    };
+    }
 
-    let dependent_via = attr
-        .root
-        .as_ref()
-        .map(|i| format!("root = {i}"))
-        .or_else(|| attr.root_fn.as_ref().map(|_| "root_fn = ...".to_owned()));
+    // How the root is found. `None` when that is unknown: a mistake, already reported.
     let link = match (&attr.root, &attr.root_fn) {
         (Some(_), Some(path)) => {
-            errors.push(
-                path_span(path),
+            errors.at(
+                path.span(),
                 "`root` and `root_fn` are alternatives: use `root = column` for a foreign key to \
                  the root, or `root_fn = path` for a function that finds it",
             );
@@ -182,52 +168,87 @@ fn check_membership<'a>(
         }
         (None, Some(path)) => {
             let mut via = Vec::new();
-            for column in attr.via.iter().flat_map(|(_, cols)| cols) {
-                if let Some(field) = resolve(input, column, "via(...)", errors) {
-                    via.push((field, column.clone()));
+            for column in attr.via.iter().flat_map(|(_, columns)| columns) {
+                match resolve(input, column, "via(...)", errors) {
+                    Some(field) => via.push((field, column.clone())),
+                    None => ok = false,
                 }
             }
             Some(Link::Function(path.clone(), via))
         }
+        (None, None) if attr.maybe_given("root") || attr.maybe_given("root_fn") => None,
         (None, None) => Some(Link::Root),
     };
-    if let (Some((span, _)), None) = (&attr.via, &attr.root_fn) {
-        errors.push(*span, "`via(...)` goes with `root_fn = ...`: it lists the columns that can move the row to another root");
-    }
-    if let (Some(span), Some(via)) = (attr.register_on_insert, &dependent_via) {
-        errors.push(
-            span,
-            format!("`register_on_insert` applies to roots, but this model is a dependent here (`{via}`)"),
+    if let Some((span, _)) = &attr.via
+        && !attr.maybe_given("root_fn")
+    {
+        errors.at(
+            *span,
+            "`via(...)` goes with `root_fn = ...`: it lists the columns that can move the row to \
+             another root",
         );
+        ok = false;
     }
-    let soft_delete = match (&attr.soft_delete, &dependent_via) {
-        (Some(column), Some(via)) => {
-            errors.push(
+
+    // The options that only a root takes.
+    let dependent = match (&attr.root, &attr.root_fn) {
+        (Some(column), _) => Some(format!("root = {column}")),
+        (None, Some(path)) => {
+            let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+            Some(format!("root_fn = {}", segments.join("::")))
+        }
+        (None, None) => None,
+    };
+    if let (Some(span), Some(dependent)) = (attr.register_on_insert, &dependent) {
+        errors.at(
+            span,
+            format!(
+                "`register_on_insert` applies to roots, but this model is a dependent here \
+                 (`{dependent}`)"
+            ),
+        );
+        ok = false;
+    }
+    let soft_delete = match (&attr.soft_delete, &dependent) {
+        (None, _) => None,
+        (Some(column), Some(dependent)) => {
+            errors.at(
                 column.span(),
                 format!(
-                    "`soft_delete` applies to roots, but this model is a dependent here (`{via}`); \
-                     watch the column instead so its change re-pushes the root"
+                    "`soft_delete` applies to roots, but this model is a dependent here \
+                     (`{dependent}`); watch the column instead so its change re-pushes the root"
                 ),
             );
+            ok = false;
             None
         }
         (Some(column), None) => match resolve(input, column, "soft_delete = ...", errors) {
             Some(field) if field.primary_key => {
-                errors.push(column.span(), format!("`{column}` is the primary key; `soft_delete` names a column such as `deleted_at`"));
+                errors.at(
+                    column.span(),
+                    format!(
+                        "`{column}` is the primary key; `soft_delete` names a column such as \
+                         `deleted_at`"
+                    ),
+                );
+                ok = false;
                 None
             }
-            other => other.map(|f| (f, column.clone())),
+            Some(field) => Some((field, column.clone())),
+            None => {
+                ok = false;
+                None
+            }
         },
-        (None, _) => None,
     };
 
-    if let Some(e) = errors.0.take() {
-        return Err(e);
+    if !ok {
+        return None;
     }
-    Ok(Membership {
-        syncer: syncer.expect("no error means the syncer was given"),
+    Some(Membership {
+        syncer: syncer?,
         watch,
-        link: link.expect("no error means the link resolved"),
+        link: link?,
         register_on_insert: attr.register_on_insert.is_some(),
         soft_delete,
     })
@@ -244,7 +265,7 @@ fn resolve<'a>(
     let name = name.trim_start_matches("r#");
     match input.fields.iter().find(|f| f.name == name) {
         Some(field) if field.not_a_column => {
-            errors.push(
+            errors.at(
                 column.span(),
                 format!("`{name}` in `{place}` is not a column: it is `#[sea_orm(ignore)]` or a relation"),
             );
@@ -269,16 +290,11 @@ fn resolve<'a>(
                         .collect();
                     format!("; the columns of `Model` are {}", all.join(", "))
                 });
-            errors.push(
+            errors.at(
                 column.span(),
                 format!("unknown column `{name}` in `{place}`{hint}"),
             );
             None
         }
     }
-}
-
-fn path_span(path: &syn::Path) -> Span {
-    use syn::spanned::Spanned;
-    path.span()
 }

@@ -25,7 +25,14 @@ impl WorkerProcess {
     /// Starts the worker binary `program` (integration tests pass
     /// `env!("CARGO_BIN_EXE_sync-test-worker")`) on `database_url`, pushing to `remote_url`, with
     /// `settings` as extra environment (e.g. `SYNC_LEASE_SECS`). Its log goes to `{dir}/{id}.log`.
-    pub fn start(program: &str, database_url: &str, remote_url: &str, id: &str, dir: &Path, settings: &[(&str, &str)]) -> Self {
+    pub fn start(
+        program: &str,
+        database_url: &str,
+        remote_url: &str,
+        id: &str,
+        dir: &Path,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("{id}.log"));
         let file = std::fs::File::create(&log).expect("create a log file");
         let mut command = Command::new(program);
@@ -43,7 +50,11 @@ impl WorkerProcess {
             command.env(name, value);
         }
         let child = command.spawn().expect("start the worker binary");
-        WorkerProcess { child, id: id.to_owned(), log }
+        WorkerProcess {
+            child,
+            id: id.to_owned(),
+            log,
+        }
     }
 
     /// Sends SIGTERM and waits (at most `within`) for a clean exit. Panics, showing the log,
@@ -54,12 +65,21 @@ impl WorkerProcess {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the worker") {
-                assert!(status.success(), "worker {} exited with {status}: {}", self.id, self.log());
+                assert!(
+                    status.success(),
+                    "worker {} exited with {status}: {}",
+                    self.id,
+                    self.log()
+                );
                 return;
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("worker {} did not stop within {within:?}: {}", self.id, self.log());
+                panic!(
+                    "worker {} did not stop within {within:?}: {}",
+                    self.id,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -78,10 +98,18 @@ impl WorkerProcess {
 
     /// CPU time (user + system) the process used so far, from `/proc`.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-        let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+            .sum();
         Duration::from_millis(ticks * 10)
     }
 }
@@ -90,15 +118,27 @@ impl WorkerProcess {
 pub async fn wait_until_synced(db: &DatabaseConnection, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let groups = sync_group::Entity::find().all(db).await.expect("read sync_groups");
+        let groups = sync_group::Entity::find()
+            .all(db)
+            .await
+            .expect("read sync_groups");
         let busy: Vec<&sync_group::Model> = groups
             .iter()
-            .filter(|g| g.version != g.synced_version || g.lease_owner.is_some() || !["synced", "deleted"].contains(&g.state.as_str()))
+            .filter(|g| {
+                g.version != g.synced_version
+                    || g.lease_owner.is_some()
+                    || !["synced", "deleted"].contains(&g.state.as_str())
+            })
             .collect();
         if busy.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "{} group(s) not synced within {within:?}, e.g. {:?}", busy.len(), busy[0]);
+        assert!(
+            Instant::now() < deadline,
+            "{} group(s) not synced within {within:?}, e.g. {:?}",
+            busy.len(),
+            busy[0]
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -106,25 +146,50 @@ pub async fn wait_until_synced(db: &DatabaseConnection, within: Duration) {
 /// Compares every group's record on `remote` with the translation of the local data. Returns
 /// the differences (empty when all agree). The remote's collections are `erp/customers`,
 /// `crm/contacts` and `erp/sales_orders`.
-pub async fn differences(db: &DatabaseConnection, registry: &Registry, remote: &MockRemote) -> Vec<String> {
+pub async fn differences(
+    db: &DatabaseConnection,
+    registry: &Registry,
+    remote: &MockRemote,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    let collections: BTreeMap<&str, &str> =
-        [("erp.customer", "erp/customers"), ("crm.contact", "crm/contacts"), ("erp.sales_order", "erp/sales_orders")].into();
-    for row in sync_group::Entity::find().all(db).await.expect("read sync_groups") {
+    let collections: BTreeMap<&str, &str> = [
+        ("erp.customer", "erp/customers"),
+        ("crm.contact", "crm/contacts"),
+        ("erp.sales_order", "erp/sales_orders"),
+    ]
+    .into();
+    for row in sync_group::Entity::find()
+        .all(db)
+        .await
+        .expect("read sync_groups")
+    {
         let syncer = registry.get(&row.syncer).expect("a known syncer");
         let group = ClaimedGroup::unclaimed(&row);
-        let expected = syncer.translate(&TranslateContext::new(db, &group)).await.expect("translate");
-        let actual = row.remote_id.as_deref().and_then(|id| remote.record(collections[row.syncer.as_str()], id)).map(|mut r| {
-            if let Value::Object(map) = &mut r {
-                map.remove("id");
-            }
-            r
-        });
+        let expected = syncer
+            .translate(&TranslateContext::new(db, &group))
+            .await
+            .expect("translate");
+        let actual = row
+            .remote_id
+            .as_deref()
+            .and_then(|id| remote.record(collections[row.syncer.as_str()], id))
+            .map(|mut r| {
+                if let Value::Object(map) = &mut r {
+                    map.remove("id");
+                }
+                r
+            });
         if expected != actual {
-            problems.push(format!("{} {}: local {expected:?}, remote {actual:?}", row.syncer, row.root_key));
+            problems.push(format!(
+                "{} {}: local {expected:?}, remote {actual:?}",
+                row.syncer, row.root_key
+            ));
         }
         if row.version != row.synced_version {
-            problems.push(format!("{} {}: version {} but synced {}", row.syncer, row.root_key, row.version, row.synced_version));
+            problems.push(format!(
+                "{} {}: version {} but synced {}",
+                row.syncer, row.root_key, row.version, row.synced_version
+            ));
         }
     }
     // Remote records no group points at (duplicates from repeated creates).
@@ -138,7 +203,9 @@ pub async fn differences(db: &DatabaseConnection, registry: &Registry, remote: &
     for collection in collections.values() {
         for id in remote.records(collection).keys() {
             if !known.contains(&((*collection).to_owned(), id.clone())) {
-                problems.push(format!("{collection}/{id} exists remotely but no group points at it"));
+                problems.push(format!(
+                    "{collection}/{id} exists remotely but no group points at it"
+                ));
             }
         }
     }
@@ -160,7 +227,10 @@ pub fn overlapping_pushes(requests: &[RecordedRequest]) -> Vec<String> {
         list.sort_by_key(|r| r.started);
         for pair in list.windows(2) {
             if pair[1].started < pair[0].finished {
-                overlaps.push(format!("group {group}: {} {} overlaps {} {}", pair[0].method, pair[0].path, pair[1].method, pair[1].path));
+                overlaps.push(format!(
+                    "group {group}: {} {} overlaps {} {}",
+                    pair[0].method, pair[0].path, pair[1].method, pair[1].path
+                ));
             }
         }
     }

@@ -198,8 +198,17 @@ pub fn try_registry(base_url: &str, knobs: &Arc<Knobs>) -> Result<Registry> {
     };
     let mut registry = Registry::new();
     registry
-        .register(ErpCustomer { remote: remote("erp", "customers")?, knobs: knobs.clone() })?
-        .register(CrmContact { remote: remote("crm", "contacts")?, knobs: knobs.clone() })?
-        .register(ErpSalesOrder { remote: remote("erp", "sales_orders")?, knobs: knobs.clone() })?;
+        .register(ErpCustomer {
+            remote: remote("erp", "customers")?,
+            knobs: knobs.clone(),
+        })?
+        .register(CrmContact {
+            remote: remote("crm", "contacts")?,
+            knobs: knobs.clone(),
+        })?
+        .register(ErpSalesOrder {
+            remote: remote("erp", "sales_orders")?,
+            knobs: knobs.clone(),
+        })?;
     Ok(registry)
 }

@@ -9,8 +9,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, ModelTrait,
-    QueryFilter, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, ModelTrait, QueryFilter, TransactionTrait,
 };
 use sync_core::entity::sync_attempt;
 use sync_tests::cluster::{WorkerProcess, differences, overlapping_pushes, wait_until_synced};
@@ -26,7 +26,12 @@ type Customers = Arc<Mutex<Vec<i32>>>;
 
 /// One random committed change. Returns whether it committed (a change that lost a race, e.g.
 /// to a concurrent delete or a lock timeout, rolls back and leaves no trace).
-async fn random_change(db: &DatabaseConnection, customers: &Customers, rng: &mut StdRng, n: usize) -> bool {
+async fn random_change(
+    db: &DatabaseConnection,
+    customers: &Customers,
+    rng: &mut StdRng,
+    n: usize,
+) -> bool {
     let pick = |rng: &mut StdRng| {
         let list = customers.lock().unwrap();
         (!list.is_empty()).then(|| list[rng.random_range(0..list.len())])
@@ -54,33 +59,51 @@ async fn random_change(db: &DatabaseConnection, customers: &Customers, rng: &mut
             }
             65..80 => {
                 let to = pick(rng).unwrap_or(id);
-                if let Some(a) = address::Entity::find().filter(address::Column::CustomerId.eq(id)).one(&txn).await? {
+                if let Some(a) = address::Entity::find()
+                    .filter(address::Column::CustomerId.eq(id))
+                    .one(&txn)
+                    .await?
+                {
                     let mut am = a.into_active_model();
                     am.customer_id = Set(to);
                     am.update(&txn).await?;
                 }
             }
             80..87 => {
-                if let Some(a) = address::Entity::find().filter(address::Column::CustomerId.eq(id)).one(&txn).await? {
+                if let Some(a) = address::Entity::find()
+                    .filter(address::Column::CustomerId.eq(id))
+                    .one(&txn)
+                    .await?
+                {
                     let mut am = a.into_active_model();
                     am.city = Set(format!("Town {n}"));
                     am.update(&txn).await?;
                 }
             }
             87..92 => {
-                if let Some(a) = address::Entity::find().filter(address::Column::CustomerId.eq(id)).one(&txn).await? {
+                if let Some(a) = address::Entity::find()
+                    .filter(address::Column::CustomerId.eq(id))
+                    .one(&txn)
+                    .await?
+                {
                     a.delete(&txn).await?;
                 }
             }
             92..97 => {
                 let new = fixtures::customer(&txn, &format!("New {n}")).await;
-                sync_core::sync_as(&txn, "crm.contact", &new).await.map_err(sea_orm::DbErr::from)?;
+                sync_core::sync_as(&txn, "crm.contact", &new)
+                    .await
+                    .map_err(sea_orm::DbErr::from)?;
                 txn.commit().await?;
                 customers.lock().unwrap().push(new.id);
                 return Ok(());
             }
             _ => {
-                for a in address::Entity::find().filter(address::Column::CustomerId.eq(id)).all(&txn).await? {
+                for a in address::Entity::find()
+                    .filter(address::Column::CustomerId.eq(id))
+                    .all(&txn)
+                    .await?
+                {
                     a.delete(&txn).await?;
                 }
                 c.delete(&txn).await?;
@@ -113,7 +136,16 @@ async fn many_workers_many_changes_one_push_at_a_time_and_nothing_lost() {
             customers.lock().unwrap().push(c.id);
         }
         let workers: Vec<WorkerProcess> = (0..3)
-            .map(|i| WorkerProcess::start(WORKER, &t.url, &remote.url(), &format!("w{i}"), dir.path(), &[("SYNC_LEASE_SECS", "10")]))
+            .map(|i| {
+                WorkerProcess::start(
+                    WORKER,
+                    &t.url,
+                    &remote.url(),
+                    &format!("w{i}"),
+                    dir.path(),
+                    &[("SYNC_LEASE_SECS", "10")],
+                )
+            })
             .collect();
 
         // The workload runs while the workers push.
@@ -135,7 +167,10 @@ async fn many_workers_many_changes_one_push_at_a_time_and_nothing_lost() {
         }
         let committed = committed.load(Ordering::Relaxed);
         eprintln!("{committed} changes committed");
-        assert!(committed > tasks * changes / 2, "most changes commit ({committed})");
+        assert!(
+            committed > tasks * changes / 2,
+            "most changes commit ({committed})"
+        );
 
         wait_until_synced(&t.db, Duration::from_secs(120)).await;
         for w in workers {
@@ -143,16 +178,42 @@ async fn many_workers_many_changes_one_push_at_a_time_and_nothing_lost() {
         }
 
         let requests = remote.requests();
-        assert!(requests.iter().all(|r| r.status < 300), "every push accepted");
+        assert!(
+            requests.iter().all(|r| r.status < 300),
+            "every push accepted"
+        );
         let overlaps = overlapping_pushes(&requests);
-        assert!(overlaps.is_empty(), "two pushes of one group in flight at once: {overlaps:#?}");
-        let problems = differences(&t.db, &registry(&remote.url(), &Arc::new(Knobs::default())), &remote).await;
-        assert!(problems.is_empty(), "remote differs from local: {problems:#?}");
+        assert!(
+            overlaps.is_empty(),
+            "two pushes of one group in flight at once: {overlaps:#?}"
+        );
+        let problems = differences(
+            &t.db,
+            &registry(&remote.url(), &Arc::new(Knobs::default())),
+            &remote,
+        )
+        .await;
+        assert!(
+            problems.is_empty(),
+            "remote differs from local: {problems:#?}"
+        );
 
-        let workers_seen: std::collections::BTreeSet<String> =
-            sync_attempt::Entity::find().all(&t.db).await.unwrap().into_iter().map(|a| a.worker).collect();
-        assert!(workers_seen.len() >= 2, "the work was shared: {workers_seen:?}");
-        eprintln!("{} requests from {} workers", requests.len(), workers_seen.len());
+        let workers_seen: std::collections::BTreeSet<String> = sync_attempt::Entity::find()
+            .all(&t.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.worker)
+            .collect();
+        assert!(
+            workers_seen.len() >= 2,
+            "the work was shared: {workers_seen:?}"
+        );
+        eprintln!(
+            "{} requests from {} workers",
+            requests.len(),
+            workers_seen.len()
+        );
     })
     .await;
 }
@@ -169,7 +230,8 @@ async fn a_killed_worker_s_pushes_are_finished_by_another_without_duplicates() {
         // The remote holds every create: the first worker has pushes in flight when it dies.
         let mut hold = remote.hold(Some("/erp/customers"));
         let lease = [("SYNC_LEASE_SECS", "2"), ("SYNC_PUSH_TIMEOUT_SECS", "30")];
-        let doomed = WorkerProcess::start(WORKER, &t.url, &remote.url(), "doomed", dir.path(), &lease);
+        let doomed =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "doomed", dir.path(), &lease);
         hold.arrived(4).await;
         doomed.kill();
         // The remote now accepts what the dead worker sent: records exist whose ids the
@@ -177,22 +239,45 @@ async fn a_killed_worker_s_pushes_are_finished_by_another_without_duplicates() {
         hold.release();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let accepted_before = remote.records("erp/customers").len();
-        assert!(accepted_before >= 4, "the remote accepted the dead worker's creates");
-        let first_keys: Vec<String> = remote.requests().iter().filter_map(|r| r.idempotency_key.clone()).collect();
+        assert!(
+            accepted_before >= 4,
+            "the remote accepted the dead worker's creates"
+        );
+        let first_keys: Vec<String> = remote
+            .requests()
+            .iter()
+            .filter_map(|r| r.idempotency_key.clone())
+            .collect();
 
-        let rescuer = WorkerProcess::start(WORKER, &t.url, &remote.url(), "rescuer", dir.path(), &lease);
+        let rescuer =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "rescuer", dir.path(), &lease);
         wait_until_synced(&t.db, Duration::from_secs(30)).await;
         rescuer.terminate(Duration::from_secs(10));
 
         let creates = remote.requests_matching("POST", "/erp/customers");
         let repeats: Vec<_> = creates.iter().filter(|r| r.replayed).collect();
-        assert!(repeats.len() >= 4, "the killed worker's creates were repeated: {}", repeats.len());
         assert!(
-            repeats.iter().all(|r| first_keys.contains(r.idempotency_key.as_ref().unwrap())),
+            repeats.len() >= 4,
+            "the killed worker's creates were repeated: {}",
+            repeats.len()
+        );
+        assert!(
+            repeats
+                .iter()
+                .all(|r| first_keys.contains(r.idempotency_key.as_ref().unwrap())),
             "each repeat carries the idempotency key of the push it repeats"
         );
-        assert_eq!(remote.records("erp/customers").len(), ids.len(), "one remote record per customer");
-        let problems = differences(&t.db, &registry(&remote.url(), &Arc::new(Knobs::default())), &remote).await;
+        assert_eq!(
+            remote.records("erp/customers").len(),
+            ids.len(),
+            "one remote record per customer"
+        );
+        let problems = differences(
+            &t.db,
+            &registry(&remote.url(), &Arc::new(Knobs::default())),
+            &remote,
+        )
+        .await;
         assert!(problems.is_empty(), "{problems:#?}");
     })
     .await;
@@ -203,31 +288,57 @@ async fn startup_refuses_bad_configuration_with_a_clear_message() {
     let t = TestDb::new(Backend::Sqlite).await;
     let run = |env: &[(&str, &str)], args: &[&str]| {
         let mut command = std::process::Command::new(WORKER);
-        command.env("DATABASE_URL", &t.url).env("TEST_REMOTE_URL", "http://127.0.0.1:9").args(args);
+        command
+            .env("DATABASE_URL", &t.url)
+            .env("TEST_REMOTE_URL", "http://127.0.0.1:9")
+            .args(args);
         for (k, v) in env {
             command.env(k, v);
         }
         let out = command.args(["run", "--once"]).output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, stderr) = run(&[("TEST_REMOTE_URL", "not a url")], &[]);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("the remote URL `not a url/erp` is invalid"), "{stderr}");
+    assert!(
+        stderr.contains("the remote URL `not a url/erp` is invalid"),
+        "{stderr}"
+    );
 
     let (code, stderr) = run(&[("TEST_REGISTER_TWICE", "1")], &[]);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("syncer `erp.customer` is registered twice"), "{stderr}");
+    assert!(
+        stderr.contains("syncer `erp.customer` is registered twice"),
+        "{stderr}"
+    );
 
     let (code, stderr) = run(&[], &["--concurrency", "0"]);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("concurrency must be at least 1"), "{stderr}");
+    assert!(
+        stderr.contains("concurrency must be at least 1"),
+        "{stderr}"
+    );
 
-    let (code, stderr) = run(&[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")], &[]);
+    let (code, stderr) = run(
+        &[("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+        &[],
+    );
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("cannot connect to the database at `postgres://nobody@127.0.0.1:1/none`"), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the database at `postgres://nobody@127.0.0.1:1/none`"),
+        "{stderr}"
+    );
 
     let mut command = std::process::Command::new(WORKER);
-    let out = command.env_remove("TEST_REMOTE_URL").env("DATABASE_URL", &t.url).args(["run", "--once"]).output().unwrap();
+    let out = command
+        .env_remove("TEST_REMOTE_URL")
+        .env("DATABASE_URL", &t.url)
+        .args(["run", "--once"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`TEST_REMOTE_URL` is not set"));
 
@@ -239,15 +350,32 @@ async fn startup_refuses_bad_configuration_with_a_clear_message() {
 async fn groups_of_unknown_syncers_are_reported_not_claimed() {
     on_each_backend(|t| async move {
         let c = fixtures::customer(&t.db, "Ada").await;
-        t.db.execute_unprepared("UPDATE sync_groups SET syncer = 'erp.renamed'").await.unwrap();
+        t.db.execute_unprepared("UPDATE sync_groups SET syncer = 'erp.renamed'")
+            .await
+            .unwrap();
         let remote = MockRemote::start().await;
-        let worker = sync_worker::Worker::new(t.db.clone(), registry(&remote.url(), &Arc::new(Knobs::default())), Default::default()).unwrap();
+        let worker = sync_worker::Worker::new(
+            t.db.clone(),
+            registry(&remote.url(), &Arc::new(Knobs::default())),
+            Default::default(),
+        )
+        .unwrap();
         let pass = worker.run_once().await.unwrap();
         assert_eq!(pass.claimed, 0);
-        assert_eq!(worker.engine().unknown_syncers().await.unwrap(), [("erp.renamed".to_owned(), 1)]);
+        assert_eq!(
+            worker.engine().unknown_syncers().await.unwrap(),
+            [("erp.renamed".to_owned(), 1)]
+        );
         let g = t.group("erp.renamed", c.id).await.unwrap();
-        assert_eq!((g.state.as_str(), g.attempts, g.lease_owner), ("pending", 0, None));
-        let _ = customer::Entity::find().filter(customer::Column::Id.eq(c.id)).all(&t.db).await.unwrap();
+        assert_eq!(
+            (g.state.as_str(), g.attempts, g.lease_owner),
+            ("pending", 0, None)
+        );
+        let _ = customer::Entity::find()
+            .filter(customer::Column::Id.eq(c.id))
+            .all(&t.db)
+            .await
+            .unwrap();
     })
     .await;
 }

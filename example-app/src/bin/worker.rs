@@ -1,6 +1,9 @@
-//! The example app's worker binary: `DATABASE_URL`, `ERP_URL` and `CRM_URL` (and optionally
-//! `ERP_TOKEN`, `CRM_TOKEN`) from the environment; `--help` lists the worker's settings.
-//! Run `example-app migrate` first.
+//! The example app's sync worker, to run beside `example-app serve` (or several of them, on
+//! PostgreSQL). It pushes to the ERP at `ERP_URL` and the CRM at `CRM_URL` (with `ERP_TOKEN`
+//! and `CRM_TOKEN` as bearer tokens when set), and reads `DATABASE_URL` and its other settings
+//! from flags or the environment: `worker --help` lists them.
+//!
+//! It does not create tables: run `example-app migrate` (or `serve`) first.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

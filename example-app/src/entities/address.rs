@@ -1,10 +1,14 @@
+//! A customer's address: part of both of its customer's remote entities.
+
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 use sync_core::Syncable;
 
+/// An address. Moving it to another customer (changing `customer_id`) re-pushes both customers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "addresses")]
 #[sync(syncer = "erp.customer", watch(street, city), root = customer_id)]
+// The CRM contact only lists cities: a new street changes nothing there.
 #[sync(syncer = "crm.contact", watch(city), root = customer_id)]
 pub struct Model {
     #[sea_orm(primary_key)]
@@ -12,7 +16,7 @@ pub struct Model {
     pub customer_id: i32,
     pub street: String,
     pub city: String,
-    /// "home", "work"…: not synced.
+    /// "home", "work"…: for the app's own screens, not synced.
     pub label: String,
 }
 

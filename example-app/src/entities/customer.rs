@@ -1,11 +1,22 @@
+//! A customer: the root of two remote entities, an ERP customer and a CRM contact.
+
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 use sync_core::Syncable;
 
+/// A customer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "customers")]
-#[sync(syncer = "erp.customer", watch(name, email, phone), register_on_insert, soft_delete = deleted_at)]
-#[sync(syncer = "crm.contact", watch(name, email))]
+// The ERP customer is registered as soon as a customer is inserted.
+#[sync(
+    syncer = "erp.customer",
+    watch(name, email, phone),
+    register_on_insert,
+    soft_delete = deleted_at
+)]
+// The CRM contact is registered explicitly by the service code, with `sync_core::sync_as`
+// (see `api::customers::create`). The CRM does not show phone numbers, so it does not watch them.
+#[sync(syncer = "crm.contact", watch(name, email), soft_delete = deleted_at)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
@@ -14,8 +25,10 @@ pub struct Model {
     pub phone: Option<String>,
     /// For staff only: no remote sees it, so changing it pushes nothing.
     pub internal_note: String,
-    /// Milliseconds since the epoch when the customer was archived.
-    pub deleted_at: Option<i64>,
+    /// Set when the customer is archived (`DELETE /customers/{id}`): both remotes delete their
+    /// copy, while the row stays for the orders that refer to it.
+    #[serde(skip)]
+    pub deleted_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

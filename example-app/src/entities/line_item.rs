@@ -1,10 +1,17 @@
+//! A line of an order: part of the order's ERP sales order.
+
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 use sync_core::Syncable;
 
+/// A line item.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "line_items")]
-#[sync(syncer = "erp.sales_order", watch(sku, quantity, unit_price_cents), root = order_id)]
+#[sync(
+    syncer = "erp.sales_order",
+    watch(sku, quantity, unit_price_cents),
+    root = order_id
+)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
@@ -12,7 +19,7 @@ pub struct Model {
     pub sku: String,
     pub quantity: i32,
     pub unit_price_cents: i64,
-    /// Not synced.
+    /// For the warehouse: not synced.
     pub note: String,
 }
 

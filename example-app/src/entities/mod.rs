@@ -1,11 +1,15 @@
 //! The application's models. Each names the sync groups it feeds with `#[sync(...)]`.
 //!
-//! - A customer is the root of two remote entities: an ERP customer (registered when the
-//!   customer is inserted; its soft-delete column deletes it remotely) and a CRM contact
-//!   (registered explicitly by the service code with `sync_core::sync_as`).
-//! - An address belongs to both of its customer's groups.
-//! - An order is the root of an ERP sales order, built from the order, its line items and its
-//!   billing info.
+//! | model | `erp.customer` | `crm.contact` | `erp.sales_order` |
+//! |---|---|---|---|
+//! | [`customer`] | root, registered on insert | root, registered by the service code | |
+//! | [`address`] | dependent (`customer_id`) | dependent (`customer_id`) | |
+//! | [`order`] | | | root, registered on insert |
+//! | [`line_item`] | | | dependent (`order_id`) |
+//! | [`billing_info`] | | | dependent (`order_id`) |
+//!
+//! Every model also has a column no syncer watches (`internal_note`, `label`, `note`):
+//! changing only that column marks nothing dirty, so nothing is pushed.
 
 pub mod address;
 pub mod billing_info;

@@ -1,7 +1,11 @@
+//! An order: the root of one ERP sales order, built from the order, its line items and its
+//! billing info.
+
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 use sync_core::Syncable;
 
+/// An order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "orders")]
 #[sync(
@@ -13,9 +17,11 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i32,
     pub customer_id: i32,
+    #[sea_orm(unique)]
     pub reference: String,
+    /// `open`, `confirmed`, `shipped` or `cancelled`.
     pub status: String,
-    /// Not synced.
+    /// For staff only: not synced.
     pub internal_note: String,
 }
 
@@ -29,6 +35,8 @@ pub enum Relation {
     Customer,
     #[sea_orm(has_many = "super::line_item::Entity")]
     LineItem,
+    #[sea_orm(has_one = "super::billing_info::Entity")]
+    BillingInfo,
 }
 
 impl Related<super::customer::Entity> for Entity {
@@ -40,5 +48,11 @@ impl Related<super::customer::Entity> for Entity {
 impl Related<super::line_item::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::LineItem.def()
+    }
+}
+
+impl Related<super::billing_info::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::BillingInfo.def()
     }
 }

@@ -12,7 +12,9 @@ use sync_tests::syncers::{Knobs, try_registry};
 async fn main() -> ExitCode {
     sync_worker::cli::main(|_settings| {
         let url = std::env::var("TEST_REMOTE_URL").map_err(|_| {
-            Error::Config("`TEST_REMOTE_URL` is not set; it holds the base URL of the test remote".into())
+            Error::Config(
+                "`TEST_REMOTE_URL` is not set; it holds the base URL of the test remote".into(),
+            )
         })?;
         let mut registry = try_registry(&url, &Arc::new(Knobs::default()))?;
         if std::env::var_os("TEST_REGISTER_TWICE").is_some() {

@@ -1,3 +1,4 @@
+// No `syncer = "..."`: the error covers the attribute, since nothing in it is wrong.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -6,12 +7,11 @@ mod entity {
     #[sea_orm(table_name = "things")]
     #[sync(watch(name))]
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub customer_id: i32,
-    pub name: String,
-    pub email: String,
-    pub score: f64,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,17 +1,16 @@
+// The derive without any `#[sync(...)]`.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
     #[sea_orm(table_name = "things")]
-
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub customer_id: i32,
-    pub name: String,
-    pub email: String,
-    pub score: f64,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,3 +1,4 @@
+// The derive on a struct that is not a SeaORM entity model.
 use sync_core::Syncable;
 
 #[derive(Syncable)]

@@ -1,9 +1,10 @@
+// The derive on an enum.
 use sync_core::Syncable;
 
 #[derive(Syncable)]
 #[sync(syncer = "crm.contact", watch(name))]
 pub enum Model {
-    A,
+    Customer { id: i32, name: String },
 }
 
 fn main() {}

@@ -1,3 +1,4 @@
+// A hand-written `ActiveModelBehavior` without `#[syncable(manual_hooks)]`: the derive writes one too.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -8,13 +9,14 @@ mod entity {
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i32,
+        pub customer_id: i32,
         pub name: String,
+        pub email: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
-    // The derive already writes this impl; add `#[syncable(manual_hooks)]` to write your own.
     impl ActiveModelBehavior for ActiveModel {}
 }
 

@@ -1,3 +1,4 @@
+// `root` and `root_fn` together.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -6,16 +7,19 @@ mod entity {
     #[sea_orm(table_name = "things")]
     #[sync(syncer = "crm.contact", watch(name), root = customer_id, root_fn = find_root)]
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub customer_id: i32,
-    pub name: String,
-    pub email: String,
-    pub score: f64,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
+
+    async fn find_root<C: ConnectionTrait>(model: &Model, _db: &C) -> Result<Option<i32>, DbErr> {
+        Ok(Some(model.customer_id))
+    }
 }
 
 fn main() {}

@@ -1,3 +1,4 @@
+// `root = ...` names a column whose type cannot hold a key (a trait error, shown at the column name).
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -6,12 +7,12 @@ mod entity {
     #[sea_orm(table_name = "things")]
     #[sync(syncer = "crm.contact", watch(name), root = score)]
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub customer_id: i32,
-    pub name: String,
-    pub email: String,
-    pub score: f64,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
+        pub score: f64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

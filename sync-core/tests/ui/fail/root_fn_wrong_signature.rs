@@ -1,3 +1,4 @@
+// A `root_fn` that is not async and takes no connection.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -8,16 +9,17 @@ mod entity {
     pub struct Model {
         #[sea_orm(primary_key)]
         pub id: i32,
+        pub customer_id: i32,
         pub name: String,
-    }
-
-    // Not async, and takes no connection.
-    fn find_root(model: &Model) -> Option<i32> {
-        Some(model.id)
+        pub email: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
+
+    fn find_root(model: &Model) -> Option<i32> {
+        Some(model.customer_id)
+    }
 }
 
 fn main() {}

@@ -1,3 +1,4 @@
+// Two `#[sync(...)]` for the same syncer.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -7,12 +8,11 @@ mod entity {
     #[sync(syncer = "crm.contact", watch(name))]
     #[sync(syncer = "crm.contact", watch(email))]
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub customer_id: i32,
-    pub name: String,
-    pub email: String,
-    pub score: f64,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,17 +1,17 @@
+// Every mistake in an attribute is reported in one go, the unknown option included.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
     #[sea_orm(table_name = "things")]
-    #[sync(watch(nme, id))]
+    #[sync(watch(nme, id), retry = 3, root = customer_id, register_on_insert)]
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub customer_id: i32,
-    pub name: String,
-    pub email: String,
-    pub score: f64,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

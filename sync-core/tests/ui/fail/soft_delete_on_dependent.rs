@@ -1,17 +1,18 @@
+// `soft_delete` on a dependent.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
     #[sea_orm(table_name = "things")]
-    #[sync(syncer = "crm.contact", watch(name), root = customer_id, soft_delete = email)]
+    #[sync(syncer = "crm.contact", watch(name), root = customer_id, soft_delete = deleted_at)]
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub customer_id: i32,
-    pub name: String,
-    pub email: String,
-    pub score: f64,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
+        pub deleted_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,3 +1,4 @@
+// A field that is not a column (`#[sea_orm(ignore)]`) cannot be watched.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -6,11 +7,13 @@ mod entity {
     #[sea_orm(table_name = "things")]
     #[sync(syncer = "crm.contact", watch(name, cache))]
     pub struct Model {
-    #[sea_orm(primary_key)]
-    pub id: i32,
-    pub name: String,
-    #[sea_orm(ignore)]
-    pub cache: String,
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
+        #[sea_orm(ignore)]
+        pub cache: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,11 +20,19 @@ mod product {
 
     #[sync_core::async_trait]
     impl ActiveModelBehavior for ActiveModel {
-        async fn before_save<C: ConnectionTrait>(self, db: &C, insert: bool) -> Result<Self, DbErr> {
+        async fn before_save<C: ConnectionTrait>(
+            self,
+            db: &C,
+            insert: bool,
+        ) -> Result<Self, DbErr> {
             sync_core::hooks::before_save(self, db, insert).await
         }
 
-        async fn after_save<C: ConnectionTrait>(model: Model, db: &C, insert: bool) -> Result<Model, DbErr> {
+        async fn after_save<C: ConnectionTrait>(
+            model: Model,
+            db: &C,
+            insert: bool,
+        ) -> Result<Model, DbErr> {
             sync_core::hooks::after_save(model, db, insert).await
         }
 

@@ -1,0 +1,26 @@
+// Mistakes in different attributes are all reported too, each with its own attribute.
+mod entity {
+    use sea_orm::entity::prelude::*;
+    use sync_core::Syncable;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
+    #[sea_orm(table_name = "things")]
+    #[sync(syncer = "crm.contact", watch(emial), root = custmer_id)]
+    #[sync(syncer = "erp customer", watch(id), root_fn = find_root)]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    async fn find_root<C: ConnectionTrait>(model: &Model, _db: &C) -> Result<Option<i32>, DbErr> {
+        Ok(Some(model.customer_id))
+    }
+}
+
+fn main() {}

@@ -1,0 +1,22 @@
+// A misspelt option: the error suggests the one meant.
+mod entity {
+    use sea_orm::entity::prelude::*;
+    use sync_core::Syncable;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
+    #[sea_orm(table_name = "things")]
+    #[sync(syncer = "crm.contact", watch(name), soft_deleted = deleted_at)]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
+        pub deleted_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+}
+
+fn main() {}

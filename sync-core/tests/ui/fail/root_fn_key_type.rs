@@ -1,0 +1,26 @@
+// A `root_fn` whose key type cannot be a root key.
+mod entity {
+    use sea_orm::entity::prelude::*;
+    use sync_core::Syncable;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Syncable)]
+    #[sea_orm(table_name = "things")]
+    #[sync(syncer = "crm.contact", watch(name), root_fn = find_root)]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub customer_id: i32,
+        pub name: String,
+        pub email: String,
+        pub score: f64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    async fn find_root<C: ConnectionTrait>(model: &Model, _db: &C) -> Result<Option<f64>, DbErr> {
+        Ok(Some(model.score))
+    }
+}
+
+fn main() {}
