@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 
 use crate::{Error, Result};
 
@@ -49,6 +52,22 @@ pub fn redact_url(url: &str) -> String {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
     }
+}
+
+/// Starts a transaction for a write, the way a write that runs the hooks needs on SQLite.
+///
+/// The hooks read a row before they write its group, and SQLite fails a plain (deferred)
+/// transaction at its first write, without waiting, if another connection — the worker —
+/// committed after the transaction's first read ("database is locked"). On SQLite this starts
+/// `BEGIN IMMEDIATE`, which takes the write lock at once and waits for it up to the busy timeout.
+/// On PostgreSQL and MySQL it is a plain `BEGIN`.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+    .map_err(Error::db_while("starting a write transaction"))
 }
 
 #[cfg(test)]

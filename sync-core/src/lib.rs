@@ -25,7 +25,7 @@ pub mod wake;
 #[doc(inline)]
 pub use clock::{Clock, ManualClock, SystemClock, now_ms};
 #[doc(inline)]
-pub use connect::{connect, redact_url};
+pub use connect::{begin_write, connect, redact_url};
 #[doc(inline)]
 pub use digest::digest;
 #[doc(inline)]

@@ -305,6 +305,14 @@ impl MockRemote {
 }
 
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, request: Request) -> Response {
+    // A real remote finishes what it received even when the client goes away (a worker killed
+    // mid-push): run the request in its own task so that a dropped connection does not cancel it.
+    tokio::spawn(serve(inner, request))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn serve(inner: Arc<Mutex<Inner>>, request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();

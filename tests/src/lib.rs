@@ -67,7 +67,9 @@ pub struct TestDb {
     /// The URL this database can be reached at (for worker processes).
     pub url: String,
     cleanup: Cleanup,
-    _dir: Option<tempfile::TempDir>,
+    // Shared with the cleanup handle: a test that uses only some fields of its `TestDb` moves
+    // just those into its future, and the directory must outlive the test all the same.
+    dir: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,12 +81,15 @@ enum Cleanup {
 
 /// Drops the test's schema or database once the test passed.
 #[derive(Debug)]
-pub struct CleanupHandle(Cleanup);
+pub struct CleanupHandle {
+    cleanup: Cleanup,
+    _dir: Option<std::sync::Arc<tempfile::TempDir>>,
+}
 
 impl CleanupHandle {
     /// Drops it. Failures are ignored: a leftover schema harms nothing.
     pub async fn run(self) {
-        let (admin_url, sql) = match self.0 {
+        let (admin_url, sql) = match self.cleanup {
             Cleanup::None => return,
             Cleanup::DropSchema { admin_url, schema } => (
                 admin_url,
@@ -179,13 +184,16 @@ impl TestDb {
             backend,
             url,
             cleanup,
-            _dir: dir,
+            dir: dir.map(std::sync::Arc::new),
         }
     }
 
     /// A handle that drops this database's schema later.
     pub fn cleanup_handle(&self) -> CleanupHandle {
-        CleanupHandle(self.cleanup.clone())
+        CleanupHandle {
+            cleanup: self.cleanup.clone(),
+            _dir: self.dir.clone(),
+        }
     }
 
     /// Every row of `sync_groups`, ordered by syncer and root key.

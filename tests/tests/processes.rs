@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, ModelTrait, QueryFilter, TransactionTrait,
+    IntoActiveModel, ModelTrait, QueryFilter,
 };
 use sync_core::entity::sync_attempt;
 use sync_tests::cluster::{WorkerProcess, differences, overlapping_pushes, wait_until_synced};
@@ -39,7 +39,9 @@ async fn random_change(
     let Some(id) = pick(rng) else { return false };
     let roll = rng.random_range(0..100);
     let result: Result<(), sea_orm::DbErr> = async {
-        let txn = db.begin().await?;
+        let txn = sync_core::begin_write(db)
+            .await
+            .map_err(sea_orm::DbErr::from)?;
         let Some(c) = customer::Entity::find_by_id(id).one(&txn).await? else {
             return Ok(());
         };
@@ -55,7 +57,15 @@ async fn random_change(
                 am.update(&txn).await?;
             }
             50..65 => {
-                fixtures::address(&txn, id, &format!("City {n}")).await;
+                address::ActiveModel {
+                    customer_id: Set(id),
+                    street: Set("1 Main St".into()),
+                    city: Set(format!("City {n}")),
+                    label: Set("home".into()),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await?;
             }
             65..80 => {
                 let to = pick(rng).unwrap_or(id);
@@ -90,7 +100,16 @@ async fn random_change(
                 }
             }
             92..97 => {
-                let new = fixtures::customer(&txn, &format!("New {n}")).await;
+                let new = customer::ActiveModel {
+                    name: Set(format!("New {n}")),
+                    email: Set(format!("new{n}@example.com")),
+                    phone: Set(None),
+                    notes: Set(String::new()),
+                    deleted_at: Set(None),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await?;
                 sync_core::sync_as(&txn, "crm.contact", &new)
                     .await
                     .map_err(sea_orm::DbErr::from)?;

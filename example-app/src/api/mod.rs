@@ -20,7 +20,6 @@ use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PrimaryKeyTrait,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 pub use error::ApiError;
@@ -66,18 +65,9 @@ async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route for {method} {}", uri.path()))
 }
 
-/// Starts a write transaction.
-///
-/// On SQLite it is `BEGIN IMMEDIATE`, which takes the write lock at once (waiting for it up to the
-/// busy timeout). A plain `BEGIN` takes it at the first write, and fails with "database is
-/// locked" if the worker committed after this transaction's first read. Other databases ignore
-/// the option.
+/// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (see [`sync_core::begin_write`]).
 async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
+    sync_core::begin_write(db).await.map_err(DbErr::from)
 }
 
 /// The row of `E` whose primary key is `id`, or a 404 calling it `what`.
