@@ -28,6 +28,7 @@ use sea_orm_migration::prelude::*;
 mod m20261101_000001_create_sync_groups;
 mod m20261101_000002_create_sync_attempts;
 mod m20261101_000003_notify_on_touch;
+mod m20261101_000004_create_sync_syncers;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -35,6 +36,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261101_000001_create_sync_groups::Migration),
         Box::new(m20261101_000002_create_sync_attempts::Migration),
         Box::new(m20261101_000003_notify_on_touch::Migration),
+        Box::new(m20261101_000004_create_sync_syncers::Migration),
     ]
 }
 

@@ -194,6 +194,9 @@ pub struct Engine {
     syncer_names: Arc<Vec<String>>,
     clock: Arc<dyn Clock>,
     retry: Arc<dyn RetryPolicy>,
+    /// Syncers paused after a 429, until when: written by claims (from the database) and by
+    /// this engine's own 429s; read before every push.
+    paused: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 impl Engine {
@@ -214,6 +217,7 @@ impl Engine {
             syncer_names,
             clock: Arc::new(SystemClock),
             retry: Arc::new(ExponentialBackoff::default()),
+            paused: Arc::default(),
         })
     }
 
@@ -252,17 +256,86 @@ impl Engine {
     /// Claims up to `limit` due groups of the registered syncers.
     pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedGroup>> {
         let now = self.clock.now_ms();
-        queue::claim(
+        let lease_until = now + millis(self.config.lease);
+        let paused: Vec<String> = {
+            let found = crate::limits::paused(&self.db, now).await?;
+            let mut known = self.paused.lock().expect("pause table");
+            known.retain(|_, until| *until > now);
+            known.extend(found.iter().cloned());
+            found.into_iter().map(|(name, _)| name).collect()
+        };
+        let (capped, free): (Vec<&String>, Vec<&String>) = self
+            .syncer_names
+            .iter()
+            .filter(|name| !paused.contains(name))
+            .partition(|name| self.max_in_flight(name).is_some());
+        let owner = &self.config.worker_id;
+        let free: Vec<String> = free.into_iter().cloned().collect();
+        let mut claimed = queue::claim(
             &self.db,
             &ClaimRequest {
-                owner: &self.config.worker_id,
-                syncers: &self.syncer_names,
+                owner,
+                syncers: &free,
                 limit,
                 now,
-                lease_until: now + millis(self.config.lease),
+                lease_until,
             },
         )
-        .await
+        .await?;
+        // Syncers with a cap on pushes in flight: claim what is left of the cap, counted across
+        // all workers under a lock on the syncer's row.
+        for name in capped {
+            let room = limit.saturating_sub(claimed.len() as u32);
+            if room == 0 {
+                break;
+            }
+            let max = self.max_in_flight(name).unwrap_or(u32::MAX);
+            let syncers = [name.clone()];
+            let more = crate::limits::claim_within(&self.db, name, max, now, async |txn, free| {
+                let request = ClaimRequest {
+                    owner,
+                    syncers: &syncers,
+                    limit: free.min(room),
+                    now,
+                    lease_until,
+                };
+                queue::claim(txn, &request).await
+            })
+            .await?;
+            claimed.extend(more);
+        }
+        Ok(claimed)
+    }
+
+    fn max_in_flight(&self, syncer: &str) -> Option<u32> {
+        self.registry.get(syncer)?.limits()?.max_in_flight
+    }
+
+    /// Waits for the syncer's rate limit (and any pause) before a request.
+    async fn take_token(&self, syncer: &dyn crate::Syncer) -> Result<()> {
+        // A pause learnt at the last claim, or from a 429 this engine recorded, holds back the
+        // groups already claimed too.
+        let until = self
+            .paused
+            .lock()
+            .expect("pause table")
+            .get(syncer.name())
+            .copied();
+        if let Some(until) = until {
+            let wait = until - self.clock.now_ms();
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            }
+        }
+        let Some(limits) = syncer.limits().filter(|l| l.per_second.is_some()) else {
+            return Ok(());
+        };
+        while let Some(wait) =
+            crate::limits::acquire(&self.db, syncer.name(), &limits, self.clock.now_ms()).await?
+        {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
 
     /// Syncers with dirty groups that this engine does not know (and so never claims), with how
@@ -384,6 +457,9 @@ impl Engine {
                 return ("none", Ok(Synced::Deleted));
             };
             let cx = PushContext::new(group, "delete");
+            if let Err(e) = self.take_token(syncer.as_ref()).await {
+                return ("none", Err(e));
+            }
             return (
                 "delete",
                 syncer
@@ -400,6 +476,9 @@ impl Engine {
             return ("none", Ok(Synced::Skipped));
         }
         let cx = PushContext::new(group, &digest);
+        if let Err(e) = self.take_token(syncer.as_ref()).await {
+            return ("none", Err(e));
+        }
         let text = payload_text(&payload);
         match group.remote_id.as_deref() {
             Some(remote_id) => (
@@ -510,7 +589,20 @@ impl Engine {
                 }
                 None
             }
-            Disposition::Retry { after } => after,
+            Disposition::Retry { after } => {
+                if error.status() == Some(429) {
+                    // The limit belongs to the remote account: slow the whole syncer down, in
+                    // every worker, not only this group.
+                    let pause = after.unwrap_or(Duration::from_secs(1));
+                    let until = now + millis(pause);
+                    crate::limits::pause(db, &group.syncer, until, &message).await?;
+                    self.paused
+                        .lock()
+                        .expect("pause table")
+                        .insert(group.syncer.clone(), until);
+                }
+                after
+            }
             Disposition::Fail => None,
         };
         let message = match error.disposition() {

@@ -14,6 +14,7 @@ mod error;
 pub mod hooks;
 mod http;
 mod key;
+pub mod limits;
 pub mod queue;
 pub mod retry;
 mod state;
@@ -36,6 +37,8 @@ pub use error::{Disposition, Error, Result};
 pub use http::{CreateMode, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
 #[doc(inline)]
 pub use key::RootKey;
+#[doc(inline)]
+pub use limits::Limits;
 #[doc(inline)]
 pub use state::{GroupState, UnknownState};
 #[doc(inline)]

@@ -77,6 +77,12 @@ pub trait Syncer: Send + Sync + 'static {
             .await
     }
 
+    /// Limits on requests to this syncer's remote, shared by all worker processes: a rate with
+    /// a burst, and a cap on pushes in flight. `None` (the default): unlimited.
+    fn limits(&self) -> Option<crate::Limits> {
+        None
+    }
+
     /// The built-in HTTP remote the default `create`, `update` and `delete` use.
     fn remote(&self) -> Option<&HttpRemote> {
         None
@@ -281,6 +287,9 @@ impl Registry {
             return Err(Error::Config(format!(
                 "syncer name `{name}` is invalid: use 1 to 100 characters without spaces, e.g. `crm.contact`"
             )));
+        }
+        if let Some(limits) = syncer.limits() {
+            limits.validate(name)?;
         }
         if self.get(name).is_some() {
             return Err(Error::Config(format!(

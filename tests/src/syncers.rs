@@ -16,6 +16,8 @@ pub struct Knobs {
     pub payload_version: AtomicU32,
     /// Make `translate` of this (syncer, key) fail: `"panic"`, `"error"`.
     pub sabotage: Mutex<Option<(String, String, &'static str)>>,
+    /// Limits of `erp.customer`.
+    pub erp_customer_limits: Mutex<Option<sync_core::Limits>>,
 }
 
 impl Knobs {
@@ -57,6 +59,10 @@ impl Syncer for ErpCustomer {
 
     fn payload_version(&self) -> u32 {
         self.knobs.version()
+    }
+
+    fn limits(&self) -> Option<sync_core::Limits> {
+        *self.knobs.erp_customer_limits.lock().expect("knobs")
     }
 
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {

@@ -17,7 +17,7 @@ use sync_tests::cluster::{WorkerProcess, differences, overlapping_pushes, wait_u
 use sync_tests::models::{address, customer};
 use sync_tests::syncers::{Knobs, registry};
 use sync_tests::{Backend, TestDb, fixtures, on_each_backend};
-use sync_worker::testing::MockRemote;
+use sync_worker::testing::{Fault, FaultKind, MockRemote};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
 
@@ -395,6 +395,169 @@ async fn groups_of_unknown_syncers_are_reported_not_claimed() {
             .all(&t.db)
             .await
             .unwrap();
+    })
+    .await;
+}
+
+/// Starts of requests to `erp/customers`, in seconds from the first.
+fn create_starts(remote: &MockRemote) -> Vec<f64> {
+    let requests = remote.requests_matching("", "/erp/customers");
+    let Some(first) = requests.iter().map(|r| r.started).min() else {
+        return Vec::new();
+    };
+    let mut starts: Vec<f64> = requests
+        .iter()
+        .map(|r| (r.started - first).as_secs_f64())
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    starts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_holds_across_worker_processes() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let customers = 100;
+        for i in 0..customers {
+            fixtures::customer(&t.db, &format!("Rated {i}")).await;
+        }
+        // 40 requests per second with bursts of 4, for three processes together.
+        let limits = [("TEST_ERP_CUSTOMER_LIMITS", "40/4/0")];
+        let workers: Vec<WorkerProcess> = (0..3)
+            .map(|i| {
+                WorkerProcess::start(
+                    WORKER,
+                    &t.url,
+                    &remote.url(),
+                    &format!("r{i}"),
+                    dir.path(),
+                    &limits,
+                )
+            })
+            .collect();
+        wait_until_synced(&t.db, Duration::from_secs(60)).await;
+        for w in workers {
+            w.terminate(Duration::from_secs(10));
+        }
+        let starts = create_starts(&remote);
+        assert_eq!(starts.len(), customers);
+        // In any one-second window, at most the rate plus the burst.
+        let busiest = starts
+            .iter()
+            .map(|s| starts.iter().filter(|o| **o >= *s && **o < s + 1.0).count())
+            .max()
+            .unwrap();
+        assert!(busiest <= 44, "{busiest} requests in one second");
+        let span = starts.last().unwrap();
+        assert!(
+            *span >= (customers as f64 - 4.0) / 40.0 * 0.9,
+            "100 requests at 40/s took only {span:.2}s"
+        );
+        eprintln!("busiest second: {busiest} requests; all {customers} in {span:.2}s");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cap_on_pushes_in_flight_holds_across_worker_processes() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        // A slow remote, so that pushes overlap unless something stops them.
+        remote.push_fault(
+            Fault::new(FaultKind::Hang(Duration::from_millis(150))).path_contains("/erp/customers"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..24 {
+            fixtures::customer(&t.db, &format!("Capped {i}")).await;
+        }
+        let limits = [("TEST_ERP_CUSTOMER_LIMITS", "0/1/2")];
+        let workers: Vec<WorkerProcess> = (0..3)
+            .map(|i| {
+                WorkerProcess::start(
+                    WORKER,
+                    &t.url,
+                    &remote.url(),
+                    &format!("c{i}"),
+                    dir.path(),
+                    &limits,
+                )
+            })
+            .collect();
+        wait_until_synced(&t.db, Duration::from_secs(60)).await;
+        for w in workers {
+            w.terminate(Duration::from_secs(10));
+        }
+        let requests = remote.requests_matching("POST", "/erp/customers");
+        assert_eq!(requests.len(), 24);
+        let most = requests
+            .iter()
+            .map(|r| {
+                requests
+                    .iter()
+                    .filter(|o| o.started <= r.started && o.finished > r.started)
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(most <= 2, "{most} pushes in flight at once, the cap is 2");
+        assert_eq!(most, 2, "the cap is used");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_429_pauses_the_whole_syncer_in_every_process() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        remote.push_fault(
+            Fault::new(FaultKind::TooManyRequests {
+                retry_after_secs: 2,
+            })
+            .path_contains("/erp/customers")
+            .times(1),
+        );
+        // Slow answers, so that without the pause pushes would go on during it.
+        remote.push_fault(
+            Fault::new(FaultKind::Hang(Duration::from_millis(100))).path_contains("/erp/customers"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..60 {
+            fixtures::customer(&t.db, &format!("Paused {i}")).await;
+        }
+        let workers: Vec<WorkerProcess> = (0..2)
+            .map(|i| {
+                WorkerProcess::start(
+                    WORKER,
+                    &t.url,
+                    &remote.url(),
+                    &format!("p{i}"),
+                    dir.path(),
+                    &[],
+                )
+            })
+            .collect();
+        wait_until_synced(&t.db, Duration::from_secs(60)).await;
+        for w in workers {
+            w.terminate(Duration::from_secs(10));
+        }
+        let requests = remote.requests_matching("", "/erp/customers");
+        let refused = requests.iter().find(|r| r.status == 429).expect("one 429");
+        // Requests already in flight when the 429 came may finish; none may start during the
+        // pause (2 s from the answer).
+        let during: Vec<_> = requests
+            .iter()
+            .filter(|r| {
+                r.started > refused.finished + Duration::from_millis(350)
+                    && r.started < refused.finished + Duration::from_millis(1900)
+            })
+            .collect();
+        assert!(
+            during.is_empty(),
+            "{} request(s) started while the syncer was paused",
+            during.len()
+        );
+        assert_eq!(requests.iter().filter(|r| r.status < 300).count(), 60);
     })
     .await;
 }

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use sync_core::Error;
+use sync_core::{Error, Limits};
 use sync_tests::syncers::{Knobs, try_registry};
 
 #[tokio::main]
@@ -16,7 +16,22 @@ async fn main() -> ExitCode {
                 "`TEST_REMOTE_URL` is not set; it holds the base URL of the test remote".into(),
             )
         })?;
-        let mut registry = try_registry(&url, &Arc::new(Knobs::default()))?;
+        let knobs = Arc::new(Knobs::default());
+        // `TEST_ERP_CUSTOMER_LIMITS=rate/burst/in_flight`, e.g. `40/4/0` (0: no cap).
+        if let Ok(spec) = std::env::var("TEST_ERP_CUSTOMER_LIMITS") {
+            let parts: Vec<f64> = spec.split('/').map(|p| p.parse().unwrap_or(0.0)).collect();
+            let (rate, burst, in_flight) = (parts[0], parts[1] as u32, parts[2] as u32);
+            let mut limits = if rate > 0.0 {
+                Limits::rate(rate, burst)
+            } else {
+                Limits::in_flight(in_flight)
+            };
+            if in_flight > 0 {
+                limits = limits.max_in_flight(in_flight);
+            }
+            *knobs.erp_customer_limits.lock().expect("knobs") = Some(limits);
+        }
+        let mut registry = try_registry(&url, &knobs)?;
         if std::env::var_os("TEST_REGISTER_TWICE").is_some() {
             let again = registry.get("erp.customer").expect("registered").clone();
             registry.register_arc(again)?;
