@@ -129,7 +129,10 @@ pub enum Outcome {
     Deleted,
     /// Not ready; retried shortly without counting a failure.
     Waiting,
-    /// Failed; retried later.
+    /// A transient failure (timeout, connection, 408, 429, 5xx); retried later.
+    Retry,
+    /// A permanent failure (other 4xx, a bad answer, a translation error); retried later in
+    /// case new data fixes it.
     Failed,
     /// Failed for the last time.
     Dead,
@@ -141,6 +144,7 @@ impl Outcome {
             Outcome::Pushed | Outcome::Deleted => "ok",
             Outcome::Skipped => "skipped",
             Outcome::Waiting => "waiting",
+            Outcome::Retry => "retry",
             Outcome::Failed => "failed",
             Outcome::Dead => "dead",
         }
@@ -161,7 +165,7 @@ pub struct PassReport {
     pub deleted: usize,
     /// Not ready, waiting.
     pub waiting: usize,
-    /// Failed, to be retried.
+    /// Failed (transiently or not), to be retried.
     pub failed: usize,
     /// Failed for the last time.
     pub dead: usize,
@@ -179,7 +183,7 @@ impl PassReport {
             Outcome::Skipped => &mut self.skipped,
             Outcome::Deleted => &mut self.deleted,
             Outcome::Waiting => &mut self.waiting,
-            Outcome::Failed => &mut self.failed,
+            Outcome::Retry | Outcome::Failed => &mut self.failed,
             Outcome::Dead => &mut self.dead,
         } += 1;
     }
@@ -541,7 +545,7 @@ impl Engine {
                 tracing::warn!(group = group.id, syncer = %group.syncer, "lease lost before the attempt was recorded; another worker took the group over");
             }
             match (outcome, error) {
-                (Outcome::Failed | Outcome::Dead, Some(e)) => {
+                (Outcome::Retry | Outcome::Failed | Outcome::Dead, Some(e)) => {
                     tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
                 }
                 _ => {
@@ -619,7 +623,12 @@ impl Engine {
             delay = delay.max(after);
         }
         let held = queue::fail(db, group, attempts, &message, now + millis(delay), dead).await?;
-        Ok((if dead { Outcome::Dead } else { Outcome::Failed }, held))
+        let outcome = match (dead, error.disposition()) {
+            (true, _) => Outcome::Dead,
+            (false, Disposition::Retry { .. }) => Outcome::Retry,
+            (false, _) => Outcome::Failed,
+        };
+        Ok((outcome, held))
     }
 
     /// One pass: claims up to `batch_size` due groups, processes them `concurrency` at a time,

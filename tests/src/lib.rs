@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod fixtures;
 pub mod models;
+pub mod proxy;
 pub mod syncers;
 
 use std::future::Future;

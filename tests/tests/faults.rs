@@ -1,0 +1,220 @@
+//! Faults around the worker: the database going away, a remote misbehaving, pushes outliving
+//! their lease, and wake-ups from PostgreSQL's LISTEN/NOTIFY.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, EntityTrait};
+use sync_core::retry::ExponentialBackoff;
+use sync_core::{Engine, EngineConfig};
+use sync_tests::cluster::{WorkerProcess, differences, wait_until_synced};
+use sync_tests::proxy::Proxy;
+use sync_tests::syncers::{Knobs, registry};
+use sync_tests::{Backend, TestDb, fixtures, on_each_backend};
+use sync_worker::testing::{Fault, FaultKind, MockRemote};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_ride_out_a_database_outage_without_spinning_or_losing_work() {
+    on_each_backend(|t| async move {
+        if t.backend == Backend::Sqlite {
+            // An embedded database has no server to lose.
+            return;
+        }
+        let remote = MockRemote::start().await;
+        let proxy = Proxy::start(Proxy::target_of(&t.url)).await;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            fixtures::customer(&t.db, &format!("Before {i}")).await;
+        }
+        let worker = WorkerProcess::start(
+            WORKER,
+            &proxy.url_for(&t.url),
+            &remote.url(),
+            "outage",
+            dir.path(),
+            &[("SYNC_POLL_INTERVAL_MS", "100")],
+        );
+        wait_until_synced(&t.db, Duration::from_secs(30)).await;
+
+        // The database goes away for four seconds; the application keeps writing (its own
+        // connections do not go through the proxy).
+        proxy.cut();
+        let cpu_before = worker.cpu_time();
+        for i in 0..10 {
+            fixtures::customer(&t.db, &format!("During {i}")).await;
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let cpu_during = worker.cpu_time() - cpu_before;
+        assert!(
+            cpu_during < Duration::from_millis(800),
+            "the worker used {cpu_during:?} of CPU in 4 s of outage"
+        );
+        proxy.restore();
+
+        wait_until_synced(&t.db, Duration::from_secs(60)).await;
+        let log = worker.log();
+        assert!(log.contains("database"), "the outage was logged: {log}");
+        worker.terminate(Duration::from_secs(15));
+        let problems = differences(
+            &t.db,
+            &registry(&remote.url(), &Arc::new(Knobs::default())),
+            &remote,
+        )
+        .await;
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(remote.records("erp/customers").len(), 20);
+    })
+    .await;
+}
+
+async fn engine(t: &TestDb, remote: &MockRemote, id: &str, lease: Duration) -> Engine {
+    let mut config = EngineConfig::default();
+    config.worker_id = id.into();
+    config.lease = lease;
+    config.push_timeout = Duration::from_secs(20);
+    Engine::new(
+        t.db.clone(),
+        registry(&remote.url(), &Arc::new(Knobs::default())),
+        config,
+    )
+    .unwrap()
+    .with_retry_policy(ExponentialBackoff {
+        base: Duration::from_millis(50),
+        max: Duration::from_secs(1),
+        jitter: 0.0,
+    })
+}
+
+#[tokio::test]
+async fn a_push_longer_than_the_lease_keeps_it() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let mut hold = remote.hold(Some("/erp/customers"));
+        fixtures::customer(&t.db, "Slow").await;
+        let slow = engine(&t, &remote, "slow", Duration::from_secs(1)).await;
+        let other = engine(&t, &remote, "other", Duration::from_secs(1)).await;
+        let pass = tokio::spawn(async move { slow.run_once().await });
+        hold.arrived(1).await;
+        // The lease is 1 s; the push is held for 1.7 s (the HTTP timeout is 2 s). Another worker
+        // keeps looking meanwhile.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(1700) {
+            assert_eq!(
+                other.run_once().await.unwrap().claimed,
+                0,
+                "the group was taken over while its push ran"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        hold.release();
+        let report = pass.await.unwrap().unwrap();
+        assert_eq!((report.pushed, report.lease_lost), (1, 0));
+        assert_eq!(remote.requests().len(), 1, "pushed once");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn remote_faults_are_classified_and_recorded() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let e = engine(&t, &remote, "faults", Duration::from_secs(30)).await;
+        // (name, fault, outcome in the attempt log, words of the recorded error)
+        let cases: [(&str, FaultKind, &str, &str); 4] = [
+            (
+                "MalformedJson",
+                FaultKind::MalformedJson,
+                "failed",
+                "is not JSON",
+            ),
+            (
+                "NoId",
+                FaultKind::CreateWithoutId,
+                "failed",
+                "no id at `/id`",
+            ),
+            (
+                "Hang",
+                FaultKind::Hang(Duration::from_secs(5)),
+                "retry",
+                "timed out",
+            ),
+            (
+                "Boom",
+                FaultKind::Status(502, serde_json::json!({"error": "bad gateway"})),
+                "retry",
+                "502",
+            ),
+        ];
+        for (name, kind, _, _) in &cases {
+            remote.push_fault(Fault::new(kind.clone()).body_contains(&format!("\"{name}\"")));
+            fixtures::customer(&t.db, name).await;
+        }
+        let healthy = fixtures::customer(&t.db, "Healthy").await;
+        let pass = e.run_once().await.unwrap();
+        assert_eq!(
+            (pass.failed, pass.pushed),
+            (4, 1),
+            "the faults fail their groups; the healthy one syncs in the same pass"
+        );
+        assert_eq!(
+            t.group("erp.customer", healthy.id).await.unwrap().state,
+            "synced"
+        );
+        let attempts = sync_core::entity::sync_attempt::Entity::find()
+            .all(&t.db)
+            .await
+            .unwrap();
+        for (i, (name, _, outcome, message)) in cases.iter().enumerate() {
+            let g = t.group("erp.customer", i + 1).await.unwrap();
+            assert_eq!((g.state.as_str(), g.attempts), ("failed", 1), "{name}");
+            let error = g.last_error.unwrap_or_default();
+            assert!(error.contains(message), "{name}: {error}");
+            // Transient (timeout, 5xx) and permanent (bad answers) failures are told apart.
+            let attempt = attempts.iter().find(|a| a.group_id == g.id).unwrap();
+            assert_eq!(attempt.outcome, *outcome, "{name}");
+        }
+        assert_eq!(
+            attempts
+                .iter()
+                .find(|a| a.outcome == "retry" && a.status_code == Some(502))
+                .map(|a| a.operation.as_str()),
+            Some("create")
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_worker_wakes_on_notify_and_falls_back_to_polling() {
+    on_each_backend(|t| async move {
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        let remote = MockRemote::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        // Polling once a minute: only a notification can wake this worker quickly.
+        let worker = WorkerProcess::start(WORKER, &t.url, &remote.url(), "listener", dir.path(), &[("SYNC_POLL_INTERVAL_MS", "60000")]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        fixtures::customer(&t.db, "Woken").await;
+        wait_until_synced(&t.db, Duration::from_secs(10)).await;
+        let latency = started.elapsed();
+        assert!(latency < Duration::from_secs(3), "woken after {latency:?}");
+
+        // The listening connection is killed: the worker reconnects (polling meanwhile).
+        t.db.execute_unprepared(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        fixtures::customer(&t.db, "After").await;
+        wait_until_synced(&t.db, Duration::from_secs(15)).await;
+        worker.terminate(Duration::from_secs(10));
+        assert_eq!(remote.records("erp/customers").len(), 2);
+    })
+    .await;
+}
