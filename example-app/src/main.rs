@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
+use sync_worker::dashboard::{Auth, Dashboard};
 use sync_worker::testing::MockRemote;
 use sync_worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
@@ -175,9 +176,13 @@ async fn serve(
          \"addresses\": [{{\"street\": \"12 Rue de Rivoli\", \"city\": \"Paris\"}}]}}'"
     );
     println!("  curl -s {app}/customers/1");
+    let token =
+        std::env::var("SYNC_DASHBOARD_TOKEN").unwrap_or_else(|_| format!("{:016x}", rand_token()));
+    println!("Dashboard: {app}/sync (token: set SYNC_DASHBOARD_TOKEN; this run's is {token})");
     println!("Ctrl-C stops.");
 
-    axum::serve(listener, api::app(db))
+    let dashboard = Dashboard::new(db.clone(), "/sync", Auth::bearer(token));
+    axum::serve(listener, api::app(db).nest("/sync", dashboard.router()))
         .with_graceful_shutdown(sync_worker::shutdown_signal())
         .await?;
     stop_worker.cancel();
@@ -185,4 +190,16 @@ async fn serve(
         worker.await?.context("stopping the worker")?;
     }
     Ok(())
+}
+
+/// A random token for the dashboard when none is configured.
+fn rand_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }

@@ -231,6 +231,9 @@ pub fn registry_with(
     registry
         .register(ErpCustomerSyncer::new(erp_customers))?
         .register(ErpSalesOrderSyncer::new(erp_sales_orders))?
-        .register(CrmContactSyncer::new(crm_contacts))?;
+        .register(CrmContactSyncer::new(crm_contacts))?
+        // Where `backfill` finds the existing roots of each syncer.
+        .roots::<customer::Entity>()
+        .roots::<order::Entity>();
     Ok(registry)
 }

@@ -1,5 +1,6 @@
 //! `sync_syncers`: one row per syncer, holding what all worker processes share about it: the
-//! rate limit's token bucket, and a pause (after a remote answered 429 with `Retry-After`).
+//! rate limit's token bucket, a pause (after a remote answered 429 with `Retry-After`), and its
+//! health for alerts (healthy or failing, since when, the last clean run).
 
 use sea_orm_migration::prelude::*;
 
@@ -44,6 +45,22 @@ impl MigrationTrait for Migration {
                             .default(0),
                     )
                     .col(ColumnDef::new(SyncSyncers::PauseReason).text().null())
+                    .col(
+                        ColumnDef::new(SyncSyncers::Healthy)
+                            .boolean()
+                            .not_null()
+                            .default(true),
+                    )
+                    .col(
+                        ColumnDef::new(SyncSyncers::HealthChangedAt)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(SyncSyncers::LastSuccessAt)
+                            .big_integer()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await
@@ -64,4 +81,7 @@ enum SyncSyncers {
     RefilledAt,
     PausedUntil,
     PauseReason,
+    Healthy,
+    HealthChangedAt,
+    LastSuccessAt,
 }

@@ -643,6 +643,15 @@ impl Engine {
     }
 
     async fn run_pass(&self, full: bool) -> Result<PassReport> {
+        self.run_pass_observed(full, |_, _, _| {}).await
+    }
+
+    /// One pass, calling `observe(syncer, outcome, duration)` for every recorded attempt.
+    pub async fn run_pass_observed(
+        &self,
+        full: bool,
+        mut observe: impl FnMut(&str, Outcome, Duration),
+    ) -> Result<PassReport> {
         let groups = self.claim(self.config.batch_size).await?;
         let mut report = PassReport {
             claimed: groups.len(),
@@ -656,7 +665,14 @@ impl Engine {
             .buffer_unordered(self.config.concurrency)
             .collect()
             .await;
-        for (outcome, held) in self.record(attempts).await? {
+        let seen: Vec<(String, Duration)> = attempts
+            .iter()
+            .map(|a| (a.group.syncer.clone(), a.duration))
+            .collect();
+        for ((syncer, duration), (outcome, held)) in
+            seen.into_iter().zip(self.record(attempts).await?)
+        {
+            observe(&syncer, outcome, duration);
             report.add(outcome, held);
         }
         Ok(report)

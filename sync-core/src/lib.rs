@@ -15,6 +15,7 @@ pub mod hooks;
 mod http;
 mod key;
 pub mod limits;
+pub mod ops;
 pub mod queue;
 pub mod retry;
 mod state;
@@ -48,7 +49,7 @@ pub use store::{
 #[doc(inline)]
 pub use syncable::{BoxFuture, ColumnOf, Link, Membership, Syncable};
 #[doc(inline)]
-pub use syncer::{ClaimedGroup, PushContext, Registry, Syncer, TranslateContext};
+pub use syncer::{ClaimedGroup, PushContext, Registry, RootSource, Syncer, TranslateContext};
 
 /// `#[derive(Syncable)]`: see the crate documentation.
 pub use sync_derive::Syncable;

@@ -252,3 +252,37 @@ where
         .map_err(Error::db_while(context()))?;
     Ok(claimed)
 }
+
+/// Records the health of `syncer` after a run: `clean` (no failure), and whether it pushed or
+/// skipped anything. Returns `true` when this call changed the syncer between healthy and
+/// failing — exactly one caller (across all workers) sees each change, so exactly one alert is
+/// sent per change.
+pub async fn record_health<C: ConnectionTrait>(
+    db: &C,
+    syncer: &str,
+    clean: bool,
+    succeeded: bool,
+    now: i64,
+) -> Result<bool> {
+    let backend = db.get_database_backend();
+    ensure_row(db, syncer, 0, now).await?;
+    let context = || Error::db_while(format!("recording the health of syncer `{syncer}`"));
+    if clean && succeeded {
+        db.execute_raw(statement(
+            backend,
+            "UPDATE sync_syncers SET last_success_at = ? WHERE syncer = ?",
+            vec![now.into(), syncer.into()],
+        ))
+        .await
+        .map_err(context())?;
+    }
+    let changed = db
+        .execute_raw(statement(
+            backend,
+            "UPDATE sync_syncers SET healthy = ?, health_changed_at = ? WHERE syncer = ? AND healthy = ?",
+            vec![clean.into(), now.into(), syncer.into(), (!clean).into()],
+        ))
+        .await
+        .map_err(context())?;
+    Ok(changed.rows_affected() == 1)
+}

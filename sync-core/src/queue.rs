@@ -184,6 +184,7 @@ pub async fn complete<C: ConnectionTrait>(
     let sql = format!(
         "UPDATE sync_groups SET {remote_sets}synced_version = ?, synced_at = ?, attempts = 0, deferrals = 0, \
          last_error = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, \
+         dirty_since = CASE WHEN version > ? THEN dirty_since ELSE NULL END, \
          state = CASE WHEN version > ? THEN 'pending' ELSE ? END \
          WHERE id = ? AND lease_owner = ?"
     );
@@ -191,6 +192,7 @@ pub async fn complete<C: ConnectionTrait>(
         group.version.into(),
         now.into(),
         now.into(),
+        group.version.into(),
         group.version.into(),
         closed_state.as_str().into(),
         group.id.into(),

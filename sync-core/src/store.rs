@@ -75,6 +75,14 @@ fn assignments(mark: Mark, now: i64) -> Vec<(G, Expr)> {
                 .into(),
         ),
         (
+            G::DirtySince,
+            Expr::case(Expr::cust(format!("sync_groups.state IN {revived}")), now)
+                .finally(Expr::cust(
+                    "COALESCE(sync_groups.dirty_since, sync_groups.touched_at)",
+                ))
+                .into(),
+        ),
+        (
             G::State,
             Expr::cust(format!(
                 "CASE WHEN sync_groups.state IN {revived} THEN 'pending' ELSE sync_groups.state END"
@@ -153,6 +161,7 @@ async fn register<C: ConnectionTrait>(
             G::NextAttemptAt,
             G::TouchedAt,
             G::CreatedAt,
+            G::DirtySince,
         ])
         .values_panic([
             syncer.into(),
@@ -163,6 +172,7 @@ async fn register<C: ConnectionTrait>(
             false.into(),
             0_i32.into(),
             0_i32.into(),
+            now.into(),
             now.into(),
             now.into(),
             now.into(),
@@ -391,6 +401,73 @@ pub(crate) fn primary_key<M: Syncable>(model: &M) -> Result<RootKey> {
 pub(crate) fn table_name<M: Syncable>() -> &'static str {
     use sea_orm::EntityName;
     <M::Entity as Default>::default().table_name()
+}
+
+/// Creates the group (`syncer`, `key`) as dirty if it does not exist; leaves an existing one
+/// alone. For backfills. Returns 1 if created.
+pub(crate) async fn insert_if_missing<C: ConnectionTrait>(
+    db: &C,
+    syncer: &str,
+    key: &RootKey,
+    now: i64,
+) -> Result<u64> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(Groups)
+        .columns([
+            G::Syncer,
+            G::RootKey,
+            G::Version,
+            G::SyncedVersion,
+            G::State,
+            G::RootDeleted,
+            G::Attempts,
+            G::Deferrals,
+            G::NextAttemptAt,
+            G::TouchedAt,
+            G::CreatedAt,
+            G::DirtySince,
+        ])
+        .values_panic([
+            syncer.into(),
+            key.as_str().into(),
+            1_i64.into(),
+            0_i64.into(),
+            "pending".into(),
+            false.into(),
+            0_i32.into(),
+            0_i32.into(),
+            now.into(),
+            now.into(),
+            now.into(),
+            now.into(),
+        ]);
+    if db.get_database_backend() == DbBackend::MySql {
+        // MySQL has no "on conflict do nothing": `INSERT IGNORE` skips the duplicate and reports
+        // 0 rows.
+        let built = db.get_database_backend().build(&insert);
+        let sql = built.sql.replacen("INSERT INTO", "INSERT IGNORE INTO", 1);
+        let done = db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::MySql,
+                sql,
+                built.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await
+            .map_err(Error::db_while(format!(
+                "registering `{syncer}` group `{key}`"
+            )))?;
+        return Ok(done.rows_affected());
+    }
+    insert.on_conflict(
+        OnConflict::columns([G::Syncer, G::RootKey])
+            .do_nothing()
+            .to_owned(),
+    );
+    let done = db.execute(&insert).await.map_err(Error::db_while(format!(
+        "registering `{syncer}` group `{key}`"
+    )))?;
+    Ok(done.rows_affected())
 }
 
 /// Applies one mark, for the hooks.

@@ -259,6 +259,43 @@ impl<'a> PushContext<'a> {
 #[derive(Clone, Default)]
 pub struct Registry {
     syncers: Vec<Arc<dyn Syncer>>,
+    roots: Vec<(String, Arc<dyn RootSource>)>,
+}
+
+/// Where `backfill` finds the existing roots of a syncer: a root entity. See
+/// [`Registry::roots`].
+pub trait RootSource: Send + Sync + 'static {
+    /// Registers one batch of roots after `after` that have no group yet; returns the batch's last
+    /// key (`None` when done) and how many groups were created.
+    fn backfill_batch<'a>(
+        &'a self,
+        db: &'a DatabaseConnection,
+        syncer: &'a str,
+        after: Option<sea_orm::Value>,
+        batch: u64,
+        now: i64,
+    ) -> crate::BoxFuture<'a, Result<(Option<sea_orm::Value>, u64)>>;
+}
+
+struct EntityRoots<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> RootSource for EntityRoots<E>
+where
+    E: EntityTrait,
+    E::Model: crate::Syncable,
+{
+    fn backfill_batch<'a>(
+        &'a self,
+        db: &'a DatabaseConnection,
+        syncer: &'a str,
+        after: Option<sea_orm::Value>,
+        batch: u64,
+        now: i64,
+    ) -> crate::BoxFuture<'a, Result<(Option<sea_orm::Value>, u64)>> {
+        Box::pin(crate::ops::backfill_batch::<E>(
+            db, syncer, after, batch, now,
+        ))
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -313,5 +350,46 @@ impl Registry {
     /// Whether no syncer is registered.
     pub fn is_empty(&self) -> bool {
         self.syncers.is_empty()
+    }
+
+    /// Declares `E` as the root entity of every syncer it is a root of (per its
+    /// `#[sync(...)]` attributes), so that `backfill` can register its existing rows.
+    pub fn roots<E>(&mut self) -> &mut Self
+    where
+        E: EntityTrait,
+        E::Model: crate::Syncable,
+    {
+        for membership in <E::Model as crate::Syncable>::MEMBERSHIPS
+            .iter()
+            .filter(|m| m.is_root())
+        {
+            self.roots.push((
+                membership.syncer().to_owned(),
+                Arc::new(EntityRoots::<E>(std::marker::PhantomData)),
+            ));
+        }
+        self
+    }
+
+    /// The root entity declared for `syncer` with [`roots`](Registry::roots).
+    pub fn root_source(&self, syncer: &str) -> Option<&Arc<dyn RootSource>> {
+        self.roots
+            .iter()
+            .find(|(name, _)| name == syncer)
+            .map(|(_, source)| source)
+    }
+
+    /// A registry with only `syncer` (and its root source), for work on one syncer.
+    pub fn only(&self, syncer: &str) -> Option<Registry> {
+        let found = self.get(syncer)?.clone();
+        Some(Registry {
+            syncers: vec![found],
+            roots: self
+                .roots
+                .iter()
+                .filter(|(name, _)| name == syncer)
+                .cloned()
+                .collect(),
+        })
     }
 }

@@ -70,6 +70,25 @@ pub struct Settings {
     /// Database connections.
     #[arg(long, env = "SYNC_POOL_SIZE", global = true, default_value_t = 10)]
     pub pool_size: u32,
+    /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9100`).
+    #[arg(long, env = "SYNC_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How often to record a run per syncer and refresh the gauges, in milliseconds.
+    #[arg(
+        long,
+        env = "SYNC_RUN_INTERVAL_MS",
+        global = true,
+        default_value_t = 10_000
+    )]
+    pub run_interval_ms: u64,
+    /// POST a JSON alert here when a syncer starts failing and when it recovers.
+    #[arg(
+        long,
+        env = "SYNC_ALERT_WEBHOOK",
+        global = true,
+        hide_env_values = true
+    )]
+    pub alert_webhook: Option<String>,
 }
 
 /// Subcommands.
@@ -81,6 +100,83 @@ pub enum Command {
         /// Stop when nothing is due instead of waiting for more.
         #[arg(long)]
         once: bool,
+    },
+    /// Per syncer: groups by state, oldest dirty age, last successful push, recent failures.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Failed and dead groups with their last error, attempts and next attempt.
+    Failed {
+        /// Only this syncer.
+        #[arg(long)]
+        syncer: Option<String>,
+        /// At most this many groups.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make failed or dead groups due now: one group, one syncer's, or all dead ones.
+    Retry {
+        /// The group's id (as `failed` shows it).
+        #[arg(long, conflicts_with_all = ["syncer", "dead"])]
+        group: Option<i64>,
+        /// Every failed or dead group of this syncer.
+        #[arg(long, conflicts_with = "dead")]
+        syncer: Option<String>,
+        /// Every dead group.
+        #[arg(long)]
+        dead: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A full run: push every group of a syncer, ignoring digests, and wait until done.
+    Resync {
+        /// The syncer.
+        syncer: String,
+        /// Only mark the groups; let the running workers push them.
+        #[arg(long)]
+        no_wait: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register every existing root of a syncer that has no group yet (the first full load), in
+    /// batches; safe to stop and run again.
+    Backfill {
+        /// The syncer.
+        syncer: String,
+        /// Roots per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A dry run: what the next pass would create, update, delete or skip, and the payloads.
+    Plan {
+        /// Only this syncer.
+        #[arg(long)]
+        syncer: Option<String>,
+        /// Every group, not only the dirty ones.
+        #[arg(long)]
+        all: bool,
+        /// As a full run would (ignoring digests).
+        #[arg(long)]
+        full: bool,
+        /// Print each payload.
+        #[arg(long)]
+        payloads: bool,
+        /// At most this many groups.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -135,9 +231,22 @@ where
     let settings = cli.settings.worker_settings()?;
     let registry = syncers(&cli.settings)?;
     let db = sync_core::connect(&cli.settings.database_url, cli.settings.pool_size).await?;
-    let worker = Worker::new(db, registry, settings)?;
-    match cli.command.unwrap_or(Command::Run { once: false }) {
-        Command::Run { once: true } => {
+    let command = cli.command.unwrap_or(Command::Run { once: false });
+    if let Command::Run { once } = command {
+        let mut settings = settings;
+        settings.report.run_interval = Duration::from_millis(cli.settings.run_interval_ms.max(100));
+        if let Some(url) = cli.settings.alert_webhook.clone() {
+            settings.report.alerts = settings.report.alerts.webhook(url);
+        }
+        if let Some(addr) = cli.settings.metrics_listen {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .install()
+                .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
+            tracing::info!(%addr, "serving Prometheus metrics");
+        }
+        let worker = Worker::new(db, registry, settings)?;
+        if once {
             let report = worker.run_until_idle(usize::MAX).await?;
             println!(
                 "pushed {}, skipped {}, deleted {}, waiting {}, failed {}, dead {}",
@@ -148,10 +257,11 @@ where
                 report.failed,
                 report.dead
             );
-            Ok(())
+            return Ok(());
         }
-        Command::Run { once: false } => worker.run().await,
+        return worker.run().await;
     }
+    crate::ops::run(command, db, registry, settings).await
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). Does nothing if a subscriber is

@@ -22,13 +22,18 @@
 //! }
 //! ```
 
+mod activity;
 mod backend;
 pub mod cli;
+pub mod dashboard;
 mod error;
 mod listener;
+mod ops;
 pub mod testing;
 mod worker;
 
+#[doc(inline)]
+pub use activity::{Alert, AlertSink, ReportSettings};
 #[doc(inline)]
 pub use backend::{BackendError, GroupBackend, PollSettings};
 #[doc(inline)]

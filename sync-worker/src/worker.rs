@@ -1,12 +1,14 @@
 //! The worker: an apalis worker fed by [`GroupBackend`], or stepped with [`Worker::run_once`].
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use sea_orm::DatabaseConnection;
 use sync_core::{ClaimedGroup, Engine, EngineConfig, Outcome, PassReport, Registry};
 
+use crate::activity::{Activity, ReportSettings};
 use crate::backend::{GroupBackend, PollSettings};
 use crate::{Error, Result};
 
@@ -23,6 +25,8 @@ pub struct WorkerSettings {
     /// After a wake-up, how long to let a burst of writes settle before claiming. Longer
     /// coalesces more; shorter syncs sooner.
     pub wake_delay: Duration,
+    /// Runs, alerts, pruning.
+    pub report: ReportSettings,
 }
 
 impl Default for WorkerSettings {
@@ -32,6 +36,7 @@ impl Default for WorkerSettings {
             poll_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(60),
             wake_delay: Duration::from_millis(20),
+            report: ReportSettings::default(),
         }
     }
 }
@@ -42,6 +47,7 @@ impl Default for WorkerSettings {
 pub struct Worker {
     engine: Engine,
     settings: WorkerSettings,
+    activity: Arc<Activity>,
 }
 
 impl Worker {
@@ -57,12 +63,20 @@ impl Worker {
             ));
         }
         let engine = Engine::new(db, registry, settings.engine.clone())?;
-        Ok(Worker { engine, settings })
+        Ok(Worker {
+            engine,
+            settings,
+            activity: Arc::default(),
+        })
     }
 
     /// A worker around an engine built elsewhere (e.g. with a test clock).
     pub fn from_engine(engine: Engine, settings: WorkerSettings) -> Self {
-        Worker { engine, settings }
+        Worker {
+            engine,
+            settings,
+            activity: Arc::default(),
+        }
     }
 
     /// The engine (claim, process, record).
@@ -73,7 +87,21 @@ impl Worker {
     /// One claim-push-record pass over at most `batch_size` due groups. Returns what happened;
     /// `claimed == 0` means nothing was due.
     pub async fn run_once(&self) -> Result<PassReport> {
-        Ok(self.engine.run_once().await?)
+        let started = sync_core::now_ms();
+        let report = self
+            .engine
+            .run_pass_observed(false, |syncer, outcome, duration| {
+                self.activity.record(syncer, outcome, duration);
+            })
+            .await?;
+        crate::activity::flush(
+            &self.engine,
+            &self.activity,
+            started,
+            &self.settings.report.alerts,
+        )
+        .await?;
+        Ok(report)
     }
 
     /// Passes until nothing is due (at most `max_passes`), summed. For tests and one-shot runs.
@@ -112,6 +140,12 @@ impl Worker {
             wake_delay: self.settings.wake_delay,
         };
         let engine = self.engine.clone();
+        let activity = self.activity.clone();
+        let reporter = tokio::spawn(crate::activity::report_loop(
+            engine.clone(),
+            activity.clone(),
+            self.settings.report.clone(),
+        ));
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
         report_unknown_syncers(&engine).await;
         let listener = crate::listener::spawn(self.engine.db());
@@ -120,6 +154,7 @@ impl Worker {
                 WorkerBuilder::new(config.worker_id.clone())
                     .backend(GroupBackend::new(engine.clone(), poll.clone()))
                     .data(engine.clone())
+                    .data(activity.clone())
                     .catch_panic()
                     .concurrency(config.concurrency)
                     .timeout(backstop)
@@ -136,6 +171,14 @@ impl Worker {
         if let Some(listener) = listener {
             listener.abort();
         }
+        reporter.abort();
+        let _ = crate::activity::flush(
+            &self.engine,
+            &self.activity,
+            sync_core::now_ms(),
+            &self.settings.report.alerts,
+        )
+        .await;
         result?;
         tracing::info!("sync worker stopped");
         Ok(())
@@ -155,16 +198,21 @@ async fn report_unknown_syncers(engine: &Engine) {
     }
 }
 
-/// The apalis task handler: process one claimed group and record the result.
+/// The apalis task handler: process one claimed group, record the result, count it.
 async fn handle(
     group: ClaimedGroup,
     engine: Data<Engine>,
+    activity: Data<Arc<Activity>>,
 ) -> std::result::Result<Outcome, BoxDynError> {
+    let syncer = group.syncer.clone();
     let attempt = engine.process(group, false).await;
+    let duration = attempt.duration;
     let recorded = engine.record(vec![attempt]).await?;
-    Ok(recorded
+    let outcome = recorded
         .first()
-        .map_or(Outcome::Skipped, |(outcome, _)| *outcome))
+        .map_or(Outcome::Skipped, |(outcome, _)| *outcome);
+    activity.record(&syncer, outcome, duration);
+    Ok(outcome)
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

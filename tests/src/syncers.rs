@@ -215,6 +215,8 @@ pub fn try_registry(base_url: &str, knobs: &Arc<Knobs>) -> Result<Registry> {
         .register(ErpSalesOrder {
             remote: remote("erp", "sales_orders")?,
             knobs: knobs.clone(),
-        })?;
+        })?
+        .roots::<customer::Entity>()
+        .roots::<order::Entity>();
     Ok(registry)
 }

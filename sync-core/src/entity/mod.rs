@@ -1,5 +1,7 @@
 //! SeaORM entities for the framework's own tables, for reading them in operator tools and tests.
-//! Writes go through [`crate::store`] and the worker, never through these entities' hooks.
+//! Writes go through the store, the queue and the worker, never through these entities' hooks.
 
 pub mod sync_attempt;
 pub mod sync_group;
+pub mod sync_run;
+pub mod sync_syncer;

@@ -49,6 +49,8 @@ pub struct Model {
     pub synced_at: Option<i64>,
     /// Registration.
     pub created_at: i64,
+    /// When the group last went from clean to dirty; `NULL` while clean.
+    pub dirty_since: Option<i64>,
 }
 
 impl Model {

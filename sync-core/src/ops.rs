@@ -1,0 +1,487 @@
+//! What operators see and steer: status per syncer, failed and dead groups, retries, full runs,
+//! backfills and dry-run plans. The CLI and the dashboard of `sync-worker` are built on these.
+
+use std::collections::BTreeMap;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Iterable, PrimaryKeyToColumn,
+    QueryFilter, QueryOrder, QuerySelect, Value,
+};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::entity::{sync_attempt, sync_group, sync_run, sync_syncer};
+use crate::store::statement;
+use crate::syncable::{Link, Syncable};
+use crate::{ClaimedGroup, Error, GroupState, Registry, Result, RootKey, TranslateContext, digest};
+
+/// One syncer at a glance.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncerStatus {
+    /// The syncer.
+    pub syncer: String,
+    /// Groups by state (`pending`, `synced`, `failed`, `dead`, `deleted`).
+    pub groups: BTreeMap<String, i64>,
+    /// Groups whose remote copy is behind (`version > synced_version`), dead ones included.
+    pub dirty: i64,
+    /// How long the oldest dirty group has been dirty, in milliseconds.
+    pub oldest_dirty_ms: Option<i64>,
+    /// When a group of this syncer was last pushed or confirmed (ms since the epoch).
+    pub last_success_at: Option<i64>,
+    /// Failed attempts in the last hour.
+    pub failures_last_hour: i64,
+    /// Whether its last run with activity was clean.
+    pub healthy: bool,
+    /// Paused until this time after a 429, if it is.
+    pub paused_until: Option<i64>,
+}
+
+/// Status of every syncer that has groups, plus `known` syncers without any.
+pub async fn status(
+    db: &DatabaseConnection,
+    known: &[String],
+    now: i64,
+) -> Result<Vec<SyncerStatus>> {
+    let backend = db.get_database_backend();
+    let mut all: BTreeMap<String, SyncerStatus> = BTreeMap::new();
+    let entry = |all: &mut BTreeMap<String, SyncerStatus>, syncer: &str| {
+        all.entry(syncer.to_owned())
+            .or_insert_with(|| SyncerStatus {
+                syncer: syncer.to_owned(),
+                groups: BTreeMap::new(),
+                dirty: 0,
+                oldest_dirty_ms: None,
+                last_success_at: None,
+                failures_last_hour: 0,
+                healthy: true,
+                paused_until: None,
+            })
+            .syncer
+            .clone()
+    };
+    for name in known {
+        entry(&mut all, name);
+    }
+    let query = |sql: &str, values: Vec<Value>| statement(backend, sql, values);
+    let context = || Error::db_while("reading the sync status");
+    for row in db
+        .query_all_raw(query(
+            "SELECT syncer, state, COUNT(*) AS n, MAX(synced_at) AS synced_at \
+             FROM sync_groups GROUP BY syncer, state",
+            vec![],
+        ))
+        .await
+        .map_err(context())?
+    {
+        let syncer: String = row.try_get("", "syncer")?;
+        entry(&mut all, &syncer);
+        let s = all.get_mut(&syncer).expect("inserted");
+        let state: String = row.try_get("", "state")?;
+        s.groups.insert(state, row.try_get::<i64>("", "n")?);
+        if let Some(at) = row.try_get::<Option<i64>>("", "synced_at")? {
+            s.last_success_at = Some(s.last_success_at.map_or(at, |a| a.max(at)));
+        }
+    }
+    for row in db
+        .query_all_raw(query(
+            "SELECT syncer, COUNT(*) AS n, MIN(COALESCE(dirty_since, touched_at)) AS since \
+             FROM sync_groups WHERE version > synced_version GROUP BY syncer",
+            vec![],
+        ))
+        .await
+        .map_err(context())?
+    {
+        let syncer: String = row.try_get("", "syncer")?;
+        entry(&mut all, &syncer);
+        let s = all.get_mut(&syncer).expect("inserted");
+        s.dirty = row.try_get("", "n")?;
+        s.oldest_dirty_ms = row
+            .try_get::<Option<i64>>("", "since")?
+            .map(|since| (now - since).max(0));
+    }
+    for row in db
+        .query_all_raw(query(
+            "SELECT syncer, COUNT(*) AS n FROM sync_attempts WHERE started_at > ? \
+             AND outcome IN ('retry', 'failed', 'dead') GROUP BY syncer",
+            vec![(now - 3_600_000).into()],
+        ))
+        .await
+        .map_err(context())?
+    {
+        let syncer: String = row.try_get("", "syncer")?;
+        entry(&mut all, &syncer);
+        all.get_mut(&syncer).expect("inserted").failures_last_hour = row.try_get("", "n")?;
+    }
+    for row in sync_syncer::Entity::find()
+        .all(db)
+        .await
+        .map_err(context())?
+    {
+        if let Some(s) = all.get_mut(&row.syncer) {
+            s.healthy = row.healthy;
+            s.paused_until = (row.paused_until > now).then_some(row.paused_until);
+        }
+    }
+    Ok(all.into_values().collect())
+}
+
+/// Failed and dead groups (of one syncer, or all), dead first, then by next attempt.
+pub async fn problems(
+    db: &DatabaseConnection,
+    syncer: Option<&str>,
+    limit: u64,
+) -> Result<Vec<sync_group::Model>> {
+    let mut select =
+        sync_group::Entity::find().filter(sync_group::Column::State.is_in(["failed", "dead"]));
+    if let Some(syncer) = syncer {
+        select = select.filter(sync_group::Column::Syncer.eq(syncer));
+    }
+    select
+        .order_by_asc(sync_group::Column::State)
+        .order_by_asc(sync_group::Column::NextAttemptAt)
+        .order_by_asc(sync_group::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(Error::db_while("listing failed groups"))
+}
+
+/// One group, by id.
+pub async fn group(db: &DatabaseConnection, id: i64) -> Result<Option<sync_group::Model>> {
+    sync_group::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(Error::db_while(format!("reading group {id}")))
+}
+
+/// The latest attempts of a group, newest first.
+pub async fn attempts(
+    db: &DatabaseConnection,
+    group_id: i64,
+    limit: u64,
+) -> Result<Vec<sync_attempt::Model>> {
+    sync_attempt::Entity::find()
+        .filter(sync_attempt::Column::GroupId.eq(group_id))
+        .order_by_desc(sync_attempt::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(Error::db_while(format!(
+            "reading the attempts of group {group_id}"
+        )))
+}
+
+/// The latest runs (of one syncer, or all), newest first.
+pub async fn runs(
+    db: &DatabaseConnection,
+    syncer: Option<&str>,
+    limit: u64,
+) -> Result<Vec<sync_run::Model>> {
+    let mut select = sync_run::Entity::find();
+    if let Some(syncer) = syncer {
+        select = select.filter(sync_run::Column::Syncer.eq(syncer));
+    }
+    select
+        .order_by_desc(sync_run::Column::FinishedAt)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(Error::db_while("reading sync runs"))
+}
+
+/// Which failed or dead groups to retry now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryScope {
+    /// One group.
+    Group(i64),
+    /// Every failed or dead group of a syncer.
+    Syncer(String),
+    /// Every dead group.
+    AllDead,
+}
+
+/// Makes failed or dead groups due now, with their attempts reset (the error stays visible until
+/// the next attempt). Returns how many.
+pub async fn retry(db: &DatabaseConnection, scope: &RetryScope, now: i64) -> Result<u64> {
+    let backend = db.get_database_backend();
+    let (filter, value): (&str, Option<Value>) = match scope {
+        RetryScope::Group(id) => ("id = ? AND state IN ('failed', 'dead')", Some((*id).into())),
+        RetryScope::Syncer(name) => (
+            "syncer = ? AND state IN ('failed', 'dead')",
+            Some(name.as_str().into()),
+        ),
+        RetryScope::AllDead => ("state = 'dead'", None),
+    };
+    let mut values: Vec<Value> = vec![now.into()];
+    values.extend(value);
+    let done = db
+        .execute_raw(statement(
+            backend,
+            &format!(
+                "UPDATE sync_groups SET attempts = 0, deferrals = 0, next_attempt_at = ?, state = 'pending' WHERE {filter}"
+            ),
+            values,
+        ))
+        .await
+        .map_err(Error::db_while("retrying groups"))?
+        .rows_affected();
+    crate::wake::notify();
+    Ok(done)
+}
+
+/// "Run now": makes every failed group of `syncer` due at once (dead ones stay dead; use
+/// [`retry`]) and lifts a pause. Returns how many groups were made due.
+pub async fn run_now(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<u64> {
+    let backend = db.get_database_backend();
+    db.execute_raw(statement(
+        backend,
+        "UPDATE sync_syncers SET paused_until = 0 WHERE syncer = ?",
+        vec![syncer.into()],
+    ))
+    .await
+    .map_err(Error::db_while(format!("running syncer `{syncer}` now")))?;
+    let done = db
+        .execute_raw(statement(
+            backend,
+            "UPDATE sync_groups SET next_attempt_at = ? WHERE syncer = ? AND state IN ('pending', 'failed') AND next_attempt_at > ?",
+            vec![now.into(), syncer.into(), now.into()],
+        ))
+        .await
+        .map_err(Error::db_while(format!("running syncer `{syncer}` now")))?
+        .rows_affected();
+    crate::wake::notify();
+    Ok(done)
+}
+
+/// Starts a full run of `syncer`: every group whose root still exists is made dirty with its
+/// digest forgotten, so the next pass pushes it even if the remote already holds the payload
+/// (after a mapping change, data loss on the remote, or a periodic reconciliation). Returns the
+/// number of groups.
+pub async fn request_full_run(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<u64> {
+    let backend = db.get_database_backend();
+    let done = db
+        .execute_raw(statement(
+            backend,
+            "UPDATE sync_groups SET last_digest = NULL, version = version + 1, touched_at = ?, \
+             dirty_since = COALESCE(dirty_since, ?), attempts = 0, deferrals = 0, next_attempt_at = ?, \
+             state = 'pending' \
+             WHERE syncer = ? AND state <> 'deleted' AND root_deleted = ?",
+            vec![now.into(), now.into(), now.into(), syncer.into(), false.into()],
+        ))
+        .await
+        .map_err(Error::db_while(format!("starting a full run of `{syncer}`")))?
+        .rows_affected();
+    crate::wake::notify();
+    Ok(done)
+}
+
+/// How many groups of `syncer` are still to push (dirty and not dead).
+pub async fn remaining(db: &DatabaseConnection, syncer: &str) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    sync_group::Entity::find()
+        .filter(sync_group::Column::Syncer.eq(syncer))
+        .filter(sync_group::Column::State.is_in(["pending", "failed"]))
+        .count(db)
+        .await
+        .map_err(Error::db_while(format!(
+            "counting the groups of `{syncer}` left to push"
+        )))
+}
+
+/// Registers, for `syncer`, one batch of existing roots of `E` that have no group yet, starting
+/// after `after` (the last key of the previous batch, by primary key order). Existing groups
+/// are left alone, so a backfill can be stopped and run again. Returns the batch's last key
+/// (`None` when there are no more roots) and how many groups were created.
+pub async fn backfill_batch<E>(
+    db: &DatabaseConnection,
+    syncer: &str,
+    after: Option<Value>,
+    batch: u64,
+    now: i64,
+) -> Result<(Option<Value>, u64)>
+where
+    E: EntityTrait,
+    E::Model: Syncable,
+{
+    let membership = <E::Model as Syncable>::MEMBERSHIPS
+        .iter()
+        .find(|m| m.syncer() == syncer && matches!(m.link(), Link::Root))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "`{}` is not a root of syncer `{syncer}`",
+                crate::store::table_name::<E::Model>()
+            ))
+        })?;
+    let pk = {
+        let mut keys = E::PrimaryKey::iter();
+        let (Some(pk), None) = (keys.next(), keys.next()) else {
+            return Err(Error::Config(
+                "backfill needs a single-column primary key".into(),
+            ));
+        };
+        pk.into_column()
+    };
+    let mut select = E::find().order_by_asc(pk).limit(batch);
+    if let Some(after) = after {
+        select = select.filter(pk.gt(after));
+    }
+    let roots = select
+        .all(db)
+        .await
+        .map_err(Error::db_while(format!("reading roots of `{syncer}`")))?;
+    let Some(last) = roots.last() else {
+        return Ok((None, 0));
+    };
+    let last = sea_orm::ModelTrait::get(last, pk);
+    let mut created = 0;
+    for root in &roots {
+        if let Some(column) = membership.soft_delete()
+            && crate::syncable::is_soft_deleted(&sea_orm::ModelTrait::get(root, column))
+        {
+            continue;
+        }
+        let key = crate::store::primary_key(root)?;
+        created += crate::store::insert_if_missing(db, syncer, &key, now).await?;
+    }
+    if created > 0 {
+        crate::wake::notify();
+    }
+    Ok((Some(last), created))
+}
+
+/// What the next push of a group would do.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[non_exhaustive]
+pub struct PlanItem {
+    /// The group.
+    pub group_id: i64,
+    /// Its syncer.
+    pub syncer: String,
+    /// Its root's key.
+    pub root_key: String,
+    /// `create`, `update`, `delete`, `skip`, `close` (deleted root never pushed), `wait` (not
+    /// ready) or `error`.
+    pub action: &'static str,
+    /// The payload that would be sent.
+    pub payload: Option<Json>,
+    /// Why, for `wait` and `error`.
+    pub reason: Option<String>,
+}
+
+/// A dry run: translates the due groups of `syncer` (every group with `all`) and says what a push
+/// would do, without pushing or writing anything. At most `limit` groups.
+pub async fn plan(
+    db: &DatabaseConnection,
+    registry: &Registry,
+    syncer: Option<&str>,
+    all: bool,
+    full: bool,
+    limit: u64,
+) -> Result<Vec<PlanItem>> {
+    let mut select = sync_group::Entity::find();
+    if !all {
+        select = select.filter(sync_group::Column::State.is_in(["pending", "failed"]));
+    }
+    if let Some(syncer) = syncer {
+        select = select.filter(sync_group::Column::Syncer.eq(syncer));
+    }
+    let rows = select
+        .order_by_asc(sync_group::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(Error::db_while("reading groups to plan"))?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(s) = registry.get(&row.syncer) else {
+            continue;
+        };
+        let group = ClaimedGroup::unclaimed(&row);
+        let mut item = PlanItem {
+            group_id: row.id,
+            syncer: row.syncer.clone(),
+            root_key: row.root_key.clone(),
+            action: "skip",
+            payload: None,
+            reason: None,
+        };
+        let translated = if row.root_deleted || row.state() == Ok(GroupState::Deleted) {
+            Ok(None)
+        } else {
+            s.translate(&TranslateContext::new(db, &group)).await
+        };
+        match translated {
+            Ok(None) => {
+                item.action = if row.remote_id.is_some() {
+                    "delete"
+                } else {
+                    "close"
+                }
+            }
+            Ok(Some(payload)) => {
+                let d = digest(s.name(), s.payload_version(), &payload);
+                item.action = match (
+                    &row.remote_id,
+                    row.last_digest.as_deref() == Some(d.as_str()) && !full,
+                ) {
+                    (None, _) => "create",
+                    (Some(_), true) => "skip",
+                    (Some(_), false) => "update",
+                };
+                item.payload = Some(payload);
+            }
+            Err(e @ Error::NotReady { .. }) => {
+                item.action = "wait";
+                item.reason = Some(e.to_string());
+            }
+            Err(e) => {
+                item.action = "error";
+                item.reason = Some(e.to_string());
+            }
+        }
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// Deletes old attempts and runs: successes older than `keep_ok_ms`, failures older than
+/// `keep_failed_ms`. Returns (attempts, runs) deleted.
+pub async fn prune(
+    db: &DatabaseConnection,
+    now: i64,
+    keep_ok_ms: i64,
+    keep_failed_ms: i64,
+) -> Result<(u64, u64)> {
+    let backend = db.get_database_backend();
+    let context = || Error::db_while("pruning the attempt log");
+    let attempts = db
+        .execute_raw(statement(
+            backend,
+            "DELETE FROM sync_attempts WHERE (outcome IN ('ok', 'skipped', 'waiting') AND started_at < ?) OR started_at < ?",
+            vec![(now - keep_ok_ms).into(), (now - keep_failed_ms).into()],
+        ))
+        .await
+        .map_err(context())?
+        .rows_affected();
+    let runs = db
+        .execute_raw(statement(
+            backend,
+            "DELETE FROM sync_runs WHERE (clean = ? AND finished_at < ?) OR finished_at < ?",
+            vec![
+                true.into(),
+                (now - keep_ok_ms).into(),
+                (now - keep_failed_ms).into(),
+            ],
+        ))
+        .await
+        .map_err(context())?
+        .rows_affected();
+    Ok((attempts, runs))
+}
+
+/// A root key, for messages.
+pub fn key_text(value: &Value) -> String {
+    RootKey::from_value(value).map_or_else(|| format!("{value:?}"), |k| k.to_string())
+}

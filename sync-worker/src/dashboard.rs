@@ -1,0 +1,485 @@
+//! The operators' dashboard: an axum router an application mounts (e.g. at `/sync`), with
+//! server-rendered pages and the JSON API behind them.
+//!
+//! ```no_run
+//! # fn demo(db: sea_orm::DatabaseConnection, app: axum::Router) -> axum::Router {
+//! use sync_worker::dashboard::{Auth, Dashboard};
+//! let token = std::env::var("SYNC_DASHBOARD_TOKEN").expect("a token");
+//! app.nest("/sync", Dashboard::new(db, "/sync", Auth::bearer(token)).router())
+//! # }
+//! ```
+//!
+//! Pages: an overview per syncer with Run now and Full run, the failed and dead groups with
+//! their errors and a Retry button, and one group's attempt history and last payload. The JSON
+//! API: `GET api/status`, `GET api/groups?state=failed`, `GET api/groups/{id}`, `GET api/runs`,
+//! `POST api/groups/{id}/retry`, `POST api/syncers/{name}/run`, `POST api/syncers/{name}/resync`.
+//!
+//! Every route is behind the [`Auth`] guard: a bearer token in the `Authorization` header (for
+//! scripts) or in a cookie set by the login form (for browsers). Pages show data and errors, never
+//! credentials.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use maud::{DOCTYPE, Markup, html};
+use sea_orm::DatabaseConnection;
+use serde::Deserialize;
+use serde_json::json;
+use sync_core::ops::{self, RetryScope};
+use sync_core::{Secret, now_ms};
+
+use crate::ops::age;
+
+const COOKIE: &str = "sync_dashboard";
+
+/// Who may use the dashboard.
+#[derive(Clone)]
+pub enum Auth {
+    /// Requests must carry this token (`Authorization: Bearer …`, or the login cookie).
+    Bearer(Secret),
+    /// A check of your own on the request headers (e.g. your app's session).
+    Custom(Arc<dyn Fn(&HeaderMap) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer(_) => f.write_str("Auth::Bearer(***)"),
+            Auth::Custom(_) => f.write_str("Auth::Custom(..)"),
+        }
+    }
+}
+
+impl Auth {
+    /// A bearer token guard.
+    pub fn bearer(token: impl Into<String>) -> Self {
+        Auth::Bearer(Secret::new(token.into()))
+    }
+
+    fn allows_token(&self, token: &str) -> bool {
+        match self {
+            Auth::Bearer(expected) => {
+                !expected.expose().is_empty() && same(token, expected.expose())
+            }
+            Auth::Custom(_) => false,
+        }
+    }
+
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        match self {
+            Auth::Custom(check) => check(headers),
+            Auth::Bearer(token) => {
+                let expected = token.expose();
+                if expected.is_empty() {
+                    return false;
+                }
+                let bearer = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                let cookie = headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .filter_map(|c| {
+                        c.trim()
+                            .strip_prefix(&format!("{COOKIE}="))
+                            .map(str::to_owned)
+                    })
+                    .next();
+                bearer.is_some_and(|b| same(b, expected))
+                    || cookie.is_some_and(|c| same(&c, expected))
+            }
+        }
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The dashboard over one database.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    db: DatabaseConnection,
+    base: String,
+    auth: Auth,
+}
+
+impl Dashboard {
+    /// A dashboard to be mounted at `base_path` (e.g. `/sync`), guarded by `auth`.
+    pub fn new(db: DatabaseConnection, base_path: &str, auth: Auth) -> Self {
+        Dashboard {
+            db,
+            base: base_path.trim_end_matches('/').to_owned(),
+            auth,
+        }
+    }
+
+    /// The overview's path.
+    fn home(&self) -> String {
+        if self.base.is_empty() {
+            "/".to_owned()
+        } else {
+            self.base.clone()
+        }
+    }
+
+    /// The router: nest it at the base path.
+    pub fn router(self) -> Router {
+        let state = Arc::new(self);
+        let guarded = Router::new()
+            .route("/", get(overview))
+            .route("/groups/{id}", get(group_page))
+            .route("/groups/{id}/retry", post(retry_form))
+            .route("/syncers/{name}/run", post(run_form))
+            .route("/syncers/{name}/resync", post(resync_form))
+            .route("/api/status", get(api_status))
+            .route("/api/groups", get(api_groups))
+            .route("/api/groups/{id}", get(api_group))
+            .route("/api/groups/{id}/retry", post(api_retry))
+            .route("/api/syncers/{name}/run", post(api_run))
+            .route("/api/syncers/{name}/resync", post(api_resync))
+            .route("/api/runs", get(api_runs))
+            .route_layer(middleware::from_fn_with_state(state.clone(), guard));
+        Router::new()
+            .route("/login", get(login_page).post(login))
+            .merge(guarded)
+            .with_state(state)
+    }
+}
+
+type Shared = State<Arc<Dashboard>>;
+
+async fn guard(State(d): Shared, request: Request, next: Next) -> Response {
+    if d.auth.allows(request.headers()) {
+        return next.run(request).await;
+    }
+    if request.uri().path().contains("/api/") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "a valid bearer token is required"})),
+        )
+            .into_response();
+    }
+    Redirect::to(&format!("{}/login", d.base)).into_response()
+}
+
+/// A failure while answering: logged, shown without internals.
+struct Failure(sync_core::Error);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        tracing::warn!(error = %self.0, "dashboard request failed");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the sync database could not be read; see the logs"})),
+        )
+            .into_response()
+    }
+}
+
+impl From<sync_core::Error> for Failure {
+    fn from(e: sync_core::Error) -> Self {
+        Failure(e)
+    }
+}
+
+type Answer<T> = Result<T, Failure>;
+
+fn page(d: &Dashboard, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · sync" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body {
+                header { a href=(d.home()) { "sync" } " · " (title) }
+                main { (body) }
+            }
+        }
+    }
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#222}header{background:#223;color:#fff;padding:.6em 1em}\
+header a{color:#fff;text-decoration:none;font-weight:bold}main{padding:1em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
+th,td{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f4f4f6}\
+.dead{color:#a00;font-weight:bold}.failed{color:#b60}.synced{color:#070}.pending{color:#036}\
+.error{font-family:monospace;white-space:pre-wrap;max-width:60em}pre{background:#f6f6f8;padding:.6em;overflow:auto}\
+form{display:inline}button{cursor:pointer}";
+
+async fn login_page(State(d): Shared) -> Markup {
+    page(
+        &d,
+        "sign in",
+        html! {
+            form method="post" action={ (d.base) "/login" } {
+                label { "Token " input type="password" name="token" autofocus; }
+                " " button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(d): Shared, Form(login): Form<Login>) -> Response {
+    if !d.auth.allows_token(&login.token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page(
+                &d,
+                "sign in",
+                html! { p { "Wrong token." } a href={ (d.base) "/login" } { "Try again" } },
+            ),
+        )
+            .into_response();
+    }
+    let cookie = format!(
+        "{COOKIE}={}; Path={}; HttpOnly; SameSite=Strict",
+        login.token,
+        d.home()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&d.home())).into_response()
+}
+
+async fn overview(State(d): Shared) -> Answer<Markup> {
+    let now = now_ms();
+    let status = ops::status(&d.db, &[], now).await?;
+    let problems = ops::problems(&d.db, None, 200).await?;
+    let runs = ops::runs(&d.db, None, 10).await?;
+    Ok(page(
+        &d,
+        "overview",
+        html! {
+            h2 { "Syncers" }
+            table {
+                tr { th { "syncer" } th { "pending" } th { "synced" } th { "failed" } th { "dead" } th { "dirty" }
+                     th { "oldest dirty" } th { "last success" } th { "failures (1h)" } th { "health" } th {} }
+                @for s in &status {
+                    tr {
+                        td { (s.syncer) }
+                        @for state in ["pending", "synced", "failed", "dead"] {
+                            td class=(state) { (s.groups.get(state).copied().unwrap_or(0)) }
+                        }
+                        td { (s.dirty) }
+                        td { (s.oldest_dirty_ms.map_or("-".into(), age)) }
+                        td { (s.last_success_at.map_or("never".into(), |t| format!("{} ago", age(now - t)))) }
+                        td { (s.failures_last_hour) }
+                        td { @if s.healthy { "healthy" } @else { span class="dead" { "failing" } } }
+                        td {
+                            form method="post" action={ (d.base) "/syncers/" (s.syncer) "/run" } { button { "Run now" } }
+                            " "
+                            form method="post" action={ (d.base) "/syncers/" (s.syncer) "/resync" } { button { "Full run" } }
+                        }
+                    }
+                }
+            }
+            h2 { "Failed and dead groups" }
+            @if problems.is_empty() { p { "None." } } @else {
+                table id="problems" {
+                    tr { th { "group" } th { "syncer" } th { "root" } th { "state" } th { "attempts" } th { "next attempt" } th { "last error" } th {} }
+                    @for g in &problems {
+                        tr id={ "group-" (g.id) } {
+                            td { a href={ (d.base) "/groups/" (g.id) } { "#" (g.id) } }
+                            td { (g.syncer) }
+                            td { (g.root_key) }
+                            td class=(g.state) data-state=(g.state) { (g.state) }
+                            td { (g.attempts) }
+                            td { @if g.state == "dead" { "-" } @else { "in " (age(g.next_attempt_at - now)) } }
+                            td class="error" { (g.last_error.as_deref().unwrap_or("")) }
+                            td { form method="post" action={ (d.base) "/groups/" (g.id) "/retry" } { button { "Retry" } } }
+                        }
+                    }
+                }
+            }
+            h2 { "Recent runs" }
+            table {
+                tr { th { "syncer" } th { "worker" } th { "ended" } th { "attempted" } th { "pushed" } th { "skipped" } th { "failed" } }
+                @for r in &runs {
+                    tr {
+                        td { (r.syncer) } td { (r.worker) } td { (age(now - r.finished_at)) " ago" }
+                        td { (r.attempted) } td { (r.pushed) } td { (r.skipped) }
+                        td class=(if r.clean { "synced" } else { "dead" }) { (r.failed) }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn group_page(State(d): Shared, Path(id): Path<i64>) -> Answer<Response> {
+    let now = now_ms();
+    let Some(g) = ops::group(&d.db, id).await? else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            page(&d, "not found", html! { p { "No group " (id) "." } }),
+        )
+            .into_response());
+    };
+    let attempts = ops::attempts(&d.db, id, 50).await?;
+    let payload = g
+        .last_payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .map(|p| serde_json::to_string_pretty(&p).unwrap_or_default());
+    Ok(page(
+        &d,
+        &format!("group #{id}"),
+        html! {
+            h2 { (g.syncer) " " (g.root_key) }
+            table {
+                tr { th { "state" } td class=(g.state) id="state" { (g.state) } }
+                tr { th { "version / synced" } td { (g.version) " / " (g.synced_version) } }
+                tr { th { "remote id" } td { (g.remote_id.as_deref().unwrap_or("-")) } }
+                tr { th { "attempts" } td { (g.attempts) } }
+                tr { th { "last error" } td class="error" { (g.last_error.as_deref().unwrap_or("-")) } }
+                tr { th { "touched" } td { (age(now - g.touched_at)) " ago" } }
+            }
+            @if matches!(g.state.as_str(), "failed" | "dead") {
+                form method="post" action={ (d.base) "/groups/" (g.id) "/retry" } { button { "Retry" } }
+            }
+            h3 { "Attempts" }
+            table {
+                tr { th { "when" } th { "version" } th { "operation" } th { "outcome" } th { "status" } th { "took" } th { "worker" } th { "error" } }
+                @for a in &attempts {
+                    tr {
+                        td { (age(now - a.started_at)) " ago" } td { (a.version) } td { (a.operation) }
+                        td class=(if a.outcome == "ok" { "synced" } else { a.outcome.as_str() }) { (a.outcome) }
+                        td { (a.status_code.map_or(String::new(), |s| s.to_string())) }
+                        td { (a.duration_ms) " ms" } td { (a.worker) }
+                        td class="error" { (a.error.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+            h3 { "Last payload the remote accepted" }
+            @match payload { Some(p) => pre { (p) }, None => p { "None yet." } }
+        },
+    )
+    .into_response())
+}
+
+fn back(d: &Dashboard, headers: &HeaderMap) -> Redirect {
+    let referer = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|r| r.contains(&d.base));
+    Redirect::to(referer.unwrap_or(&d.home()))
+}
+
+async fn retry_form(State(d): Shared, Path(id): Path<i64>, headers: HeaderMap) -> Answer<Redirect> {
+    ops::retry(&d.db, &RetryScope::Group(id), now_ms()).await?;
+    Ok(back(&d, &headers))
+}
+
+async fn run_form(
+    State(d): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Redirect> {
+    ops::run_now(&d.db, &name, now_ms()).await?;
+    Ok(back(&d, &headers))
+}
+
+async fn resync_form(
+    State(d): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Redirect> {
+    ops::request_full_run(&d.db, &name, now_ms()).await?;
+    Ok(back(&d, &headers))
+}
+
+async fn api_status(State(d): Shared) -> Answer<Json<serde_json::Value>> {
+    Ok(Json(json!(ops::status(&d.db, &[], now_ms()).await?)))
+}
+
+#[derive(Deserialize)]
+struct GroupsQuery {
+    syncer: Option<String>,
+    limit: Option<u64>,
+}
+
+async fn api_groups(
+    State(d): Shared,
+    Query(q): Query<GroupsQuery>,
+) -> Answer<Json<serde_json::Value>> {
+    let groups = ops::problems(&d.db, q.syncer.as_deref(), q.limit.unwrap_or(100)).await?;
+    Ok(Json(json!(
+        groups.iter().map(group_json).collect::<Vec<_>>()
+    )))
+}
+
+fn group_json(g: &sync_core::entity::sync_group::Model) -> serde_json::Value {
+    json!({"id": g.id, "syncer": g.syncer, "root_key": g.root_key, "state": g.state, "version": g.version,
+           "synced_version": g.synced_version, "remote_id": g.remote_id, "attempts": g.attempts,
+           "next_attempt_at": g.next_attempt_at, "last_error": g.last_error, "touched_at": g.touched_at,
+           "synced_at": g.synced_at})
+}
+
+async fn api_group(State(d): Shared, Path(id): Path<i64>) -> Answer<Response> {
+    let Some(g) = ops::group(&d.db, id).await? else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no group {id}")})),
+        )
+            .into_response());
+    };
+    let attempts = ops::attempts(&d.db, id, 50).await?;
+    let mut value = group_json(&g);
+    value["last_payload"] = g
+        .last_payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    value["attempts"] = json!(attempts
+        .iter()
+        .map(|a| json!({"version": a.version, "operation": a.operation, "outcome": a.outcome, "status_code": a.status_code,
+                         "error": a.error, "duration_ms": a.duration_ms, "worker": a.worker, "started_at": a.started_at}))
+        .collect::<Vec<_>>());
+    Ok(Json(value).into_response())
+}
+
+async fn api_retry(State(d): Shared, Path(id): Path<i64>) -> Answer<Json<serde_json::Value>> {
+    Ok(Json(
+        json!({"retried": ops::retry(&d.db, &RetryScope::Group(id), now_ms()).await?}),
+    ))
+}
+
+async fn api_run(State(d): Shared, Path(name): Path<String>) -> Answer<Json<serde_json::Value>> {
+    Ok(Json(
+        json!({"due": ops::run_now(&d.db, &name, now_ms()).await?}),
+    ))
+}
+
+async fn api_resync(State(d): Shared, Path(name): Path<String>) -> Answer<Json<serde_json::Value>> {
+    Ok(Json(
+        json!({"marked": ops::request_full_run(&d.db, &name, now_ms()).await?}),
+    ))
+}
+
+async fn api_runs(State(d): Shared) -> Answer<Json<serde_json::Value>> {
+    let runs = ops::runs(&d.db, None, 100).await?;
+    Ok(Json(json!(runs
+        .iter()
+        .map(|r| json!({"syncer": r.syncer, "worker": r.worker, "started_at": r.started_at, "finished_at": r.finished_at,
+                         "attempted": r.attempted, "pushed": r.pushed, "skipped": r.skipped, "failed": r.failed, "clean": r.clean}))
+        .collect::<Vec<_>>())))
+}

@@ -1,0 +1,421 @@
+//! The operators' surface: the CLI subcommands of a worker binary, sync runs and health alerts,
+//! pruning, metrics, and the dashboard's JSON API and pages.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use sea_orm::{ConnectionTrait, EntityTrait};
+use serde_json::Value;
+use sync_core::entity::{sync_attempt, sync_run};
+use sync_tests::syncers::{Knobs, registry};
+use sync_tests::{TestDb, fixtures, on_each_backend};
+use sync_worker::dashboard::{Auth, Dashboard};
+use sync_worker::testing::{Fault, FaultKind, MockRemote};
+use sync_worker::{AlertSink, Worker, WorkerSettings};
+use tower::ServiceExt;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
+
+/// Runs the worker binary's subcommand; returns (exit code, stdout, stderr).
+fn cli(t: &TestDb, remote: &MockRemote, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(WORKER)
+        .env("DATABASE_URL", &t.url)
+        .env("TEST_REMOTE_URL", remote.url())
+        .env("RUST_LOG", "error")
+        .args(args)
+        .output()
+        .expect("run the worker binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_shows_what_is_stuck_and_steers_it() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let good = fixtures::customer(&t.db, "Good").await;
+        let bad = fixtures::customer(&t.db, "Bad").await;
+        remote.push_fault(
+            Fault::new(FaultKind::Status(
+                422,
+                serde_json::json!({"error": "email is invalid"}),
+            ))
+            .body_contains("\"Bad\""),
+        );
+
+        // `plan`: a dry run, nothing pushed.
+        let (code, out, _) = cli(&t, &remote, &["plan", "--json"]);
+        assert_eq!(code, 0);
+        let plan = json(&out);
+        assert_eq!(plan.as_array().unwrap().len(), 2);
+        assert!(
+            plan.as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["action"] == "create" && p["payload"]["name"].is_string())
+        );
+        assert!(remote.requests().is_empty(), "plan pushes nothing");
+        let (_, human, _) = cli(&t, &remote, &["plan", "--payloads"]);
+        assert!(
+            human.contains("create")
+                && human.contains("\"name\":\"Good\"")
+                && human.contains("2 create"),
+            "{human}"
+        );
+
+        // A pass: one synced, one failed; with max attempts 1 it is dead at once.
+        let (code, _, err) = cli(&t, &remote, &["--max-attempts", "1", "run", "--once"]);
+        assert_eq!(code, 0, "{err}");
+
+        // `status`
+        let (_, out, _) = cli(&t, &remote, &["status", "--json"]);
+        let status = json(&out);
+        let erp = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["syncer"] == "erp.customer")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (
+                erp["groups"]["synced"].as_i64(),
+                erp["groups"]["dead"].as_i64()
+            ),
+            (Some(1), Some(1))
+        );
+        assert_eq!(erp["dirty"], 1);
+        assert_eq!(erp["failures_last_hour"], 1);
+        assert!(erp["last_success_at"].is_i64());
+        assert!(erp["oldest_dirty_ms"].as_i64().unwrap() >= 0);
+        assert_eq!(erp["healthy"], false, "the run had a failure");
+        let (_, human, _) = cli(&t, &remote, &["status"]);
+        assert!(
+            human.contains("erp.customer") && human.contains("FAILING"),
+            "{human}"
+        );
+
+        // `failed`: the dead group, its error, its attempts.
+        let (_, out, _) = cli(&t, &remote, &["failed", "--json"]);
+        let failed = json(&out);
+        assert_eq!(failed.as_array().unwrap().len(), 1);
+        assert_eq!(failed[0]["root_key"], bad.id.to_string());
+        assert_eq!(failed[0]["state"], "dead");
+        assert!(
+            failed[0]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("email is invalid")
+        );
+        let (_, human, _) = cli(&t, &remote, &["failed"]);
+        assert!(human.contains("dead") && human.contains("422"), "{human}");
+
+        // Fix the remote, `retry` the dead ones, run: recovered.
+        remote.clear_faults();
+        let (_, out, _) = cli(&t, &remote, &["retry", "--dead", "--json"]);
+        assert_eq!(json(&out)["retried"], 1);
+        let (code, _, _) = cli(&t, &remote, &["run", "--once"]);
+        assert_eq!(code, 0);
+        assert_eq!(
+            t.group("erp.customer", bad.id).await.unwrap().state,
+            "synced"
+        );
+        let (_, out, _) = cli(&t, &remote, &["retry"]);
+        assert!(out.is_empty());
+        let (code, _, err) = cli(&t, &remote, &["retry"]);
+        assert_eq!(code, 2);
+        assert!(err.contains("--group ID, --syncer NAME or --dead"), "{err}");
+
+        // `resync`: a full run pushes everything again although nothing changed.
+        remote.clear_requests();
+        let (code, out, err) = cli(&t, &remote, &["resync", "erp.customer", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(json(&out)["groups"], 2);
+        assert_eq!(
+            remote.requests_matching("PUT", "/erp/customers/").len(),
+            2,
+            "pushed ignoring digests"
+        );
+        let (code, _, err) = cli(&t, &remote, &["resync", "erp.nothing"]);
+        assert_eq!(code, 2);
+        assert!(err.contains("no syncer `erp.nothing`"), "{err}");
+
+        // `backfill`: customers without a `crm.contact` group get one, in batches; rerunning adds none.
+        for i in 0..5 {
+            fixtures::customer(&t.db, &format!("Old {i}")).await;
+        }
+        let (code, out, err) = cli(
+            &t,
+            &remote,
+            &["backfill", "crm.contact", "--batch", "2", "--json"],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(json(&out)["registered"], 7);
+        let (_, out, _) = cli(&t, &remote, &["backfill", "crm.contact", "--json"]);
+        assert_eq!(json(&out)["registered"], 0, "resumable: nothing twice");
+        assert!(t.group("crm.contact", good.id).await.is_some());
+        let (code, _, err) = cli(&t, &remote, &["backfill", "erp.nope"]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("no root entity is declared for syncer `erp.nope`"),
+            "{err}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn runs_are_recorded_and_health_changes_alert_once() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let alerts: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let seen = alerts.clone();
+        let mut settings = WorkerSettings::default();
+        settings.report.alerts = AlertSink::default().callback(move |a| {
+            seen.lock()
+                .unwrap()
+                .push((a.syncer.clone(), a.state.to_owned()));
+        });
+        settings.engine.max_attempts = 100;
+        settings.engine.worker_id = "runs".into();
+        let worker = Worker::new(
+            t.db.clone(),
+            registry(&remote.url(), &Arc::new(Knobs::default())),
+            settings,
+        )
+        .unwrap();
+
+        fixtures::customer(&t.db, "Ada").await;
+        worker.run_once().await.unwrap();
+        assert!(
+            alerts.lock().unwrap().is_empty(),
+            "healthy to begin with: no alert"
+        );
+
+        // Three failing passes: one alert.
+        remote.push_fault(Fault::new(FaultKind::Status(500, serde_json::json!({}))));
+        for i in 0..3 {
+            fixtures::customer(&t.db, &format!("Failing {i}")).await;
+            worker.run_once().await.unwrap();
+        }
+        assert_eq!(
+            *alerts.lock().unwrap(),
+            [("erp.customer".to_owned(), "failing".to_owned())]
+        );
+
+        // Recovery: one more alert.
+        remote.clear_faults();
+        t.db.execute_unprepared("UPDATE sync_groups SET next_attempt_at = 0")
+            .await
+            .unwrap();
+        worker.run_once().await.unwrap();
+        worker.run_once().await.unwrap();
+        assert_eq!(
+            *alerts.lock().unwrap(),
+            [
+                ("erp.customer".to_owned(), "failing".to_owned()),
+                ("erp.customer".to_owned(), "recovered".to_owned())
+            ]
+        );
+
+        let runs = sync_run::Entity::find().all(&t.db).await.unwrap();
+        let erp: Vec<_> = runs.iter().filter(|r| r.syncer == "erp.customer").collect();
+        assert!(erp.len() >= 5, "{runs:?}");
+        assert!(erp[0].clean && erp[0].pushed == 1);
+        assert!(erp.iter().any(|r| !r.clean && r.failed >= 1));
+        let syncer = sync_core::entity::sync_syncer::Entity::find_by_id("erp.customer")
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(syncer.healthy && syncer.last_success_at.is_some());
+
+        // Pruning: successes go first, failures are kept longer.
+        let now = sync_core::now_ms();
+        let before = sync_attempt::Entity::find().all(&t.db).await.unwrap();
+        let (pruned, _) =
+            sync_core::ops::prune(&t.db, now + 2 * 3_600_000, 3_600_000, 30 * 86_400_000)
+                .await
+                .unwrap();
+        let after = sync_attempt::Entity::find().all(&t.db).await.unwrap();
+        assert_eq!(
+            pruned as usize,
+            before
+                .iter()
+                .filter(|a| a.outcome == "ok" || a.outcome == "skipped")
+                .count()
+        );
+        assert!(
+            after.iter().all(|a| a.outcome == "retry"),
+            "failures are kept: {after:?}"
+        );
+    })
+    .await;
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    auth: Option<&str>,
+) -> (StatusCode, String, header::HeaderMap) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = auth {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned(), headers)
+}
+
+#[tokio::test]
+async fn the_dashboard_api_is_guarded_and_steers_groups() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        remote.push_fault(Fault::new(FaultKind::Status(
+            422,
+            serde_json::json!({"error": "no"}),
+        )));
+        let mut settings = WorkerSettings::default();
+        settings.engine.max_attempts = 1;
+        let worker = Worker::new(
+            t.db.clone(),
+            registry(&remote.url(), &Arc::new(Knobs::default())),
+            settings,
+        )
+        .unwrap();
+        let c = fixtures::customer(&t.db, "Ada").await;
+        worker.run_once().await.unwrap();
+        let app = axum::Router::new().nest(
+            "/sync",
+            Dashboard::new(t.db.clone(), "/sync", Auth::bearer("s3cret")).router(),
+        );
+
+        let (status, body, _) = call(&app, "GET", "/sync/api/status", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, _, _) = call(&app, "GET", "/sync/api/status", Some("wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _, headers) = call(&app, "GET", "/sync", None).await;
+        assert!(status.is_redirection());
+        assert_eq!(headers[header::LOCATION], "/sync/login");
+
+        let (status, body, _) = call(&app, "GET", "/sync/api/groups", Some("s3cret")).await;
+        assert_eq!(status, StatusCode::OK);
+        let groups = json(&body);
+        assert_eq!(groups[0]["state"], "dead");
+        let id = groups[0]["id"].as_i64().unwrap();
+        let (_, body, _) = call(
+            &app,
+            "GET",
+            &format!("/sync/api/groups/{id}"),
+            Some("s3cret"),
+        )
+        .await;
+        let group = json(&body);
+        assert_eq!(group["attempts"][0]["outcome"], "dead");
+        assert_eq!(group["root_key"], c.id.to_string());
+
+        let (_, page, _) = call(&app, "GET", "/sync", Some("s3cret")).await;
+        assert!(
+            page.contains("erp.customer")
+                && page.contains("Retry")
+                && page.contains("Full run")
+                && page.contains("Run now")
+        );
+        assert!(!page.contains("s3cret"), "no secret on any page");
+
+        let (_, body, _) = call(
+            &app,
+            "POST",
+            &format!("/sync/api/groups/{id}/retry"),
+            Some("s3cret"),
+        )
+        .await;
+        assert_eq!(json(&body)["retried"], 1);
+        assert_eq!(
+            t.group("erp.customer", c.id).await.unwrap().state,
+            "pending"
+        );
+        let (_, body, _) = call(
+            &app,
+            "POST",
+            "/sync/api/syncers/erp.customer/resync",
+            Some("s3cret"),
+        )
+        .await;
+        assert_eq!(json(&body)["marked"], 1);
+        let (_, body, _) = call(&app, "GET", "/sync/api/runs", Some("s3cret")).await;
+        assert_eq!(json(&body)[0]["failed"], 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_serves_prometheus_metrics() {
+    let t = TestDb::new(sync_tests::Backend::Sqlite).await;
+    let remote = MockRemote::start().await;
+    fixtures::customer(&t.db, "Ada").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = sync_tests::cluster::WorkerProcess::start(
+        WORKER,
+        &t.url,
+        &remote.url(),
+        "metrics",
+        dir.path(),
+        &[
+            ("SYNC_METRICS_LISTEN", &format!("127.0.0.1:{port}")),
+            ("SYNC_RUN_INTERVAL_MS", "300"),
+        ],
+    );
+    sync_tests::cluster::wait_until_synced(&t.db, std::time::Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body = loop {
+        let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .map(|r| r.text());
+        if let Ok(body) = body {
+            let body = body.await.unwrap_or_default();
+            // The gauges are refreshed every run interval (300 ms here).
+            if body.contains(r#"sync_dirty_groups{syncer="erp.customer"} 0"#) {
+                break body;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics served");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    worker.terminate(std::time::Duration::from_secs(10));
+    assert!(
+        body.contains(r#"sync_pushes_total{syncer="erp.customer",outcome="pushed"} 1"#),
+        "{body}"
+    );
+    assert!(body.contains("sync_push_duration_seconds"), "{body}");
+    assert!(
+        body.contains(r#"sync_dirty_groups{syncer="erp.customer"} 0"#),
+        "{body}"
+    );
+    assert!(
+        body.contains("sync_oldest_dirty_seconds") && body.contains("sync_dead_groups"),
+        "{body}"
+    );
+}
