@@ -3,6 +3,14 @@
 
 use std::time::Duration;
 
+/// `println!` that ignores a closed stdout (`worker status | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
@@ -26,7 +34,7 @@ pub(crate) async fn run(
             if json {
                 return print_json(&status);
             }
-            println!(
+            say!(
                 "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}",
                 "syncer",
                 "pending",
@@ -46,7 +54,7 @@ pub(crate) async fn run(
                     .paused_until
                     .map(|u| format!("  paused {}", age(u - now)))
                     .unwrap_or_default();
-                println!(
+                say!(
                     "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}{health}{paused}",
                     s.syncer,
                     n("pending"),
@@ -81,7 +89,7 @@ pub(crate) async fn run(
                 return print_json(&rows);
             }
             if groups.is_empty() {
-                println!("no failed or dead groups");
+                say!("no failed or dead groups");
                 return Ok(());
             }
             for g in groups {
@@ -90,7 +98,7 @@ pub(crate) async fn run(
                 } else {
                     format!("in {}", age(g.next_attempt_at - now))
                 };
-                println!(
+                say!(
                     "#{:<6} {:<20} {:<12} {:<6} attempts {:<3} next {}\n        {}",
                     g.id,
                     g.syncer,
@@ -123,7 +131,7 @@ pub(crate) async fn run(
             if json {
                 return print_json(&json!({"retried": n}));
             }
-            println!("{n} group(s) due again now");
+            say!("{n} group(s) due again now");
             Ok(())
         }
         Command::Resync {
@@ -162,11 +170,11 @@ pub(crate) async fn run(
                 );
             }
             if no_wait {
-                println!(
+                say!(
                     "{total} group(s) of `{syncer}` marked for a full run; running workers will push them"
                 );
             } else {
-                println!(
+                say!(
                     "full run of `{syncer}`: {total} group(s) pushed ignoring digests; {problems} failed or dead (see `failed`)"
                 );
             }
@@ -203,7 +211,7 @@ pub(crate) async fn run(
                     &json!({"syncer": syncer, "registered": created, "batches": batches}),
                 );
             }
-            println!(
+            say!(
                 "backfill of `{syncer}`: {created} new group(s) registered; the workers will push them"
             );
             Ok(())
@@ -228,16 +236,18 @@ pub(crate) async fn run(
                     .as_deref()
                     .map(|r| format!("  ({r})"))
                     .unwrap_or_default();
-                println!(
+                say!(
                     "{:<7} {:<20} {}{reason}",
-                    item.action, item.syncer, item.root_key
+                    item.action,
+                    item.syncer,
+                    item.root_key
                 );
                 if payloads && let Some(payload) = &item.payload {
-                    println!("        {payload}");
+                    say!("        {payload}");
                 }
             }
             let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
-            println!(
+            say!(
                 "plan: {} (nothing was pushed)",
                 if summary.is_empty() {
                     "nothing to do".into()
@@ -251,7 +261,7 @@ pub(crate) async fn run(
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).map_err(|e| Error::Runtime(e.to_string()))?
     );

@@ -334,6 +334,37 @@ async fn serve(inner: Arc<Mutex<Inner>>, request: Request) -> Response {
         let records = inner.lock().expect("lock").records.clone();
         return axum::Json(records).into_response();
     }
+    // Break the remote by hand: `POST /_mock/faults {"status": 422, "body_contains": "Ada"}`
+    // answers matching requests with that status; `DELETE /_mock/faults` heals it.
+    if path == "/_mock/faults" {
+        let mut state = inner.lock().expect("lock");
+        if method == Method::DELETE {
+            state.faults.clear();
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        if method == Method::POST {
+            let spec = body.clone().unwrap_or_default();
+            let status = spec["status"].as_u64().unwrap_or(500) as u16;
+            let mut fault = Fault::new(FaultKind::Status(
+                status,
+                json!({"error": spec["error"].as_str().unwrap_or("injected fault")}),
+            ));
+            if let Some(m) = spec["method"].as_str() {
+                fault = fault.method(m);
+            }
+            if let Some(p) = spec["path_contains"].as_str() {
+                fault = fault.path_contains(p);
+            }
+            if let Some(b) = spec["body_contains"].as_str() {
+                fault = fault.body_contains(b);
+            }
+            if let Some(n) = spec["times"].as_u64() {
+                fault = fault.times(n as usize);
+            }
+            state.faults.push_back(fault);
+            return StatusCode::CREATED.into_response();
+        }
+    }
 
     // A held request waits here, outside the lock.
     let hold = {
