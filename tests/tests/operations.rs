@@ -181,11 +181,14 @@ async fn runs_are_recorded_and_health_changes_alert_once() {
         let alerts: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let seen = alerts.clone();
         let mut settings = WorkerSettings::default();
-        settings.report.alerts = AlertSink::default().callback(move |a| {
-            seen.lock()
-                .unwrap()
-                .push((a.syncer.clone(), a.state.to_owned()));
-        });
+        let hook = MockRemote::start().await;
+        settings.report.alerts = AlertSink::default()
+            .webhook(format!("{}/alerts", hook.url()))
+            .callback(move |a| {
+                seen.lock()
+                    .unwrap()
+                    .push((a.syncer.clone(), a.state.to_owned()));
+            });
         settings.engine.max_attempts = 100;
         settings.engine.worker_id = "runs".into();
         let worker = Worker::new(
@@ -226,6 +229,22 @@ async fn runs_are_recorded_and_health_changes_alert_once() {
                 ("erp.customer".to_owned(), "failing".to_owned()),
                 ("erp.customer".to_owned(), "recovered".to_owned())
             ]
+        );
+
+        let delivered: Vec<String> = hook
+            .requests_matching("POST", "/alerts")
+            .iter()
+            .map(|r| {
+                r.body.as_ref().unwrap()["state"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            delivered,
+            ["failing", "recovered"],
+            "the webhook got one POST per change"
         );
 
         let runs = sync_run::Entity::find().all(&t.db).await.unwrap();
