@@ -84,7 +84,14 @@ where
     if insert || !update_may_matter::<A>(&am) {
         return Ok(am);
     }
-    // `Set(same value)` is indistinguishable from a change: read the row once to compare.
+    // The common case — watched columns of roots, or of dependents whose foreign key is not
+    // changing — is one statement that touches each group only if the row really differs.
+    if let Some(plan) = conditional_touch_plan::<A>(&am) {
+        store::touch_if_changed(db, plan).await?;
+        return Ok(am);
+    }
+    // Otherwise (moves, soft deletes, roots found by a function, JSON columns): `Set(same value)`
+    // is indistinguishable from a change, so read the row once to compare.
     let Some(old) = find_row::<A, C>(&am, db).await? else {
         // The update will fail with `RecordNotUpdated`; nothing to touch.
         return Ok(am);
@@ -244,6 +251,114 @@ where
     }
     marks.write(db).await?;
     Ok(am)
+}
+
+/// The touches of an update as "touch group G if the row differs from the new values in a watched
+/// column", when that can be said in SQL without reading the row first: every membership the
+/// update matters to is a root (its soft-delete column not set) or a dependent linked by a column
+/// that is not set, and the watched columns set are of types SQL compares for equality.
+fn conditional_touch_plan<A>(am: &A) -> Option<Vec<store::ConditionalTouch>>
+where
+    A: ActiveModelTrait,
+    ModelOf<A>: Syncable,
+{
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let entity = <A::Entity as Default>::default();
+    let table = Alias::new(sea_orm::EntityName::table_name(&entity));
+    let pk: Vec<(ColumnOf<A>, Value)> = <A::Entity as EntityTrait>::PrimaryKey::iter()
+        .map(|k| {
+            let c = k.into_column();
+            am.get(c).into_value().map(|v| (c, v))
+        })
+        .collect::<Option<_>>()?;
+    let mut plan = Vec::new();
+    for membership in ModelOf::<A>::MEMBERSHIPS {
+        let set_watched: Vec<(ColumnOf<A>, Value)> = membership
+            .watch()
+            .iter()
+            .filter_map(|c| match am.get(*c) {
+                sea_orm::ActiveValue::Set(v) => Some((*c, v)),
+                _ => None,
+            })
+            .collect();
+        if membership.soft_delete().is_some_and(|c| am.get(c).is_set()) {
+            return None;
+        }
+        let key = match membership.link() {
+            Link::Root if set_watched.is_empty() => continue,
+            Link::Root => store::KeyExpr::Value(RootKey::from_tuple(&am.get_primary_key_value()?)?),
+            Link::Column(fk) if am.get(fk).is_set() => return None,
+            Link::Column(_) if set_watched.is_empty() => continue,
+            Link::Column(fk) => {
+                let mut select = Query::select();
+                select
+                    .expr(Expr::col(fk).cast_as(Alias::new("__TEXT__")))
+                    .from(table.clone());
+                for (c, v) in &pk {
+                    select.and_where(Expr::col(*c).eq(v.clone()));
+                }
+                store::KeyExpr::Subquery(Box::new(select))
+            }
+            Link::Function { .. } => return None,
+        };
+        // Comparing JSON or binary values in SQL is not portable: read the row instead.
+        let comparable = set_watched.iter().all(|(c, _)| {
+            !matches!(
+                c.def().get_column_type(),
+                sea_orm::ColumnType::Json
+                    | sea_orm::ColumnType::JsonBinary
+                    | sea_orm::ColumnType::Blob
+                    | sea_orm::ColumnType::Binary(_)
+                    | sea_orm::ColumnType::VarBinary(_)
+            )
+        });
+        if !comparable {
+            return None;
+        }
+        let mut differs = sea_orm::Condition::any();
+        for (c, v) in set_watched {
+            differs = differs.add(if is_null_value(&v) {
+                Expr::col(c).is_not_null()
+            } else {
+                Expr::col(c).ne(v).or(Expr::col(c).is_null())
+            });
+        }
+        let mut row = Query::select();
+        row.expr(Expr::val(1))
+            .from(table.clone())
+            .cond_where(differs);
+        // A soft-deleted root is gone from the remote: its watched changes touch nothing.
+        if let (Link::Root, Some(column)) = (membership.link(), membership.soft_delete()) {
+            let alive = match column.def().get_column_type() {
+                sea_orm::ColumnType::Boolean => {
+                    Expr::col(column).is_null().or(Expr::col(column).eq(false))
+                }
+                sea_orm::ColumnType::Integer
+                | sea_orm::ColumnType::BigInteger
+                | sea_orm::ColumnType::SmallInteger
+                | sea_orm::ColumnType::TinyInteger => {
+                    Expr::col(column).is_null().or(Expr::col(column).eq(0))
+                }
+                _ => Expr::col(column).is_null(),
+            };
+            row.and_where(alive);
+        }
+        for (c, v) in &pk {
+            row.and_where(Expr::col(*c).eq(v.clone()));
+        }
+        plan.push(store::ConditionalTouch {
+            syncer: membership.syncer(),
+            key,
+            row_differs: Box::new(row),
+        });
+    }
+    Some(plan)
+}
+
+type ColumnOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Column;
+
+fn is_null_value(value: &Value) -> bool {
+    *value == value.as_null()
 }
 
 /// Whether an update sets any column that can matter to a group: watched columns, foreign keys

@@ -470,6 +470,69 @@ pub(crate) async fn insert_if_missing<C: ConnectionTrait>(
     Ok(done.rows_affected())
 }
 
+/// How a conditional touch names its group's key.
+pub(crate) enum KeyExpr {
+    /// The key itself.
+    Value(RootKey),
+    /// A select of the key (a dependent's foreign key, read in the same statement). Its key
+    /// expression is cast with the placeholder type `__TEXT__`, replaced per backend.
+    Subquery(Box<SelectStatement>),
+}
+
+/// "Touch group (`syncer`, key) if `row_differs` finds the row."
+pub(crate) struct ConditionalTouch {
+    pub(crate) syncer: &'static str,
+    pub(crate) key: KeyExpr,
+    pub(crate) row_differs: Box<SelectStatement>,
+}
+
+/// Touches, in one statement, each group whose row differs from the values being written.
+pub(crate) async fn touch_if_changed<C: ConnectionTrait>(
+    db: &C,
+    touches: Vec<ConditionalTouch>,
+) -> Result<u64> {
+    if touches.is_empty() {
+        return Ok(0);
+    }
+    let backend = db.get_database_backend();
+    let now = clock::now_ms();
+    let mut any = sea_orm::Condition::any();
+    for t in touches {
+        let key = match t.key {
+            KeyExpr::Value(key) => Expr::col((Groups, G::RootKey)).eq(key.as_str()),
+            KeyExpr::Subquery(select) => Expr::col((Groups, G::RootKey)).in_subquery(*select),
+        };
+        any = any.add(
+            sea_orm::Condition::all()
+                .add(Expr::col((Groups, G::Syncer)).eq(t.syncer))
+                .add(key)
+                .add(Expr::exists(*t.row_differs)),
+        );
+    }
+    let mut update = Query::update();
+    update
+        .table(Groups)
+        .values(assignments(Mark::Touch, now))
+        .cond_where(any);
+    let mut statement = backend.build(&update);
+    statement.sql = statement.sql.replace("__TEXT__", text_type_name(backend));
+    let result = db
+        .execute_raw(statement)
+        .await
+        .map_err(Error::db_while("touching groups of a changed row"))?;
+    if result.rows_affected() > 0 {
+        wake::notify();
+    }
+    Ok(result.rows_affected())
+}
+
+fn text_type_name(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::MySql => "CHAR",
+        _ => "TEXT",
+    }
+}
+
 /// Applies one mark, for the hooks.
 pub(crate) async fn mark<C: ConnectionTrait>(
     db: &C,

@@ -8,10 +8,12 @@
 //!   (`crm.contact`) through a function: a two-hop chain.
 //! - `billing_info`: a second dependent of the order.
 //! - `product`: a root whose `ActiveModelBehavior` is written by hand (`manual_hooks`).
+//! - `plain_customer`: `customer` without the derive, for benchmarks.
 
 pub mod address;
 pub mod billing_info;
 pub mod customer;
 pub mod line_item;
 pub mod order;
+pub mod plain_customer;
 pub mod product;

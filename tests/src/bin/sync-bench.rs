@@ -1,0 +1,657 @@
+//! Benchmarks: `cargo run --release -p sync-tests --bin sync-bench -- <scenario> [--db sqlite|postgres]`.
+//!
+//! - `write-path`: a save of a `Syncable` model against the same model without the derive, each
+//!   save its own committed transaction, (a) only an unwatched column changed, (b) a watched one.
+//! - `throughput`: groups synced per second against a loopback remote that answers at once: the
+//!   framework's engine passes, the apalis worker runtime, and a minimal hand-written loop (the
+//!   floor), side by side on one database.
+//! - `scan`: claim latency with 10k, 100k and 1M clean groups and 100 dirty ones (PostgreSQL),
+//!   custom and generic plans, with the query plan.
+//! - `latency`: commit of a watched change to the remote receiving the push, idle worker process
+//!   woken by LISTEN/NOTIFY (PostgreSQL).
+//!
+//! PostgreSQL comes from `SYNC_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
+//! each run uses a fresh schema.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{post, put};
+use sea_orm::ActiveValue::{Set, Unchanged};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement,
+};
+use serde_json::{Value, json};
+use sync_core::{
+    Engine, EngineConfig, HttpRemote, Registry, Result as SyncResult, Syncer, TranslateContext,
+    async_trait,
+};
+use sync_tests::models::{customer, plain_customer};
+use sync_tests::{Backend, TestDb};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("help");
+    let db = match args
+        .iter()
+        .position(|a| a == "--db")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+    {
+        Some("postgres") => Backend::Postgres,
+        _ => Backend::Sqlite,
+    };
+    let number = |flag: &str, default: usize| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    match scenario {
+        "write-path" => write_path(db, number("--saves", 2000)).await,
+        "throughput" => throughput(db, number("--groups", 20_000), number("--processes", 1)).await,
+        "scan" => scan(&args).await,
+        "latency" => latency(number("--samples", 200)).await,
+        "worker" => bench_worker(&args).await,
+        _ => {
+            eprintln!("usage: sync-bench write-path|throughput|scan|latency [--db sqlite|postgres]")
+        }
+    }
+}
+
+fn pg_url() -> String {
+    std::env::var("SYNC_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn fresh(backend: Backend) -> TestDb {
+    if backend == Backend::Postgres && std::env::var("SYNC_TEST_POSTGRES_URL").is_err() {
+        panic!(
+            "set SYNC_TEST_POSTGRES_URL (e.g. {}) to benchmark PostgreSQL",
+            pg_url()
+        );
+    }
+    TestDb::new(backend).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write path
+
+async fn write_path(backend: Backend, saves: usize) {
+    let t = fresh(backend).await;
+    let mut db = t.db.clone();
+    let statements = Arc::new(AtomicU64::new(0));
+    let counter = statements.clone();
+    db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let plain = plain_customer::ActiveModel {
+        name: Set("Plain".into()),
+        email: Set("p@example.com".into()),
+        phone: Set(None),
+        notes: Set(String::new()),
+        deleted_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .unwrap();
+    let synced = sync_tests::fixtures::customer(&db, "Synced").await;
+    sync_core::sync_as(&db, "crm.contact", &synced)
+        .await
+        .unwrap();
+
+    println!(
+        "write path on {backend:?}: {saves} saves per case, each its own committed transaction"
+    );
+    println!(
+        "{:<28} {:>12} {:>12} {:>7} {:>14}",
+        "case", "plain µs", "syncable µs", "ratio", "stmts/save"
+    );
+    for (case, watched) in [
+        ("(a) unwatched column", false),
+        ("(b) watched column", true),
+    ] {
+        let (mut plain_time, mut sync_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut plain_stmts, mut sync_stmts) = (0, 0);
+        // Interleaved rounds so that noise hits both sides alike.
+        let rounds = 10;
+        for round in 0..rounds {
+            let n = saves / rounds;
+            let before = statements.load(Ordering::Relaxed);
+            let start = Instant::now();
+            for i in 0..n {
+                let value = format!("v{round}-{i}");
+                let txn = sync_core::begin_write(&db).await.unwrap();
+                let mut am = plain_customer::ActiveModel {
+                    id: Unchanged(plain.id),
+                    ..Default::default()
+                };
+                if watched {
+                    am.name = Set(value)
+                } else {
+                    am.notes = Set(value)
+                }
+                am.update(&txn).await.unwrap();
+                sea_orm::TransactionSession::commit(txn).await.unwrap();
+            }
+            plain_time += start.elapsed();
+            plain_stmts += statements.load(Ordering::Relaxed) - before;
+
+            let before = statements.load(Ordering::Relaxed);
+            let start = Instant::now();
+            for i in 0..n {
+                let value = format!("v{round}-{i}");
+                let txn = sync_core::begin_write(&db).await.unwrap();
+                let mut am = customer::ActiveModel {
+                    id: Unchanged(synced.id),
+                    ..Default::default()
+                };
+                if watched {
+                    am.name = Set(value)
+                } else {
+                    am.notes = Set(value)
+                }
+                am.update(&txn).await.unwrap();
+                sea_orm::TransactionSession::commit(txn).await.unwrap();
+            }
+            sync_time += start.elapsed();
+            sync_stmts += statements.load(Ordering::Relaxed) - before;
+        }
+        let n = (saves / rounds * rounds) as f64;
+        let (p, s) = (
+            plain_time.as_secs_f64() * 1e6 / n,
+            sync_time.as_secs_f64() * 1e6 / n,
+        );
+        println!(
+            "{case:<28} {p:>12.1} {s:>12.1} {:>6.2}x {:>6.1} vs {:.1}",
+            s / p,
+            sync_stmts as f64 / n,
+            plain_stmts as f64 / n
+        );
+    }
+    println!("(statements counted by SeaORM's metric callback: BEGIN/COMMIT not included)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput
+
+#[derive(Debug)]
+struct BenchSyncer {
+    remote: HttpRemote,
+}
+
+#[async_trait]
+impl Syncer for BenchSyncer {
+    fn name(&self) -> &str {
+        "erp.customer"
+    }
+
+    async fn translate(&self, cx: &TranslateContext<'_>) -> SyncResult<Option<Value>> {
+        let Some(c) = customer::Entity::find_by_id(cx.key::<i32>()?)
+            .one(cx.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(json!({"name": c.name, "email": c.email})))
+    }
+
+    fn remote(&self) -> Option<&HttpRemote> {
+        Some(&self.remote)
+    }
+}
+
+/// A remote that answers at once: `POST` → `{"id": n}`, `PUT` → 200.
+async fn fast_remote() -> String {
+    async fn create(State(n): State<Arc<AtomicU64>>) -> axum::Json<Value> {
+        axum::Json(json!({"id": n.fetch_add(1, Ordering::Relaxed)}))
+    }
+    let app = Router::new()
+        .route("/erp/customers", post(create))
+        .route("/erp/customers/{id}", put(|| async { "{}" }))
+        .with_state(Arc::new(AtomicU64::new(1)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn bench_registry(remote: &str) -> Registry {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let mut registry = Registry::new();
+    registry
+        .register(BenchSyncer {
+            remote: HttpRemote::builder(format!("{remote}/erp"), "customers")
+                .client(client)
+                .build()
+                .unwrap(),
+        })
+        .unwrap();
+    registry
+}
+
+/// `groups` customers, each with a dirty `erp.customer` group (inserted in bulk, no hooks).
+async fn seed(db: &DatabaseConnection, groups: usize) {
+    let backend = db.get_database_backend();
+    db.execute_unprepared("DELETE FROM sync_groups")
+        .await
+        .unwrap();
+    db.execute_unprepared("DELETE FROM customers")
+        .await
+        .unwrap();
+    for chunk in (0..groups).collect::<Vec<_>>().chunks(1000) {
+        let rows: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("('Customer {i}', 'c{i}@example.com', '')"))
+            .collect();
+        db.execute_unprepared(&format!(
+            "INSERT INTO customers (name, email, notes) VALUES {}",
+            rows.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    let text = if backend == DbBackend::MySql {
+        "CHAR"
+    } else {
+        "TEXT"
+    };
+    let now = sync_core::now_ms();
+    db.execute_unprepared(&format!(
+        "INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, root_deleted, attempts, deferrals, \
+         next_attempt_at, touched_at, created_at, dirty_since) \
+         SELECT 'erp.customer', CAST(id AS {text}), 1, 0, 'pending', false, 0, 0, {now}, {now}, {now}, {now} FROM customers"
+    ))
+    .await
+    .unwrap();
+    if backend == DbBackend::Postgres {
+        db.execute_unprepared("ANALYZE sync_groups").await.unwrap();
+    }
+}
+
+fn engine_config(id: &str) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.worker_id = id.into();
+    config.batch_size = 200;
+    config.concurrency = 32;
+    config
+}
+
+async fn throughput(backend: Backend, groups: usize, processes: usize) {
+    let t = fresh(backend).await;
+    let remote = fast_remote().await;
+    println!(
+        "throughput on {backend:?}: {groups} dirty groups, remote on loopback answering at once"
+    );
+
+    // 1. The framework's engine, passes of 200 claimed, 32 in flight, one transaction to record.
+    seed(&t.db, groups).await;
+    let engine = Engine::new(
+        t.db.clone(),
+        bench_registry(&remote),
+        engine_config("bench"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut pushed = 0;
+    loop {
+        let pass = engine.run_once().await.unwrap();
+        pushed += pass.pushed;
+        if pass.claimed == 0 {
+            break;
+        }
+    }
+    let engine_rate = pushed as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "  framework engine (run_once passes)   {engine_rate:>9.0} groups/s  ({pushed} pushed)"
+    );
+
+    // 2. The apalis runtime, in `processes` worker processes.
+    seed(&t.db, groups).await;
+    let rate = runtime_rate(&t, &remote, processes, groups).await;
+    println!("  framework apalis worker ×{processes}           {rate:>9.0} groups/s");
+
+    // 3. The floor: claim a batch, read the roots, push, mark the batch done.
+    seed(&t.db, groups).await;
+    let floor_rate = floor(&t.db, &remote).await;
+    println!("  hand-written floor loop              {floor_rate:>9.0} groups/s");
+    println!("  engine / floor = {:.2}", engine_rate / floor_rate);
+}
+
+async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let start = Instant::now();
+    let children: Vec<_> = (0..processes)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args([
+                    "worker",
+                    "--url",
+                    &t.url,
+                    "--remote",
+                    remote,
+                    "--id",
+                    &format!("bench-{i}"),
+                ])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    loop {
+        let row =
+            t.db.query_one_raw(Statement::from_string(
+                t.db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM sync_groups WHERE state = 'synced'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let done: i64 = row.try_get("", "n").unwrap();
+        if done as usize >= groups {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = groups as f64 / start.elapsed().as_secs_f64();
+    for mut child in children {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    rate
+}
+
+/// `sync-bench worker --url … --remote … --id …`: an apalis worker process for `throughput`.
+async fn bench_worker(args: &[String]) {
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap()
+    };
+    let db = sync_core::connect(&get("--url"), 8).await.unwrap();
+    let mut settings = sync_worker::WorkerSettings::default();
+    settings.engine = engine_config(&get("--id"));
+    settings.poll_interval = Duration::from_millis(
+        std::env::var("SYNC_BENCH_POLL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50),
+    );
+    let worker = sync_worker::Worker::new(db, bench_registry(&get("--remote")), settings).unwrap();
+    worker.run().await.unwrap();
+}
+
+async fn floor(db: &DatabaseConnection, remote: &str) -> f64 {
+    let backend = db.get_database_backend();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut total = 0;
+    loop {
+        let now = sync_core::now_ms();
+        let claim = match backend {
+            DbBackend::Postgres => format!(
+                "UPDATE sync_groups SET lease_owner = 'floor', lease_until = {} WHERE id = ANY(ARRAY(SELECT id FROM sync_groups \
+                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} ORDER BY next_attempt_at LIMIT 200 \
+                 FOR UPDATE SKIP LOCKED)) RETURNING id, root_key",
+                now + 60_000
+            ),
+            _ => format!(
+                "UPDATE sync_groups SET lease_owner = 'floor', lease_until = {} WHERE id IN (SELECT id FROM sync_groups \
+                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} ORDER BY next_attempt_at LIMIT 200) \
+                 RETURNING id, root_key",
+                now + 60_000
+            ),
+        };
+        let rows = db
+            .query_all_raw(Statement::from_string(backend, claim))
+            .await
+            .unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.try_get("", "id").unwrap()).collect();
+        let keys: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("", "root_key").unwrap())
+            .collect();
+        let roots = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                format!(
+                    "SELECT id, name, email FROM customers WHERE id IN ({})",
+                    keys.join(",")
+                ),
+            ))
+            .await
+            .unwrap();
+        let payloads: Vec<Value> = roots
+            .iter()
+            .map(|r| json!({"name": r.try_get::<String>("", "name").unwrap(), "email": r.try_get::<String>("", "email").unwrap()}))
+            .collect();
+        use futures::StreamExt;
+        let url = format!("{remote}/erp/customers");
+        futures::stream::iter(payloads)
+            .map(|p| {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    client
+                        .post(url)
+                        .json(&p)
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap()
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        db.execute_unprepared(&format!(
+            "UPDATE sync_groups SET synced_version = version, state = 'synced', lease_owner = NULL, lease_until = NULL \
+             WHERE id IN ({})",
+            list.join(",")
+        ))
+        .await
+        .unwrap();
+        total += ids.len();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dirty scan
+
+async fn scan(args: &[String]) {
+    let t = fresh(Backend::Postgres).await;
+    let sizes: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
+    println!(
+        "claim latency on PostgreSQL: N clean groups + 100 dirty, claim 100 (the worker's statement)"
+    );
+    println!(
+        "{:>10} {:>14} {:>14}",
+        "clean", "custom plan", "generic plan"
+    );
+    let mut loaded = 0;
+    for size in sizes {
+        let now = sync_core::now_ms();
+        t.db.execute_unprepared(&format!(
+            "INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, root_deleted, attempts, deferrals, \
+             next_attempt_at, touched_at, created_at) \
+             SELECT 'erp.customer', 'k' || g, 1, 1, 'synced', false, 0, 0, {now}, {now}, {now} FROM generate_series({}, {}) g",
+            loaded + 1,
+            size
+        ))
+        .await
+        .unwrap();
+        loaded = size;
+        t.db.execute_unprepared("ANALYZE sync_groups")
+            .await
+            .unwrap();
+        let mut results = Vec::new();
+        for mode in ["auto", "force_generic_plan"] {
+            t.db.execute_unprepared(&format!("SET plan_cache_mode = {mode}"))
+                .await
+                .unwrap();
+            let mut times = Vec::new();
+            for round in 0..20 {
+                // 100 dirty groups, claimed and then released, through the engine's own claim.
+                t.db.execute_unprepared(
+                    "UPDATE sync_groups SET state = 'pending', version = version + 1, lease_owner = NULL, lease_until = NULL \
+                     WHERE id IN (SELECT id FROM sync_groups ORDER BY id DESC LIMIT 100)"
+                )
+                .await
+                .unwrap();
+                let start = Instant::now();
+                let claimed = sync_core::queue::claim(
+                    &t.db,
+                    &sync_core::queue::ClaimRequest {
+                        owner: "scan",
+                        syncers: &["erp.customer".to_owned()],
+                        limit: 100,
+                        now: sync_core::now_ms(),
+                        lease_until: sync_core::now_ms() + 60_000,
+                    },
+                )
+                .await
+                .unwrap();
+                if round >= 5 {
+                    times.push(start.elapsed());
+                }
+                assert_eq!(claimed.len(), 100);
+                t.db.execute_unprepared("UPDATE sync_groups SET state = 'synced', synced_version = version, lease_owner = NULL WHERE state = 'pending'").await.unwrap();
+            }
+            times.sort();
+            results.push(times[times.len() / 2]);
+        }
+        println!(
+            "{size:>10} {:>11.2} ms {:>11.2} ms",
+            results[0].as_secs_f64() * 1e3,
+            results[1].as_secs_f64() * 1e3
+        );
+    }
+    let plan = t
+        .db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "EXPLAIN SELECT id FROM sync_groups WHERE state IN ('pending', 'failed') AND next_attempt_at <= {} \
+                 AND (lease_until IS NULL OR lease_until < {}) AND syncer IN ('erp.customer') ORDER BY next_attempt_at, id LIMIT 100 FOR UPDATE SKIP LOCKED",
+                sync_core::now_ms(),
+                sync_core::now_ms()
+            ),
+        ))
+        .await
+        .unwrap();
+    println!("plan of the claim's inner select:");
+    for row in plan {
+        println!("  {}", row.try_get::<String>("", "QUERY PLAN").unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latency
+
+async fn latency(samples: usize) {
+    let t = fresh(Backend::Postgres).await;
+    let received = Arc::new(tokio::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        Instant,
+    >::new()));
+    let seen = received.clone();
+    let app = Router::new()
+        .route(
+            "/erp/customers",
+            post(|| async { axum::Json(json!({"id": 1})) }),
+        )
+        .route(
+            "/erp/customers/{id}",
+            put(move |axum::Json(body): axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().await.insert(
+                        body["name"].as_str().unwrap_or_default().to_owned(),
+                        Instant::now(),
+                    );
+                    "{}"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let remote = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let c = sync_tests::fixtures::customer(&t.db, "Latency").await;
+    let exe = std::env::current_exe().unwrap();
+    let mut worker = std::process::Command::new(exe)
+        .args([
+            "worker", "--url", &t.url, "--remote", &remote, "--id", "latency",
+        ])
+        .env("SYNC_BENCH_POLL_MS", "60000")
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut latencies = Vec::new();
+    for i in 0..samples {
+        let name = format!("Latency {i}");
+        let txn = sync_core::begin_write(&t.db).await.unwrap();
+        customer::ActiveModel {
+            id: Unchanged(c.id),
+            name: Set(name.clone()),
+            ..Default::default()
+        }
+        .update(&txn)
+        .await
+        .unwrap();
+        sea_orm::TransactionSession::commit(txn).await.unwrap();
+        let committed = Instant::now();
+        let deadline = committed + Duration::from_secs(10);
+        loop {
+            if let Some(at) = received.lock().await.get(&name) {
+                latencies.push(*at - committed);
+                break;
+            }
+            assert!(Instant::now() < deadline, "no push within 10 s");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status();
+    let _ = worker.wait();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64()
+            * 1e3
+    };
+    println!("commit → remote, idle worker process woken by LISTEN/NOTIFY, {samples} samples:");
+    println!(
+        "  p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+}
