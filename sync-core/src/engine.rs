@@ -201,6 +201,8 @@ pub struct Engine {
     /// Syncers paused after a 429, until when: written by claims (from the database) and by
     /// this engine's own 429s; read before every push.
     paused: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// Batching queues of the syncers that push in batches.
+    batchers: crate::batch::Batchers,
 }
 
 impl Engine {
@@ -214,6 +216,7 @@ impl Engine {
             ));
         }
         let syncer_names = Arc::new(registry.names());
+        let batchers = crate::batch::Batchers::new(config.concurrency);
         Ok(Engine {
             db,
             registry,
@@ -222,6 +225,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             retry: Arc::new(ExponentialBackoff::default()),
             paused: Arc::default(),
+            batchers,
         })
     }
 
@@ -362,10 +366,22 @@ impl Engine {
     /// Translates `group` and pushes it unless the remote already holds the payload (`full`
     /// pushes regardless). Never panics: a panic in the syncer becomes a permanent error.
     pub async fn process(&self, group: ClaimedGroup, full: bool) -> Attempt {
+        self.process_translated(group, full, None).await
+    }
+
+    /// Like [`process`](Self::process), with the translation already made (by
+    /// [`Syncer::translate_many`](crate::Syncer::translate_many)) when `translated` is given.
+    async fn process_translated(
+        &self,
+        group: ClaimedGroup,
+        full: bool,
+        translated: Option<Result<Option<Value>>>,
+    ) -> Attempt {
         let started_at = self.clock.now_ms();
         let start = Instant::now();
         let span = tracing::info_span!("push", group = group.id, syncer = %group.syncer, version = group.version);
-        let work = AssertUnwindSafe(self.translate_and_push(&group, full)).catch_unwind();
+        let work =
+            AssertUnwindSafe(self.translate_and_push(&group, full, translated)).catch_unwind();
         let guarded = async {
             tokio::select! {
                 done = work => Ok(done),
@@ -434,6 +450,7 @@ impl Engine {
         &self,
         group: &ClaimedGroup,
         full: bool,
+        translated: Option<Result<Option<Value>>>,
     ) -> (&'static str, std::result::Result<Synced, Error>) {
         let Some(syncer) = self.registry.get(&group.syncer) else {
             return (
@@ -447,10 +464,15 @@ impl Engine {
         let payload = if group.root_deleted {
             None
         } else {
-            match syncer
-                .translate(&TranslateContext::new(&self.db, group))
-                .await
-            {
+            let translation = match translated {
+                Some(done) => done,
+                None => {
+                    syncer
+                        .translate(&TranslateContext::new(&self.db, group))
+                        .await
+                }
+            };
+            match translation {
                 Ok(payload) => payload,
                 Err(e) => return ("none", Err(e)),
             }
@@ -484,6 +506,29 @@ impl Engine {
             return ("none", Err(e));
         }
         let text = payload_text(&payload);
+        if let Some(limit) = syncer.batch_limit() {
+            let operation = if group.remote_id.is_some() {
+                "update"
+            } else {
+                "create"
+            };
+            let item = crate::BulkItem {
+                remote_id: group.remote_id.clone(),
+                idempotency_key: cx.idempotency_key().to_owned(),
+                payload,
+            };
+            return (
+                operation,
+                self.batchers
+                    .push(syncer, limit, item)
+                    .await
+                    .map(|remote_id| Synced::Pushed {
+                        remote_id,
+                        digest,
+                        payload: text,
+                    }),
+            );
+        }
         match group.remote_id.as_deref() {
             Some(remote_id) => (
                 "update",
@@ -513,6 +558,33 @@ impl Engine {
     /// Writes the attempt's result to its group (compare-and-set on the lease) and to the
     /// attempt log. Returns the outcome and whether the lease was still held.
     pub async fn record(&self, attempts: Vec<Attempt>) -> Result<Vec<(Outcome, bool)>> {
+        // Rows are written in id order, so that concurrent recorders (other workers) lock them
+        // in one order; the outcomes come back in the caller's order.
+        let mut order: Vec<usize> = (0..attempts.len()).collect();
+        order.sort_by_key(|&i| attempts[i].group.id);
+        let sorted: Vec<&Attempt> = order.iter().map(|&i| &attempts[i]).collect();
+        // A failed transaction wrote nothing; a deadlock or a dropped connection is worth
+        // another try before the attempts are given up (and pushed again after the leases).
+        let mut tries = 0;
+        let outcomes = loop {
+            match self.record_sorted(&sorted).await {
+                Ok(outcomes) => break outcomes,
+                Err(error) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(%error, attempts = sorted.len(), "recording attempts failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(25 << tries)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let mut in_order = vec![(Outcome::Skipped, false); outcomes.len()];
+        for (i, outcome) in order.into_iter().zip(outcomes) {
+            in_order[i] = outcome;
+        }
+        Ok(in_order)
+    }
+
+    async fn record_sorted(&self, attempts: &[&Attempt]) -> Result<Vec<(Outcome, bool)>> {
         let txn = self
             .db
             .begin()
@@ -521,7 +593,13 @@ impl Engine {
         let now = self.clock.now_ms();
         let mut outcomes = Vec::with_capacity(attempts.len());
         let mut log = Vec::with_capacity(attempts.len());
-        for attempt in &attempts {
+        let successes: Vec<(&ClaimedGroup, &Synced)> = attempts
+            .iter()
+            .filter_map(|a| a.result.as_ref().ok().map(|s| (&a.group, s)))
+            .collect();
+        let completed = queue::complete_many(&txn, &successes, now).await?;
+
+        for attempt in attempts {
             let group = &attempt.group;
             let (outcome, held, error) = match &attempt.result {
                 Ok(synced) => {
@@ -530,11 +608,7 @@ impl Engine {
                         Synced::Skipped => Outcome::Skipped,
                         Synced::Deleted => Outcome::Deleted,
                     };
-                    (
-                        outcome,
-                        queue::complete(&txn, group, synced, now).await?,
-                        None,
-                    )
+                    (outcome, completed.contains(&group.id), None)
                 }
                 Err(error) => {
                     let (outcome, held) = self.record_error(&txn, group, error, now).await?;
@@ -646,6 +720,35 @@ impl Engine {
         self.run_pass_observed(full, |_, _, _| {}).await
     }
 
+    /// Translates the live groups of a pass with each syncer's `translate_many` (one query for a
+    /// batch, where the syncer implements it). `None` for groups translated one by one later: deleted
+    /// roots, and every group of a batch whose `translate_many` panicked or timed out.
+    async fn translate_batch(&self, groups: &[ClaimedGroup]) -> Vec<Option<Result<Option<Value>>>> {
+        let mut out: Vec<Option<Result<Option<Value>>>> = (0..groups.len()).map(|_| None).collect();
+        let mut by_syncer: std::collections::BTreeMap<&str, Vec<usize>> =
+            std::collections::BTreeMap::new();
+        for (i, g) in groups.iter().enumerate() {
+            if !g.root_deleted {
+                by_syncer.entry(g.syncer.as_str()).or_default().push(i);
+            }
+        }
+        for (name, indexes) in by_syncer {
+            let Some(syncer) = self.registry.get(name) else {
+                continue;
+            };
+            let batch: Vec<ClaimedGroup> = indexes.iter().map(|i| groups[*i].clone()).collect();
+            let work = AssertUnwindSafe(syncer.translate_many(&self.db, &batch)).catch_unwind();
+            if let Ok(Ok(results)) = tokio::time::timeout(self.config.push_timeout, work).await
+                && results.len() == batch.len()
+            {
+                for (i, result) in indexes.into_iter().zip(results) {
+                    out[i] = Some(result);
+                }
+            }
+        }
+        out
+    }
+
     /// One pass, calling `observe(syncer, outcome, duration)` for every recorded attempt.
     pub async fn run_pass_observed(
         &self,
@@ -660,18 +763,38 @@ impl Engine {
         if groups.is_empty() {
             return Ok(report);
         }
-        let attempts: Vec<Attempt> = futures::stream::iter(groups)
-            .map(|group| self.process(group, full))
-            .buffer_unordered(self.config.concurrency)
-            .collect()
-            .await;
+        let translations = self.translate_batch(&groups).await;
+        // Groups of syncers that push in batches all go in flight at once, so that they fill
+        // the batches; `concurrency` then bounds the batch requests. The others push one by one,
+        // `concurrency` at a time.
+        let (batched, single): (Vec<_>, Vec<_>) =
+            groups
+                .into_iter()
+                .zip(translations)
+                .partition(|(group, _)| {
+                    self.registry
+                        .get(&group.syncer)
+                        .and_then(|s| s.batch_limit())
+                        .is_some()
+                });
+        let batched_in_flight = batched.len().max(1);
+        let (mut attempts, single_attempts): (Vec<Attempt>, Vec<Attempt>) = futures::join!(
+            futures::stream::iter(batched)
+                .map(|(group, translated)| self.process_translated(group, full, translated))
+                .buffer_unordered(batched_in_flight)
+                .collect(),
+            futures::stream::iter(single)
+                .map(|(group, translated)| self.process_translated(group, full, translated))
+                .buffer_unordered(self.config.concurrency)
+                .collect()
+        );
+        attempts.extend(single_attempts);
         let seen: Vec<(String, Duration)> = attempts
             .iter()
             .map(|a| (a.group.syncer.clone(), a.duration))
             .collect();
-        for ((syncer, duration), (outcome, held)) in
-            seen.into_iter().zip(self.record(attempts).await?)
-        {
+        let recorded = self.record(attempts).await?;
+        for ((syncer, duration), (outcome, held)) in seen.into_iter().zip(recorded) {
             observe(&syncer, outcome, duration);
             report.add(outcome, held);
         }
@@ -687,7 +810,7 @@ fn payload_text(payload: &Value) -> String {
     serde_json::to_string(payload).unwrap_or_default()
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -5,6 +5,7 @@
 //! application's write, and the helpers for writes that run no hooks.
 #![doc = include_str!("../DERIVE.md")]
 
+mod batch;
 mod clock;
 mod connect;
 mod digest;
@@ -35,7 +36,7 @@ pub use engine::{Engine, EngineConfig, Outcome, PassReport};
 #[doc(inline)]
 pub use error::{Disposition, Error, Result};
 #[doc(inline)]
-pub use http::{CreateMode, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
+pub use http::{BulkItem, CreateMode, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
 #[doc(inline)]
 pub use key::RootKey;
 #[doc(inline)]

@@ -56,6 +56,21 @@ pub trait Syncer: Send + Sync + 'static {
     /// is missing, [`Error::Permanent`] when the data cannot be translated.
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>>;
 
+    /// Translates several groups at once, in their order. The default translates them one by
+    /// one; override it to read the roots of a whole batch in one query (the worker's passes call
+    /// it with up to a batch of claimed groups). Each result means what `translate`'s does.
+    async fn translate_many(
+        &self,
+        db: &DatabaseConnection,
+        groups: &[ClaimedGroup],
+    ) -> Vec<Result<Option<Value>>> {
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            out.push(self.translate(&TranslateContext::new(db, group)).await);
+        }
+        out
+    }
+
     /// Creates the entity on the remote and returns the id the remote gave it.
     async fn create(&self, cx: &PushContext<'_>, payload: &Value) -> Result<String> {
         self.require_remote()?
@@ -75,6 +90,29 @@ pub trait Syncer: Send + Sync + 'static {
         self.require_remote()?
             .delete(remote_id, cx.idempotency_key())
             .await
+    }
+
+    /// How many entities one request may carry when this syncer pushes creates and updates in
+    /// batches. `None` pushes one request per entity: the default, unless the remote has a bulk
+    /// endpoint ([`HttpRemoteBuilder::bulk`](crate::HttpRemoteBuilder::bulk)).
+    fn batch_limit(&self) -> Option<usize> {
+        self.remote().and_then(HttpRemote::bulk_limit)
+    }
+
+    /// Creates or updates several entities in one request; called only when
+    /// [`batch_limit`](Self::batch_limit) is set, with at most that many items. One result per
+    /// item, in order: the entity's remote id. The default uses the remote's bulk endpoint.
+    async fn push_many(&self, items: &[crate::BulkItem]) -> Vec<Result<String>> {
+        match self.require_remote() {
+            Ok(remote) => remote.push_many(items).await,
+            Err(error) => {
+                let message = error.to_string();
+                items
+                    .iter()
+                    .map(|_| Err(Error::Config(message.clone())))
+                    .collect()
+            }
+        }
     }
 
     /// Limits on requests to this syncer's remote, shared by all worker processes: a rate with

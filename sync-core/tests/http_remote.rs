@@ -905,3 +905,109 @@ fn from_env_names_the_missing_variable() {
         other => panic!("{other:?}"),
     }
 }
+
+// --- bulk ---------------------------------------------------------------------------------
+
+fn bulk_items() -> Vec<sync_core::BulkItem> {
+    vec![
+        sync_core::BulkItem {
+            remote_id: None,
+            idempotency_key: "1-1-aaaa".into(),
+            payload: json!({"name": "Ada"}),
+        },
+        sync_core::BulkItem {
+            remote_id: Some("r-7".into()),
+            idempotency_key: "2-3-bbbb".into(),
+            payload: json!({"name": "Bob"}),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn push_many_posts_every_item_to_the_bulk_endpoint_and_reads_their_ids() {
+    let (script, url) = Script::start(vec![reply(200, json!({"items": [{"id": 41}, {}]}))]).await;
+    let remote = builder(&url).bulk("batch", 100).build().unwrap();
+    assert_eq!(remote.bulk_limit(), Some(100));
+    let results = remote.push_many(&bulk_items()).await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].as_ref().unwrap(), "41");
+    // An update answered without an id keeps the id it has.
+    assert_eq!(results[1].as_ref().unwrap(), "r-7");
+    let seen = script.seen();
+    assert_eq!(seen.len(), 1, "one request for both items");
+    assert_eq!(seen[0].line(), ("POST", "/api/contacts/batch"));
+    assert_eq!(
+        seen[0].json(),
+        json!({"items": [
+            {"id": null, "key": "1-1-aaaa", "data": {"name": "Ada"}},
+            {"id": "r-7", "key": "2-3-bbbb", "data": {"name": "Bob"}},
+        ]})
+    );
+    assert_eq!(seen[0].headers["authorization"], format!("Bearer {TOKEN}"));
+    assert!(
+        seen[0].headers["idempotency-key"]
+            .to_str()
+            .unwrap()
+            .starts_with("bulk-")
+    );
+}
+
+#[tokio::test]
+async fn push_many_reports_each_refused_item_on_its_own() {
+    let (_script, url) = Script::start(vec![reply(
+        200,
+        json!({"items": [{"error": "email taken", "status": 422}, {"error": "busy", "status": 503}]}),
+    )])
+    .await;
+    let remote = builder(&url).bulk("batch", 10).build().unwrap();
+    let results = remote.push_many(&bulk_items()).await;
+    let first = results[0].as_ref().unwrap_err();
+    assert_permanent(first, Some(422));
+    assert!(first.to_string().contains("email taken"), "{first}");
+    assert_retryable(results[1].as_ref().unwrap_err(), Some(503));
+}
+
+#[tokio::test]
+async fn push_many_with_a_malformed_answer_fails_every_item_naming_the_problem() {
+    for (body, want) in [
+        (json!({"items": [{"id": 1}]}), "1 items for 2 sent"),
+        (json!({"data": []}), "no `items` list"),
+        (
+            json!({"items": [{}, {}]}),
+            "item 0 (a create) has no id at `/id`",
+        ),
+    ] {
+        let (_script, url) = Script::start(vec![reply(200, body)]).await;
+        let remote = builder(&url).bulk("batch", 10).build().unwrap();
+        let results = remote.push_many(&bulk_items()).await;
+        for result in &results[..1] {
+            let error = result.as_ref().unwrap_err();
+            assert_permanent(error, Some(200));
+            assert!(error.to_string().contains(want), "{error}");
+        }
+    }
+    // A failure of the whole request is every item's failure.
+    let (_script, url) = Script::start(vec![reply(502, json!({"error": "down"}))]).await;
+    let remote = builder(&url).bulk("batch", 10).build().unwrap();
+    for result in remote.push_many(&bulk_items()).await {
+        assert_retryable(&result.unwrap_err(), Some(502));
+    }
+}
+
+#[tokio::test]
+async fn bulk_settings_are_checked() {
+    let error = builder("http://127.0.0.1:1/api")
+        .bulk("batch", 0)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("at least 1"), "{error}");
+    let error = builder("http://127.0.0.1:1/api")
+        .bulk("batch?x=1", 10)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("bulk path"), "{error}");
+    let plain = builder("http://127.0.0.1:1/api").build().unwrap();
+    assert_eq!(plain.bulk_limit(), None);
+    let results = plain.push_many(&bulk_items()).await;
+    assert!(matches!(results[0], Err(Error::Config(_))));
+}

@@ -29,6 +29,7 @@ pub mod dashboard;
 mod error;
 mod listener;
 mod ops;
+mod recorder;
 pub mod testing;
 mod worker;
 

@@ -10,6 +10,7 @@ use sync_core::{ClaimedGroup, Engine, EngineConfig, Outcome, PassReport, Registr
 
 use crate::activity::{Activity, ReportSettings};
 use crate::backend::{GroupBackend, PollSettings};
+use crate::recorder::Recorder;
 use crate::{Error, Result};
 
 /// How a worker runs, beyond the [`EngineConfig`].
@@ -149,12 +150,14 @@ impl Worker {
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
         report_unknown_syncers(&engine).await;
         let listener = crate::listener::spawn(self.engine.db());
+        let recorder = Recorder::spawn(engine.clone(), 500);
         let result = Monitor::new()
             .register(move |_restart| {
                 WorkerBuilder::new(config.worker_id.clone())
                     .backend(GroupBackend::new(engine.clone(), poll.clone()))
                     .data(engine.clone())
                     .data(activity.clone())
+                    .data(recorder.clone())
                     .catch_panic()
                     .concurrency(config.concurrency)
                     .timeout(backstop)
@@ -198,19 +201,18 @@ async fn report_unknown_syncers(engine: &Engine) {
     }
 }
 
-/// The apalis task handler: process one claimed group, record the result, count it.
+/// The apalis task handler: process one claimed group, record the result (committed with the
+/// other tasks' results waiting at the same moment), count it.
 async fn handle(
     group: ClaimedGroup,
     engine: Data<Engine>,
     activity: Data<Arc<Activity>>,
+    recorder: Data<Recorder>,
 ) -> std::result::Result<Outcome, BoxDynError> {
     let syncer = group.syncer.clone();
     let attempt = engine.process(group, false).await;
     let duration = attempt.duration;
-    let recorded = engine.record(vec![attempt]).await?;
-    let outcome = recorded
-        .first()
-        .map_or(Outcome::Skipped, |(outcome, _)| *outcome);
+    let (outcome, _held) = recorder.record(attempt).await?;
     activity.record(&syncer, outcome, duration);
     Ok(outcome)
 }

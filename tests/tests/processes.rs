@@ -442,13 +442,15 @@ async fn a_rate_limit_holds_across_worker_processes() {
         }
         let starts = create_starts(&remote);
         assert_eq!(starts.len(), customers);
-        // In any one-second window, at most the rate plus the burst.
+        // In any one-second window, at most the rate plus the burst (tokens are granted at those
+        // times; a request that waited for a CPU after its grant may arrive beside the next one,
+        // so the arrivals get one request of slack).
         let busiest = starts
             .iter()
             .map(|s| starts.iter().filter(|o| **o >= *s && **o < s + 1.0).count())
             .max()
             .unwrap();
-        assert!(busiest <= 44, "{busiest} requests in one second");
+        assert!(busiest <= 45, "{busiest} requests in one second");
         let span = starts.last().unwrap();
         assert!(
             *span >= (customers as f64 - 4.0) / 40.0 * 0.9,

@@ -64,6 +64,7 @@ pub struct HttpRemoteBuilder {
     idempotency_header: String,
     max_response_bytes: usize,
     client: Option<reqwest::Client>,
+    bulk: Option<(String, usize)>,
 }
 
 impl fmt::Debug for HttpRemoteBuilder {
@@ -88,6 +89,7 @@ impl fmt::Debug for HttpRemoteBuilder {
             .field("idempotency_header", &self.idempotency_header)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("shared_client", &self.client.is_some())
+            .field("bulk", &self.bulk)
             .finish()
     }
 }
@@ -117,7 +119,16 @@ impl HttpRemoteBuilder {
             idempotency_header: Self::DEFAULT_IDEMPOTENCY_HEADER.into(),
             max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
             client: None,
+            bulk: None,
         }
+    }
+
+    /// A bulk endpoint, `{collection}/{path}`, taking up to `max_items` creates and updates in
+    /// one request (see [`HttpRemote::push_many`]); syncers using this remote then push in
+    /// batches.
+    pub fn bulk(mut self, path: impl Into<String>, max_items: usize) -> Self {
+        self.bulk = Some((path.into(), max_items));
+        self
     }
 
     /// Where the id is in a create's answer, as a JSON pointer (RFC 6901, default `/id`; e.g.
@@ -222,6 +233,26 @@ impl HttpRemoteBuilder {
                 "the request timeout is zero; give a positive duration, e.g. 30 s".into(),
             ));
         }
+        let bulk = match self.bulk {
+            None => None,
+            Some((_, 0)) => {
+                return Err(config(
+                    "the bulk endpoint takes at most 0 items; give at least 1".into(),
+                ));
+            }
+            Some((path, max)) => {
+                if path.is_empty() || path.contains(['?', '#']) {
+                    return Err(config(format!(
+                        "the bulk path `{path}` is not a path below the collection, e.g. `bulk`"
+                    )));
+                }
+                let mut url = collection_url.clone();
+                url.path_segments_mut()
+                    .map_err(|()| config("the remote URL cannot have a path".into()))?
+                    .extend(path.split('/').filter(|s| !s.is_empty()));
+                Some((url, max))
+            }
+        };
         let client = match self.client {
             Some(client) => client,
             None => reqwest::Client::builder()
@@ -242,6 +273,7 @@ impl HttpRemoteBuilder {
                 request_timeout: self.request_timeout,
                 idempotency_header,
                 max_response_bytes: self.max_response_bytes,
+                bulk,
             }),
         })
     }

@@ -2,6 +2,7 @@
 
 mod answer;
 mod builder;
+mod bulk;
 mod secret;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use url::Url;
 
 pub use builder::{CreateMode, HttpRemoteBuilder, UpdateMethod};
+pub use bulk::BulkItem;
 pub use secret::Secret;
 
 use crate::{Error, Result};
@@ -79,6 +81,8 @@ struct Inner {
     request_timeout: Duration,
     idempotency_header: HeaderName,
     max_response_bytes: usize,
+    /// The bulk endpoint and the most items a request to it carries.
+    bulk: Option<(Url, usize)>,
 }
 
 impl fmt::Debug for HttpRemote {
@@ -96,6 +100,7 @@ impl fmt::Debug for HttpRemote {
             .field("request_timeout", &i.request_timeout)
             .field("idempotency_header", &i.idempotency_header)
             .field("max_response_bytes", &i.max_response_bytes)
+            .field("bulk_limit", &self.bulk_limit())
             .finish_non_exhaustive()
     }
 }

@@ -9,6 +9,8 @@
 //!   custom and generic plans, with the query plan.
 //! - `latency`: commit of a watched change to the remote receiving the push, idle worker process
 //!   woken by LISTEN/NOTIFY (PostgreSQL).
+//! - `coalescing`: the same edit workload through the framework, one apalis-postgres job per
+//!   change, and the cron pattern; remote requests, wall time, final remote state (PostgreSQL).
 //!
 //! PostgreSQL comes from `SYNC_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
 //! each run uses a fresh schema.
@@ -31,6 +33,8 @@ use sync_core::{
 };
 use sync_tests::models::{customer, plain_customer};
 use sync_tests::{Backend, TestDb};
+
+mod coalesce;
 
 #[tokio::main]
 async fn main() {
@@ -57,6 +61,7 @@ async fn main() {
         "throughput" => throughput(db, number("--groups", 20_000), number("--processes", 1)).await,
         "scan" => scan(&args).await,
         "latency" => latency(number("--samples", 200)).await,
+        "coalescing" => coalesce::run(&args).await,
         "worker" => bench_worker(&args).await,
         _ => {
             eprintln!("usage: sync-bench write-path|throughput|scan|latency [--db sqlite|postgres]")
@@ -202,18 +207,66 @@ impl Syncer for BenchSyncer {
         Ok(Some(json!({"name": c.name, "email": c.email})))
     }
 
+    /// The roots of a whole batch in one query.
+    async fn translate_many(
+        &self,
+        db: &DatabaseConnection,
+        groups: &[sync_core::ClaimedGroup],
+    ) -> Vec<SyncResult<Option<Value>>> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let ids: Vec<i32> = groups
+            .iter()
+            .filter_map(|g| g.root_key.parse().ok())
+            .collect();
+        let rows = match customer::Entity::find()
+            .filter(customer::Column::Id.is_in(ids))
+            .all(db)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                return groups
+                    .iter()
+                    .map(|_| Err(sync_core::Error::retryable(e.to_string())))
+                    .collect();
+            }
+        };
+        let by_id: std::collections::HashMap<String, customer::Model> =
+            rows.into_iter().map(|c| (c.id.to_string(), c)).collect();
+        groups
+            .iter()
+            .map(|g| {
+                Ok(by_id
+                    .get(g.root_key.as_str())
+                    .map(|c| json!({"name": c.name, "email": c.email})))
+            })
+            .collect()
+    }
+
     fn remote(&self) -> Option<&HttpRemote> {
         Some(&self.remote)
     }
 }
 
-/// A remote that answers at once: `POST` → `{"id": n}`, `PUT` → 200.
+/// A remote that answers at once: `POST` → `{"id": n}`, `PUT` → 200, and a bulk endpoint
+/// `POST /erp/customers/bulk` answering one id per item.
 async fn fast_remote() -> String {
     async fn create(State(n): State<Arc<AtomicU64>>) -> axum::Json<Value> {
         axum::Json(json!({"id": n.fetch_add(1, Ordering::Relaxed)}))
     }
+    async fn bulk(
+        State(n): State<Arc<AtomicU64>>,
+        axum::Json(body): axum::Json<Value>,
+    ) -> axum::Json<Value> {
+        let items = body["items"].as_array().map_or(0, Vec::len) as u64;
+        let first = n.fetch_add(items, Ordering::Relaxed);
+        axum::Json(
+            json!({"items": (first..first + items).map(|id| json!({"id": id})).collect::<Vec<_>>()}),
+        )
+    }
     let app = Router::new()
         .route("/erp/customers", post(create))
+        .route("/erp/customers/bulk", post(bulk))
         .route("/erp/customers/{id}", put(|| async { "{}" }))
         .with_state(Arc::new(AtomicU64::new(1)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -223,6 +276,11 @@ async fn fast_remote() -> String {
 }
 
 fn bench_registry(remote: &str) -> Registry {
+    registry_with(remote, None)
+}
+
+/// The bench syncer, pushing in batches of `bulk` through the bulk endpoint when given.
+fn registry_with(remote: &str, bulk: Option<usize>) -> Registry {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -230,10 +288,14 @@ fn bench_registry(remote: &str) -> Registry {
     let mut registry = Registry::new();
     registry
         .register(BenchSyncer {
-            remote: HttpRemote::builder(format!("{remote}/erp"), "customers")
-                .client(client)
-                .build()
-                .unwrap(),
+            remote: match bulk {
+                Some(limit) => HttpRemote::builder(format!("{remote}/erp"), "customers")
+                    .client(client)
+                    .bulk("bulk", limit),
+                None => HttpRemote::builder(format!("{remote}/erp"), "customers").client(client),
+            }
+            .build()
+            .unwrap(),
         })
         .unwrap();
     registry
@@ -295,24 +357,29 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
 
     // 1. The framework's engine, passes of 200 claimed, 32 in flight, one transaction to record.
     seed(&t.db, groups).await;
+    // The worker's own pool, as the worker binary opens it (`SYNC_POOL_SIZE`).
+    let pool = sync_core::connect(&t.url, 16).await.unwrap();
     let engine = Engine::new(
-        t.db.clone(),
+        pool.clone(),
         bench_registry(&remote),
         engine_config("bench"),
     )
     .unwrap();
-    let start = Instant::now();
-    let mut pushed = 0;
-    loop {
-        let pass = engine.run_once().await.unwrap();
-        pushed += pass.pushed;
-        if pass.claimed == 0 {
-            break;
-        }
-    }
-    let engine_rate = pushed as f64 / start.elapsed().as_secs_f64();
+    let single_rate = engine_rate(&engine).await;
+    println!("  framework engine (run_once passes)   {single_rate:>9.0} groups/s");
+
+    // 1b. The same with batch pushes: 100 groups per request to the bulk endpoint.
+    seed(&t.db, groups).await;
+    let batched = Engine::new(
+        pool.clone(),
+        registry_with(&remote, Some(100)),
+        engine_config("bench-batch"),
+    )
+    .unwrap();
+    let batch_rate = engine_rate(&batched).await;
     println!(
-        "  framework engine (run_once passes)   {engine_rate:>9.0} groups/s  ({pushed} pushed)"
+        "  framework engine, batch push of 100  {batch_rate:>9.0} groups/s  ({:.2}× single pushes)",
+        batch_rate / single_rate
     );
 
     // 2. The apalis runtime, in `processes` worker processes.
@@ -322,9 +389,23 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
 
     // 3. The floor: claim a batch, read the roots, push, mark the batch done.
     seed(&t.db, groups).await;
-    let floor_rate = floor(&t.db, &remote).await;
+    let floor_rate = floor(&pool, &remote).await;
     println!("  hand-written floor loop              {floor_rate:>9.0} groups/s");
-    println!("  engine / floor = {:.2}", engine_rate / floor_rate);
+    println!("  engine / floor = {:.2}", single_rate / floor_rate);
+}
+
+/// Passes until nothing is due; groups pushed per second.
+async fn engine_rate(engine: &Engine) -> f64 {
+    let start = Instant::now();
+    let mut pushed = 0;
+    loop {
+        let pass = engine.run_once().await.unwrap();
+        pushed += pass.pushed;
+        if pass.claimed == 0 {
+            break;
+        }
+    }
+    pushed as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize) -> f64 {
@@ -380,7 +461,7 @@ async fn bench_worker(args: &[String]) {
             .cloned()
             .unwrap()
     };
-    let db = sync_core::connect(&get("--url"), 8).await.unwrap();
+    let db = sync_core::connect(&get("--url"), 16).await.unwrap();
     let mut settings = sync_worker::WorkerSettings::default();
     settings.engine = engine_config(&get("--id"));
     settings.poll_interval = Duration::from_millis(
