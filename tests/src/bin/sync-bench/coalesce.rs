@@ -70,7 +70,6 @@ pub(crate) async fn run(args: &[String]) {
     };
     let edits = number("--edits", 10_000);
     let groups = number("--groups", 1_000).clamp(1, i32::MAX as usize);
-    let t = super::fresh(Backend::Postgres).await;
     let workload = Workload::generate(edits, groups);
 
     println!(
@@ -91,9 +90,11 @@ pub(crate) async fn run(args: &[String]) {
     );
 
     for backlog in [false, true] {
+        // A fresh schema for each mode.
+        let t = super::fresh(Backend::Postgres).await;
         report(&t, &workload, backlog, edits, groups).await;
+        t.cleanup_handle().run().await;
     }
-    t.cleanup_handle().run().await;
 }
 
 /// Runs the three strategies, the consumers running during the edits (`live`) or started after

@@ -9,6 +9,8 @@
 //!   custom and generic plans, with the query plan.
 //! - `latency`: commit of a watched change to the remote receiving the push, idle worker process
 //!   woken by LISTEN/NOTIFY (PostgreSQL).
+//! - `memory`: a worker process's resident memory while it pushes `--groups` groups (1M by
+//!   default), sampled from `/proc`, and its peak.
 //! - `coalescing`: the same edit workload through the framework, one apalis-postgres job per
 //!   change, and the cron pattern; remote requests, wall time, final remote state (PostgreSQL).
 //!
@@ -62,6 +64,7 @@ async fn main() {
         "scan" => scan(&args).await,
         "latency" => latency(number("--samples", 200)).await,
         "coalescing" => coalesce::run(&args).await,
+        "memory" => memory(db, number("--groups", 1_000_000)).await,
         "worker" => bench_worker(&args).await,
         _ => {
             eprintln!("usage: sync-bench write-path|throughput|scan|latency [--db sqlite|postgres]")
@@ -735,4 +738,69 @@ async fn latency(samples: usize) {
         pct(0.99),
         pct(1.0)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/// Resident and peak resident memory of process `pid`, in MiB (Linux `/proc`).
+fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+async fn memory(backend: Backend, groups: usize) {
+    let t = fresh(backend).await;
+    let remote = fast_remote().await;
+    seed(&t.db, groups).await;
+    println!("worker process memory on {backend:?}: {groups} dirty groups");
+    println!("{:>10} {:>12} {:>12}", "synced", "RSS MiB", "peak MiB");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(&exe)
+        .args([
+            "worker", "--url", &t.url, "--remote", &remote, "--id", "memory",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let start = Instant::now();
+    let mut next_report = 0;
+    loop {
+        let row =
+            t.db.query_one_raw(Statement::from_string(
+                t.db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM sync_groups WHERE state = 'synced'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let done = row.try_get::<i64>("", "n").unwrap() as usize;
+        if done >= next_report {
+            if let Some((rss, peak)) = rss_mib(pid) {
+                println!("{done:>10} {rss:>12.1} {peak:>12.1}");
+            }
+            next_report = done + groups / 10;
+        }
+        if done >= groups {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (rss, peak) = rss_mib(pid).unwrap_or_default();
+    println!(
+        "all {groups} synced in {:.0} s; RSS at the end {rss:.1} MiB, peak {peak:.1} MiB",
+        start.elapsed().as_secs_f64()
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
 }
