@@ -171,6 +171,34 @@ pub struct PassReport {
     pub dead: usize,
     /// Completions that found the lease taken over (nothing written).
     pub lease_lost: usize,
+    /// Where the pass's time went.
+    pub phases: PassPhases,
+}
+
+/// Wall time of each phase of a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PassPhases {
+    /// Claiming the groups.
+    pub claim: Duration,
+    /// Translating them in batches (`Syncer::translate_many`).
+    pub translate: Duration,
+    /// Pushing them (and translating those not translated in batch).
+    pub push: Duration,
+    /// Recording the attempts.
+    pub record: Duration,
+}
+
+impl PassPhases {
+    /// The sum of two passes' phases.
+    pub fn plus(self, other: PassPhases) -> PassPhases {
+        PassPhases {
+            claim: self.claim + other.claim,
+            translate: self.translate + other.translate,
+            push: self.push + other.push,
+            record: self.record + other.record,
+        }
+    }
 }
 
 impl PassReport {
@@ -755,15 +783,20 @@ impl Engine {
         full: bool,
         mut observe: impl FnMut(&str, Outcome, Duration),
     ) -> Result<PassReport> {
+        let started = Instant::now();
         let groups = self.claim(self.config.batch_size).await?;
         let mut report = PassReport {
             claimed: groups.len(),
             ..PassReport::default()
         };
+        report.phases.claim = started.elapsed();
         if groups.is_empty() {
             return Ok(report);
         }
+        let started = Instant::now();
         let translations = self.translate_batch(&groups).await;
+        report.phases.translate = started.elapsed();
+        let started = Instant::now();
         // Groups of syncers that push in batches all go in flight at once, so that they fill
         // the batches; `concurrency` then bounds the batch requests. The others push one by one,
         // `concurrency` at a time.
@@ -789,11 +822,14 @@ impl Engine {
                 .collect()
         );
         attempts.extend(single_attempts);
+        report.phases.push = started.elapsed();
+        let started = Instant::now();
         let seen: Vec<(String, Duration)> = attempts
             .iter()
             .map(|a| (a.group.syncer.clone(), a.duration))
             .collect();
         let recorded = self.record(attempts).await?;
+        report.phases.record = started.elapsed();
         for ((syncer, duration), (outcome, held)) in seen.into_iter().zip(recorded) {
             observe(&syncer, outcome, duration);
             report.add(outcome, held);

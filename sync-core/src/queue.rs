@@ -228,8 +228,6 @@ pub async fn complete_many<C: ConnectionTrait>(
         }
         return Ok(held);
     }
-    // All of one worker's groups share the lease owner.
-    let owner = done[0].0.lease_owner.as_str();
     let set = "UPDATE sync_groups SET \
          remote_id = CASE v.kind WHEN 'pushed' THEN v.remote_id WHEN 'deleted' THEN NULL ELSE sync_groups.remote_id END, \
          last_digest = CASE v.kind WHEN 'pushed' THEN v.digest WHEN 'deleted' THEN NULL ELSE sync_groups.last_digest END, \
@@ -261,9 +259,12 @@ pub async fn complete_many<C: ConnectionTrait>(
         };
         let row = serde_json::json!({
             "id": group.id, "version": group.version, "kind": kind, "remote_id": remote_id,
-            "digest": digest, "payload": payload, "closed": closed,
+            "digest": digest, "payload": payload, "closed": closed, "owner": group.lease_owner,
         });
-        let row_size = 160 + payload.map_or(0, str::len) + remote_id.map_or(0, str::len);
+        let row_size = 160
+            + group.lease_owner.len()
+            + payload.map_or(0, str::len)
+            + remote_id.map_or(0, str::len);
         if backend == DbBackend::Postgres
             && size + row_size > 12_000
             && chunks.last().is_some_and(|c| !c.is_empty())
@@ -281,23 +282,24 @@ pub async fn complete_many<C: ConnectionTrait>(
         let source = match backend {
             DbBackend::Postgres => {
                 "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, kind text, \
-                 remote_id text, digest text, payload text, closed text)"
+                 remote_id text, digest text, payload text, closed text, owner text)"
             }
             _ => {
                 "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.version') AS version, \
                  json_extract(value, '$.kind') AS kind, json_extract(value, '$.remote_id') AS remote_id, \
                  json_extract(value, '$.digest') AS digest, json_extract(value, '$.payload') AS payload, \
-                 json_extract(value, '$.closed') AS closed FROM json_each(?)) AS v"
+                 json_extract(value, '$.closed') AS closed, json_extract(value, '$.owner') AS owner \
+                 FROM json_each(?)) AS v"
             }
         };
         let sql = format!(
-            "{set} FROM {source} WHERE sync_groups.id = v.id AND sync_groups.lease_owner = ? RETURNING sync_groups.id"
+            "{set} FROM {source} WHERE sync_groups.id = v.id AND sync_groups.lease_owner = v.owner \
+             RETURNING sync_groups.id"
         );
         let values: Vec<Value> = vec![
             now.into(),
             now.into(),
             serde_json::Value::Array(rows).to_string().into(),
-            owner.into(),
         ];
         let rows = db
             .query_all_raw(statement(backend, &sql, values))

@@ -249,5 +249,6 @@ fn sum(a: PassReport, b: PassReport) -> PassReport {
     total.failed += b.failed;
     total.dead += b.dead;
     total.lease_lost += b.lease_lost;
+    total.phases = total.phases.plus(b.phases);
     total
 }

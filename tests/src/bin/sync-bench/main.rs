@@ -368,8 +368,9 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
         engine_config("bench"),
     )
     .unwrap();
-    let single_rate = engine_rate(&engine).await;
+    let (single_rate, profile) = engine_rate(&engine).await;
     println!("  framework engine (run_once passes)   {single_rate:>9.0} groups/s");
+    println!("    {profile}");
 
     // 1b. The same with batch pushes: 100 groups per request to the bulk endpoint.
     seed(&t.db, groups).await;
@@ -379,11 +380,12 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
         engine_config("bench-batch"),
     )
     .unwrap();
-    let batch_rate = engine_rate(&batched).await;
+    let (batch_rate, batch_profile) = engine_rate(&batched).await;
     println!(
         "  framework engine, batch push of 100  {batch_rate:>9.0} groups/s  ({:.2}× single pushes)",
         batch_rate / single_rate
     );
+    println!("    {batch_profile}");
 
     // 2. The apalis runtime, in `processes` worker processes.
     seed(&t.db, groups).await;
@@ -397,18 +399,30 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
     println!("  engine / floor = {:.2}", single_rate / floor_rate);
 }
 
-/// Passes until nothing is due; groups pushed per second.
-async fn engine_rate(engine: &Engine) -> f64 {
+/// Passes until nothing is due; groups pushed per second, and where a full pass's time went.
+async fn engine_rate(engine: &Engine) -> (f64, String) {
     let start = Instant::now();
     let mut pushed = 0;
+    let mut passes = 0u32;
+    let mut phases = sync_core::PassPhases::default();
     loop {
         let pass = engine.run_once().await.unwrap();
         pushed += pass.pushed;
         if pass.claimed == 0 {
             break;
         }
+        passes += 1;
+        phases = phases.plus(pass.phases);
     }
-    pushed as f64 / start.elapsed().as_secs_f64()
+    let ms = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(passes.max(1));
+    let profile = format!(
+        "per pass: claim {:.1} ms, translate {:.1} ms, push {:.1} ms, record {:.1} ms",
+        ms(phases.claim),
+        ms(phases.translate),
+        ms(phases.push),
+        ms(phases.record)
+    );
+    (pushed as f64 / start.elapsed().as_secs_f64(), profile)
 }
 
 async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize) -> f64 {
