@@ -39,12 +39,19 @@
 //! Updates are handled in `before_save`, because `update_without_returning` runs no
 //! `after_save`. So the touch is written just before the row; inside a transaction both commit
 //! together. Outside one, they are two statements: write inside a transaction.
+//!
+//! Where a hook compares with the stored row or reads its foreign key (updates, deletes of
+//! dependents), it locks the row first (`FOR UPDATE`; SQLite serialises writers anyway), as the
+//! write itself would. A transaction writing a row another one has written but not committed
+//! waits, then judges its change against the row as the other left it: the touch follows the
+//! last committed state, whatever the active model was loaded from.
 
 use std::collections::BTreeSet;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter, TryIntoModel, Value,
+    IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter, QuerySelect,
+    TryIntoModel, Value,
 };
 
 use crate::store::{self, Mark};
@@ -198,8 +205,9 @@ where
     Ok(model)
 }
 
-/// Hook for `ActiveModelBehavior::before_delete`: completes the active model from the row when
-/// it holds only the key, so that [`after_delete`] can find the dependent's root.
+/// Hook for `ActiveModelBehavior::before_delete`: for a dependent, reads and locks the row, so
+/// that [`after_delete`] touches the root the row belongs to when it is deleted — not the one
+/// an active model loaded earlier says (another transaction may have moved the row since).
 pub async fn before_delete<A, C>(am: A, db: &C) -> Result<A, DbErr>
 where
     A: ActiveModelTrait + Send,
@@ -207,8 +215,7 @@ where
     C: ConnectionTrait,
 {
     let has_dependents = ModelOf::<A>::MEMBERSHIPS.iter().any(|m| !m.is_root());
-    let complete = <A::Entity as EntityTrait>::Column::iter().all(|c| !am.is_not_set(c));
-    if !has_dependents || complete {
+    if !has_dependents {
         return Ok(am);
     }
     Ok(match find_row::<A, C>(&am, db).await? {
@@ -257,12 +264,18 @@ where
 /// column", when that can be said in SQL without reading the row first: every membership the
 /// update matters to is a root (its soft-delete column not set) or a dependent linked by a column
 /// that is not set, and the watched columns set are of types SQL compares for equality.
+///
+/// Each touch names its group by a subquery that locks the row `FOR UPDATE`: a concurrent writer
+/// of the row is waited for, and the comparison and the foreign key are those of the row as it
+/// left it, the row this update will write over (without the lock, a change back to the value the
+/// row had before an uncommitted write, or an edit of a dependent being moved, would touch
+/// nothing or the wrong root).
 fn conditional_touch_plan<A>(am: &A) -> Option<Vec<store::ConditionalTouch>>
 where
     A: ActiveModelTrait,
     ModelOf<A>: Syncable,
 {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query};
     let entity = <A::Entity as Default>::default();
     let table = Alias::new(sea_orm::EntityName::table_name(&entity));
     let pk: Vec<(ColumnOf<A>, Value)> = <A::Entity as EntityTrait>::PrimaryKey::iter()
@@ -284,21 +297,16 @@ where
         if membership.soft_delete().is_some_and(|c| am.get(c).is_set()) {
             return None;
         }
-        let key = match membership.link() {
+        let key: Expr = match membership.link() {
             Link::Root if set_watched.is_empty() => continue,
-            Link::Root => store::KeyExpr::Value(RootKey::from_tuple(&am.get_primary_key_value()?)?),
+            Link::Root => Expr::val(
+                RootKey::from_tuple(&am.get_primary_key_value()?)?
+                    .as_str()
+                    .to_owned(),
+            ),
             Link::Column(fk) if am.get(fk).is_set() => return None,
             Link::Column(_) if set_watched.is_empty() => continue,
-            Link::Column(fk) => {
-                let mut select = Query::select();
-                select
-                    .expr(Expr::col(fk).cast_as(Alias::new("__TEXT__")))
-                    .from(table.clone());
-                for (c, v) in &pk {
-                    select.and_where(Expr::col(*c).eq(v.clone()));
-                }
-                store::KeyExpr::Subquery(Box::new(select))
-            }
+            Link::Column(fk) => Expr::col(fk).cast_as(Alias::new("__TEXT__")),
             Link::Function { .. } => return None,
         };
         // Comparing JSON or binary values in SQL is not portable: read the row instead.
@@ -323,13 +331,10 @@ where
                 Expr::col(c).ne(v).or(Expr::col(c).is_null())
             });
         }
-        let mut row = Query::select();
-        row.expr(Expr::val(1))
-            .from(table.clone())
-            .cond_where(differs);
+        let mut touch_if = sea_orm::Condition::all().add(differs);
         // A soft-deleted root is gone from the remote: its watched changes touch nothing.
         if let (Link::Root, Some(column)) = (membership.link(), membership.soft_delete()) {
-            let alive = match column.def().get_column_type() {
+            touch_if = touch_if.add(match column.def().get_column_type() {
                 sea_orm::ColumnType::Boolean => {
                     Expr::col(column).is_null().or(Expr::col(column).eq(false))
                 }
@@ -340,16 +345,22 @@ where
                     Expr::col(column).is_null().or(Expr::col(column).eq(0))
                 }
                 _ => Expr::col(column).is_null(),
-            };
-            row.and_where(alive);
+            });
         }
+        // The comparison sits in the select list, computed from the row the lock returns: in the
+        // WHERE clause it would filter the row as of the statement's snapshot, before the lock
+        // (a row an uncommitted write is changing would not be waited for).
+        let mut group_key = Query::select();
+        group_key
+            .expr(Expr::case(touch_if, key).finally(Expr::null()))
+            .from(table.clone())
+            .lock(LockType::Update);
         for (c, v) in &pk {
-            row.and_where(Expr::col(*c).eq(v.clone()));
+            group_key.and_where(Expr::col(*c).eq(v.clone()));
         }
         plan.push(store::ConditionalTouch {
             syncer: membership.syncer(),
-            key,
-            row_differs: Box::new(row),
+            group_key: Box::new(group_key),
         });
     }
     Some(plan)
@@ -382,7 +393,7 @@ where
     })
 }
 
-/// Reads the row an active model's primary key names, through the hook's connection.
+/// Reads and locks the row an active model's primary key names, through the hook's connection.
 async fn find_row<A, C>(am: &A, db: &C) -> Result<Option<ModelOf<A>>, DbErr>
 where
     A: ActiveModelTrait,
@@ -398,7 +409,9 @@ where
         };
         select = select.filter(column.eq(value));
     }
-    select.one(db).await.map_err(|e| {
+    // Locked, as the write that follows will: a concurrent writer is waited for, and the hook
+    // compares with (and finds the old root in) the row this write replaces.
+    select.lock_exclusive().one(db).await.map_err(|e| {
         DbErr::from(Error::DatabaseWhile {
             context: format!(
                 "reading the old `{}` row",

@@ -470,23 +470,16 @@ pub(crate) async fn insert_if_missing<C: ConnectionTrait>(
     Ok(done.rows_affected())
 }
 
-/// How a conditional touch names its group's key.
-pub(crate) enum KeyExpr {
-    /// The key itself.
-    Value(RootKey),
-    /// A select of the key (a dependent's foreign key, read in the same statement). Its key
-    /// expression is cast with the placeholder type `__TEXT__`, replaced per backend.
-    Subquery(Box<SelectStatement>),
-}
-
-/// "Touch group (`syncer`, key) if `row_differs` finds the row."
+/// "Touch group (`syncer`, the key `group_key` selects)": `group_key` selects one row, the key,
+/// or NULL when the written row does not differ. Key expressions cast with the placeholder type
+/// `__TEXT__`, replaced per backend.
 pub(crate) struct ConditionalTouch {
     pub(crate) syncer: &'static str,
-    pub(crate) key: KeyExpr,
-    pub(crate) row_differs: Box<SelectStatement>,
+    pub(crate) group_key: Box<SelectStatement>,
 }
 
 /// Touches, in one statement, each group whose row differs from the values being written.
+/// Its subqueries lock the row, as the write that follows would.
 pub(crate) async fn touch_if_changed<C: ConnectionTrait>(
     db: &C,
     touches: Vec<ConditionalTouch>,
@@ -498,15 +491,12 @@ pub(crate) async fn touch_if_changed<C: ConnectionTrait>(
     let now = clock::now_ms();
     let mut any = sea_orm::Condition::any();
     for t in touches {
-        let key = match t.key {
-            KeyExpr::Value(key) => Expr::col((Groups, G::RootKey)).eq(key.as_str()),
-            KeyExpr::Subquery(select) => Expr::col((Groups, G::RootKey)).in_subquery(*select),
-        };
+        let key = Expr::col((Groups, G::RootKey))
+            .eq(Expr::SubQuery(None, Box::new((*t.group_key).into())));
         any = any.add(
             sea_orm::Condition::all()
                 .add(Expr::col((Groups, G::Syncer)).eq(t.syncer))
-                .add(key)
-                .add(Expr::exists(*t.row_differs)),
+                .add(key),
         );
     }
     let mut update = Query::update();

@@ -1,0 +1,176 @@
+//! Two transactions writing one row at once: the hook of the one that commits last must judge
+//! "changed?" and "which root?" against the row as the other left it, not as it was before.
+//!
+//! Each test holds transaction B open on a row while transaction A writes the same row, checks
+//! that A is blocked, then commits B and lets A finish. A worker may push between B's commit and
+//! A's, so whatever A changes relative to B's state must leave a touch after B's version.
+
+use std::time::Duration;
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, TransactionTrait,
+};
+use sync_core::entity::sync_group;
+use sync_tests::models::{address, customer};
+use sync_tests::{Backend, TestDb, fixtures, on_each_backend};
+
+async fn version_in<C: ConnectionTrait>(db: &C, syncer: &str, key: i32) -> i64 {
+    sync_group::Entity::find()
+        .filter(sync_group::Column::Syncer.eq(syncer))
+        .filter(sync_group::Column::RootKey.eq(key.to_string()))
+        .one(db)
+        .await
+        .unwrap()
+        .map_or(0, |g| g.version)
+}
+
+/// Runs `write` in its own transaction while `holder` (which has already written the row) is
+/// open, then commits `holder`. Returns whether `write`'s transaction committed.
+async fn race<F, Fut>(t: &TestDb, holder: DatabaseTransaction, write: F) -> bool
+where
+    F: FnOnce(DatabaseTransaction) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), sea_orm::DbErr>> + Send,
+{
+    let db: DatabaseConnection = t.db.clone();
+    let racer = tokio::spawn(async move {
+        let txn = db.begin().await?;
+        write(txn).await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let blocked = !racer.is_finished();
+    holder.commit().await.unwrap();
+    let result = racer.await.unwrap();
+    match t.backend {
+        // SQLite lets the racer wait for the write lock, or refuses it a stale snapshot.
+        Backend::Sqlite => result.is_ok(),
+        _ => {
+            assert!(
+                blocked,
+                "the second writer waited for the first one's row lock"
+            );
+            result.expect("the second writer commits once the first has");
+            true
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_back_to_the_old_value_after_a_concurrent_change_touches() {
+    on_each_backend(|t| async move {
+        let c = fixtures::customer(&t.db, "Ada").await;
+        fixtures::mark_all_synced(&t.db).await;
+
+        // B renames Ada to Bea and holds its transaction.
+        let b = t.db.begin().await.unwrap();
+        let mut am = c.clone().into_active_model();
+        am.name = Set("Bea".into());
+        am.update(&b).await.unwrap();
+        let after_b = version_in(&b, "erp.customer", c.id).await;
+
+        // A, loaded before, writes "Ada": the same as the value before B, not as B's.
+        let stale = c.clone();
+        let committed = race(&t, b, move |txn| async move {
+            let mut am = stale.into_active_model();
+            am.name = Set("Ada".into());
+            am.update(&txn).await?;
+            txn.commit().await
+        })
+        .await;
+
+        let row = customer::Entity::find_by_id(c.id)
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        if committed {
+            assert_eq!(row.name, "Ada");
+            assert!(
+                version_in(&t.db, "erp.customer", c.id).await > after_b,
+                "Ada→Bea→Ada: the second change is a change, and touches"
+            );
+        } else {
+            assert_eq!(row.name, "Bea");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_of_a_dependent_being_moved_touches_its_new_root() {
+    on_each_backend(|t| async move {
+        let ada = fixtures::customer(&t.db, "Ada").await;
+        let bob = fixtures::customer(&t.db, "Bob").await;
+        let a = fixtures::address(&t.db, ada.id, "Paris").await;
+        fixtures::mark_all_synced(&t.db).await;
+
+        // B moves the address to Bob and holds its transaction.
+        let b = t.db.begin().await.unwrap();
+        let mut am = a.clone().into_active_model();
+        am.customer_id = Set(bob.id);
+        am.update(&b).await.unwrap();
+        let bob_after_b = version_in(&b, "erp.customer", bob.id).await;
+
+        // A, which read the address while it was Ada's, changes its city.
+        let stale = a.clone();
+        let committed = race(&t, b, move |txn| async move {
+            let mut am = stale.into_active_model();
+            am.city = Set("Lyon".into());
+            am.update(&txn).await?;
+            txn.commit().await
+        })
+        .await;
+
+        let row = address::Entity::find_by_id(a.id)
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.customer_id, bob.id);
+        if committed {
+            assert_eq!(row.city, "Lyon");
+            assert!(
+                version_in(&t.db, "erp.customer", bob.id).await > bob_after_b,
+                "Bob's group now holds the city Lyon, and is touched for it"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_dependent_being_moved_touches_its_new_root() {
+    on_each_backend(|t| async move {
+        let ada = fixtures::customer(&t.db, "Ada").await;
+        let bob = fixtures::customer(&t.db, "Bob").await;
+        let a = fixtures::address(&t.db, ada.id, "Paris").await;
+        fixtures::mark_all_synced(&t.db).await;
+
+        let b = t.db.begin().await.unwrap();
+        let mut am = a.clone().into_active_model();
+        am.customer_id = Set(bob.id);
+        am.update(&b).await.unwrap();
+        let bob_after_b = version_in(&b, "erp.customer", bob.id).await;
+
+        // A deletes the address through a model that still says it is Ada's.
+        let stale = a.clone();
+        let committed = race(&t, b, move |txn| async move {
+            stale.delete(&txn).await?;
+            txn.commit().await
+        })
+        .await;
+
+        let row = address::Entity::find_by_id(a.id).one(&t.db).await.unwrap();
+        if committed {
+            assert!(row.is_none());
+            assert!(
+                version_in(&t.db, "erp.customer", bob.id).await > bob_after_b,
+                "Bob lost the address after B's version: his group is touched"
+            );
+        } else {
+            assert_eq!(row.map(|r| r.customer_id), Some(bob.id));
+        }
+    })
+    .await;
+}
