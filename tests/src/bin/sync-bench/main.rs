@@ -184,6 +184,81 @@ async fn write_path(backend: Backend, saves: usize) {
         );
     }
     println!("(statements counted by SeaORM's metric callback: BEGIN/COMMIT not included)");
+    raw_reference(&db, synced.id, saves).await;
+}
+
+/// The same watched change in raw SQL, no ORM: the one-row update transaction, with the group
+/// bump added, and with a re-read of the row plus the bump: what (b) costs at the least.
+async fn raw_reference(db: &DatabaseConnection, id: i32, saves: usize) {
+    let backend = db.get_database_backend();
+    let sql = |s: &str| match backend {
+        // `?` placeholders, numbered for PostgreSQL.
+        DbBackend::Postgres => {
+            let mut n = 0;
+            s.chars()
+                .map(|c| {
+                    if c == '?' {
+                        n += 1;
+                        format!("${n}")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        }
+        _ => s.to_string(),
+    };
+    let update = sql("UPDATE customers SET name = ? WHERE id = ?");
+    let bump = sql(
+        "UPDATE sync_groups SET version = version + 1, touched_at = ? \
+         WHERE (syncer = 'erp.customer' OR syncer = 'crm.contact') AND root_key = ?",
+    );
+    let reread = sql("SELECT * FROM customers WHERE id = ?");
+    let variants = ["update", "update + bump", "re-read + bump + update"];
+    let mut times = [Duration::ZERO; 3];
+    let rounds = 10;
+    for round in 0..rounds {
+        for (v, time) in times.iter_mut().enumerate() {
+            let start = Instant::now();
+            for i in 0..saves / rounds {
+                let txn = sea_orm::TransactionTrait::begin(db).await.unwrap();
+                if v == 2 {
+                    txn.query_one_raw(Statement::from_sql_and_values(
+                        backend,
+                        &reread,
+                        [id.into()],
+                    ))
+                    .await
+                    .unwrap();
+                }
+                if v >= 1 {
+                    txn.execute_raw(Statement::from_sql_and_values(
+                        backend,
+                        &bump,
+                        [sync_core::now_ms().into(), id.to_string().into()],
+                    ))
+                    .await
+                    .unwrap();
+                }
+                txn.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    &update,
+                    [format!("raw{round}-{v}-{i}").into(), id.into()],
+                ))
+                .await
+                .unwrap();
+                sea_orm::TransactionSession::commit(txn).await.unwrap();
+            }
+            *time += start.elapsed();
+        }
+    }
+    let n = (saves / rounds * rounds) as f64;
+    let base = times[0].as_secs_f64() * 1e6 / n;
+    println!("raw SQL, same run, for scale (one-row update transaction = 1.00x):");
+    for (name, time) in variants.iter().zip(times) {
+        let us = time.as_secs_f64() * 1e6 / n;
+        println!("  {name:<26} {us:>12.1} {:>6.2}x", us / base);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
