@@ -102,6 +102,17 @@ pub fn default_worker_id() -> String {
     )
 }
 
+/// A claimed group and its translation, made with the rest of its claim's batch
+/// ([`Engine::claim_prepared`]).
+#[derive(Debug)]
+pub struct PreparedGroup {
+    /// The group, as claimed.
+    pub group: ClaimedGroup,
+    /// `None` where the batch left it to be translated on its own (a deleted root, or a
+    /// `translate_many` that failed as a whole).
+    translated: Option<Result<Option<Value>>>,
+}
+
 /// What one group's attempt came to, before it is recorded.
 #[derive(Debug)]
 pub struct Attempt {
@@ -395,6 +406,27 @@ impl Engine {
     /// pushes regardless). Never panics: a panic in the syncer becomes a permanent error.
     pub async fn process(&self, group: ClaimedGroup, full: bool) -> Attempt {
         self.process_translated(group, full, None).await
+    }
+
+    /// Claims up to `limit` due groups, as [`claim`](Self::claim), and translates them in one
+    /// batch per syncer ([`Syncer::translate_many`](crate::Syncer::translate_many)) — what a
+    /// worker handing groups out one by one calls, so that translation costs one query per
+    /// batch, not one per group. Push each with [`process_prepared`](Self::process_prepared).
+    pub async fn claim_prepared(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
+        let groups = self.claim(limit).await?;
+        let translations = self.translate_batch(&groups).await;
+        Ok(groups
+            .into_iter()
+            .zip(translations)
+            .map(|(group, translated)| PreparedGroup { group, translated })
+            .collect())
+    }
+
+    /// [`process`](Self::process) for a group from [`claim_prepared`](Self::claim_prepared),
+    /// with its translation (or, where the batch could not translate it, translating it now).
+    pub async fn process_prepared(&self, prepared: PreparedGroup, full: bool) -> Attempt {
+        self.process_translated(prepared.group, full, prepared.translated)
+            .await
     }
 
     /// Like [`process`](Self::process), with the translation already made (by

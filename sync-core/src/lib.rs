@@ -32,7 +32,7 @@ pub use connect::{begin_write, connect, redact_url};
 #[doc(inline)]
 pub use digest::digest;
 #[doc(inline)]
-pub use engine::{Engine, EngineConfig, Outcome, PassPhases, PassReport};
+pub use engine::{Engine, EngineConfig, Outcome, PassPhases, PassReport, PreparedGroup};
 #[doc(inline)]
 pub use error::{Disposition, Error, Result};
 #[doc(inline)]

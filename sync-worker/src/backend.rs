@@ -2,7 +2,9 @@
 //!
 //! apalis drives it: it asks for the next task only when a concurrency slot is free, so claims
 //! never outrun the pushes. There is no job table: the backend claims a small batch of due
-//! groups (with a lease), hands them out one by one, and when nothing is due it waits, without
+//! groups (with a lease), translates the batch at once (one query per syncer, where the syncer
+//! implements `translate_many`), hands them out one by one — claiming the next batch when half
+//! of this one is handed out — and when nothing is due it waits, without
 //! spinning, for an in-process wake-up (a touch in this process) or the poll interval.
 //! Database errors are logged and retried with a growing delay; they never stop the worker.
 //! On shutdown, groups claimed but not started are released at once.
@@ -19,7 +21,7 @@ use apalis_core::task::task_id::RandomId;
 use apalis_core::worker::context::WorkerContext;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sync_core::{ClaimedGroup, Engine};
+use sync_core::{Engine, PreparedGroup};
 use tower::layer::util::Identity;
 
 /// How the backend waits for work.
@@ -39,9 +41,9 @@ pub struct PollSettings {
 enum State {
     /// Ready to claim.
     Idle,
-    /// A claim is running.
+    /// A claim is running (in its own task, so that it proceeds while the buffer is handed out).
     Claiming(
-        BoxFuture<'static, sync_core::Result<Vec<ClaimedGroup>>>,
+        tokio::task::JoinHandle<sync_core::Result<Vec<PreparedGroup>>>,
         u64,
     ),
     /// Nothing due: wait for the timer or a wake-up.
@@ -61,7 +63,7 @@ enum State {
 pub struct GroupBackend {
     engine: Engine,
     settings: PollSettings,
-    buffer: VecDeque<ClaimedGroup>,
+    buffer: VecDeque<PreparedGroup>,
     state: State,
     /// Consecutive database errors, for the backoff.
     errors: u32,
@@ -96,7 +98,10 @@ impl GroupBackend {
         let engine = self.engine.clone();
         let limit = self.settings.claim_batch.max(1);
         let generation = sync_core::wake::generation();
-        self.state = State::Claiming(async move { engine.claim(limit).await }.boxed(), generation);
+        self.state = State::Claiming(
+            tokio::spawn(async move { engine.claim_prepared(limit).await }),
+            generation,
+        );
     }
 
     fn wait(&mut self, delay: Duration) {
@@ -111,7 +116,7 @@ impl GroupBackend {
 pub struct BackendError(String);
 
 impl Backend for GroupBackend {
-    type Task = Task<ClaimedGroup>;
+    type Task = Task<PreparedGroup>;
     type Error = BackendError;
 
     fn poll_ready(
@@ -129,6 +134,13 @@ impl Backend for GroupBackend {
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         loop {
             if let Some(group) = self.buffer.pop_front() {
+                // Claim the next batch while the rest of this one is handed out, so that the
+                // pushes do not wait for a claim at every batch boundary.
+                if matches!(self.state, State::Idle)
+                    && self.buffer.len() < (self.settings.claim_batch as usize).div_ceil(2)
+                {
+                    self.start_claim();
+                }
                 return Poll::Ready(Some(Ok(Task::new(group))));
             }
             match &mut self.state {
@@ -137,7 +149,11 @@ impl Backend for GroupBackend {
                     let generation = *generation;
                     let result = match claim.poll_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(result) => result,
+                        Poll::Ready(result) => result.unwrap_or_else(|e| {
+                            Err(sync_core::Error::retryable(format!(
+                                "the claim failed: {e}"
+                            )))
+                        }),
                     };
                     match result {
                         Ok(groups) if !groups.is_empty() => {
@@ -213,13 +229,13 @@ impl Backend for GroupBackend {
                     // Let a running claim finish, then release what it took.
                     match claim.poll_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(groups)) => self.buffer.extend(groups),
-                        Poll::Ready(Err(_)) => {}
+                        Poll::Ready(Ok(Ok(groups))) => self.buffer.extend(groups),
+                        Poll::Ready(_) => {}
                     }
                     self.state = State::Idle;
                 }
                 State::Idle | State::Waiting(..) | State::Settling(_) => {
-                    let ids: Vec<i64> = self.buffer.drain(..).map(|g| g.id).collect();
+                    let ids: Vec<i64> = self.buffer.drain(..).map(|p| p.group.id).collect();
                     let engine = self.engine.clone();
                     self.state = State::Releasing(
                         async move {
@@ -240,7 +256,7 @@ impl Backend for GroupBackend {
 }
 
 impl BackendConfig for GroupBackend {
-    type Args = ClaimedGroup;
+    type Args = PreparedGroup;
     type Id = RandomId;
     type Kind = Ephemeral;
     type Config = PollSettings;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use sea_orm::DatabaseConnection;
-use sync_core::{ClaimedGroup, Engine, EngineConfig, Outcome, PassReport, Registry};
+use sync_core::{Engine, EngineConfig, Outcome, PassReport, PreparedGroup, Registry};
 
 use crate::activity::{Activity, ReportSettings};
 use crate::backend::{GroupBackend, PollSettings};
@@ -204,13 +204,13 @@ async fn report_unknown_syncers(engine: &Engine) {
 /// The apalis task handler: process one claimed group, record the result (committed with the
 /// other tasks' results waiting at the same moment), count it.
 async fn handle(
-    group: ClaimedGroup,
+    prepared: PreparedGroup,
     engine: Data<Engine>,
     activity: Data<Arc<Activity>>,
     recorder: Data<Recorder>,
 ) -> std::result::Result<Outcome, BoxDynError> {
-    let syncer = group.syncer.clone();
-    let attempt = engine.process(group, false).await;
+    let syncer = prepared.group.syncer.clone();
+    let attempt = engine.process_prepared(prepared, false).await;
     let duration = attempt.duration;
     let (outcome, _held) = recorder.record(attempt).await?;
     activity.record(&syncer, outcome, duration);

@@ -181,13 +181,12 @@ async fn retry_a_dead_group_from_the_dashboard_in_chromium() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state = browser
-            .find(Locator::Id("state"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        // The Retry form reloads the page: an element found before the reload goes stale, and
+        // the page may be between documents; look again until the deadline.
+        let state = match browser.find(Locator::Id("state")).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         if state == "pending" {
             break;
         }

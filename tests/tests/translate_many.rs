@@ -1,0 +1,205 @@
+//! Batch translation: a syncer implementing `translate_many` is asked once per claimed batch,
+//! by the engine's passes and by the apalis worker runtime alike, and its groups are pushed
+//! from those payloads; when the batch call fails, each group is translated on its own.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use sync_core::{
+    ClaimedGroup, Engine, EngineConfig, HttpRemote, Registry, Result, Syncer, TranslateContext,
+    async_trait,
+};
+use sync_tests::models::customer;
+use sync_tests::{fixtures, on_each_backend};
+use sync_worker::testing::MockRemote;
+use sync_worker::{Worker, WorkerSettings};
+
+#[derive(Debug, Default)]
+struct Calls {
+    /// Sizes of the batches `translate_many` was given.
+    batches: Mutex<Vec<usize>>,
+    /// Groups translated one by one.
+    singles: AtomicUsize,
+    /// Make `translate_many` fail as a whole (a panic).
+    explode: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Customers {
+    remote: HttpRemote,
+    calls: Arc<Calls>,
+}
+
+fn payload(c: &customer::Model) -> Value {
+    json!({"name": c.name, "email": c.email})
+}
+
+#[async_trait]
+impl Syncer for Customers {
+    fn name(&self) -> &str {
+        "erp.customer"
+    }
+
+    async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
+        self.calls.singles.fetch_add(1, Ordering::SeqCst);
+        let c = customer::Entity::find_by_id(cx.key::<i32>()?)
+            .one(cx.db())
+            .await?;
+        Ok(c.as_ref().map(payload))
+    }
+
+    async fn translate_many(
+        &self,
+        db: &DatabaseConnection,
+        groups: &[ClaimedGroup],
+    ) -> Vec<Result<Option<Value>>> {
+        self.calls.batches.lock().unwrap().push(groups.len());
+        assert!(
+            !self.calls.explode.load(Ordering::SeqCst),
+            "translate_many exploded"
+        );
+        let ids: Vec<i32> = groups
+            .iter()
+            .filter_map(|g| g.root_key.parse().ok())
+            .collect();
+        let rows = customer::Entity::find()
+            .filter(customer::Column::Id.is_in(ids))
+            .all(db)
+            .await
+            .unwrap();
+        groups
+            .iter()
+            .map(|g| {
+                Ok(rows
+                    .iter()
+                    .find(|c| c.id.to_string() == g.root_key.as_str())
+                    .map(payload))
+            })
+            .collect()
+    }
+
+    fn remote(&self) -> Option<&HttpRemote> {
+        Some(&self.remote)
+    }
+}
+
+fn registry(remote: &MockRemote, calls: &Arc<Calls>) -> Registry {
+    let mut registry = Registry::new();
+    registry
+        .register(Customers {
+            remote: HttpRemote::builder(format!("{}/erp", remote.url()), "customers")
+                .build()
+                .unwrap(),
+            calls: calls.clone(),
+        })
+        .unwrap()
+        .roots::<customer::Entity>();
+    registry
+}
+
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.worker_id = "translate-many".into();
+    config.concurrency = 8;
+    config.batch_size = 50;
+    config
+}
+
+/// What the remote holds, by name: every customer arrived with its own data.
+fn assert_all_pushed(remote: &MockRemote, customers: &[customer::Model]) {
+    let records = remote.records("erp/customers");
+    // The mock remote adds the id it gave each record.
+    let mut held: Vec<Value> = records
+        .into_values()
+        .map(|mut v| {
+            v.as_object_mut().map(|o| o.remove("id"));
+            v
+        })
+        .collect();
+    held.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_owned());
+    let mut expected: Vec<Value> = customers.iter().map(payload).collect();
+    expected.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(held, expected, "the remote holds each customer's own data");
+}
+
+#[tokio::test]
+async fn engine_passes_translate_a_claim_in_one_call() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        let mut customers = Vec::new();
+        for i in 0..120 {
+            customers.push(fixtures::customer(&t.db, &format!("Customer {i:03}")).await);
+        }
+        let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap();
+        let worker = Worker::from_engine(engine, WorkerSettings::default());
+        let report = worker.run_until_idle(10).await.unwrap();
+        assert_eq!(report.pushed, 120);
+
+        assert_eq!(*calls.batches.lock().unwrap(), vec![50, 50, 20]);
+        assert_eq!(calls.singles.load(Ordering::SeqCst), 0);
+        assert_all_pushed(&remote, &customers);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runtime_translates_each_claim_in_one_call() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        let mut customers = Vec::new();
+        for i in 0..120 {
+            customers.push(fixtures::customer(&t.db, &format!("Customer {i:03}")).await);
+        }
+        let mut settings = WorkerSettings::default();
+        settings.engine = config();
+        settings.poll_interval = Duration::from_millis(50);
+        let worker = Worker::new(t.db.clone(), registry(&remote, &calls), settings).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker.run_until(async move {
+            let _ = stopped.await;
+        }));
+        sync_tests::cluster::wait_until_synced(&t.db, Duration::from_secs(30)).await;
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+
+        let batches = calls.batches.lock().unwrap().clone();
+        assert_eq!(
+            batches.iter().sum::<usize>(),
+            120,
+            "every group translated in a batch: {batches:?}"
+        );
+        // The runtime claims twice its concurrency at a time.
+        assert!(
+            batches.iter().all(|b| *b <= 16) && batches.iter().any(|b| *b > 1),
+            "batches of up to one claim: {batches:?}"
+        );
+        assert_eq!(calls.singles.load(Ordering::SeqCst), 0);
+        assert_all_pushed(&remote, &customers);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_batch_translation_falls_back_to_one_by_one() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        calls.explode.store(true, Ordering::SeqCst);
+        let mut customers = Vec::new();
+        for i in 0..30 {
+            customers.push(fixtures::customer(&t.db, &format!("Customer {i:03}")).await);
+        }
+        let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap();
+        let report = engine.run_once().await.unwrap();
+        assert_eq!(report.pushed, 30);
+        assert_eq!(*calls.batches.lock().unwrap(), vec![30]);
+        assert_eq!(calls.singles.load(Ordering::SeqCst), 30);
+        assert_all_pushed(&remote, &customers);
+    })
+    .await;
+}
