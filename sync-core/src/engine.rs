@@ -111,6 +111,8 @@ pub struct PreparedGroup {
     /// `None` where the batch left it to be translated on its own (a deleted root, or a
     /// `translate_many` that failed as a whole).
     translated: Option<Result<Option<Value>>>,
+    /// When it was claimed: a group that waited long for a free slot renews its lease first.
+    claimed_at: Instant,
 }
 
 /// What one group's attempt came to, before it is recorded.
@@ -413,18 +415,48 @@ impl Engine {
     /// worker handing groups out one by one calls, so that translation costs one query per
     /// batch, not one per group. Push each with [`process_prepared`](Self::process_prepared).
     pub async fn claim_prepared(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
+        let claimed_at = Instant::now();
         let groups = self.claim(limit).await?;
         let translations = self.translate_batch(&groups).await;
         Ok(groups
             .into_iter()
             .zip(translations)
-            .map(|(group, translated)| PreparedGroup { group, translated })
+            .map(|(group, translated)| PreparedGroup {
+                group,
+                translated,
+                claimed_at,
+            })
             .collect())
     }
 
     /// [`process`](Self::process) for a group from [`claim_prepared`](Self::claim_prepared),
     /// with its translation (or, where the batch could not translate it, translating it now).
+    ///
+    /// A group that waited for a slot longer than a third of the lease has its lease renewed
+    /// before the push; if the lease is gone (another worker took the group over) or cannot be
+    /// renewed, nothing is pushed and the attempt carries that error (recording it then changes
+    /// nothing, the lease being someone else's).
     pub async fn process_prepared(&self, prepared: PreparedGroup, full: bool) -> Attempt {
+        if prepared.claimed_at.elapsed() > self.config.lease / 3 {
+            let lost = match self.renew(&[prepared.group.id]).await {
+                Ok(1) => None,
+                Ok(_) => Some(Error::retryable(
+                    "lost the lease while waiting for a free slot: another worker took the group over",
+                )),
+                Err(error) => Some(Error::retryable(format!(
+                    "could not renew the lease before the push: {error}"
+                ))),
+            };
+            if let Some(error) = lost {
+                return Attempt {
+                    group: prepared.group,
+                    operation: "none",
+                    result: Err(error),
+                    started_at: self.clock.now_ms(),
+                    duration: Duration::ZERO,
+                };
+            }
+        }
         self.process_translated(prepared.group, full, prepared.translated)
             .await
     }

@@ -203,3 +203,49 @@ async fn a_failed_batch_translation_falls_back_to_one_by_one() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_prepared_group_that_waited_renews_its_lease_or_is_not_pushed() {
+    use sea_orm::{ConnectionTrait, Statement};
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        let ada = fixtures::customer(&t.db, "Ada").await;
+        let bob = fixtures::customer(&t.db, "Bob").await;
+        let mut config = config();
+        config.lease = Duration::from_secs(1);
+        let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config).unwrap();
+        let mut prepared = engine.claim_prepared(10).await.unwrap();
+        assert_eq!(prepared.len(), 2);
+        prepared.sort_by_key(|p| p.group.id);
+        let (for_bob, for_ada) = (prepared.pop().unwrap(), prepared.pop().unwrap());
+
+        // Both wait longer than a third of the lease for a slot; meanwhile another worker takes
+        // Bob's group over (as it may once the lease has run out).
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        t.db.execute_raw(Statement::from_string(
+            t.db.get_database_backend(),
+            format!(
+                "UPDATE sync_groups SET lease_owner = 'other' WHERE syncer = 'erp.customer' AND root_key = '{}'",
+                bob.id
+            ),
+        ))
+        .await
+        .unwrap();
+
+        let attempt = engine.process_prepared(for_ada, false).await;
+        assert!(attempt.result.is_ok(), "{:?}", attempt.result);
+        let attempt = engine.process_prepared(for_bob, false).await;
+        let error = attempt.result.unwrap_err().to_string();
+        assert!(error.contains("lost the lease"), "{error}");
+        let requests = remote.requests_matching("POST", "/erp/customers");
+        assert_eq!(requests.len(), 1, "only Ada was pushed");
+        assert_eq!(requests[0].body.as_ref().unwrap()["name"], "Ada");
+        let ada_group = t.group("erp.customer", ada.id).await.unwrap();
+        assert!(
+            ada_group.lease_until.unwrap() > sync_core::now_ms() + 500,
+            "Ada's lease was renewed before her push"
+        );
+    })
+    .await;
+}
