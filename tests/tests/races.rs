@@ -56,6 +56,32 @@ where
     }
 }
 
+/// Ada's address, which transaction B (held open) is moving to Bob, and Bob's group version in B.
+struct Moving {
+    bob: customer::Model,
+    a: address::Model,
+    b: DatabaseTransaction,
+    bob_after_b: i64,
+}
+
+async fn moving(t: &TestDb) -> Moving {
+    let ada = fixtures::customer(&t.db, "Ada").await;
+    let bob = fixtures::customer(&t.db, "Bob").await;
+    let a = fixtures::address(&t.db, ada.id, "Paris").await;
+    fixtures::mark_all_synced(&t.db).await;
+    let b = t.db.begin().await.unwrap();
+    let mut am = a.clone().into_active_model();
+    am.customer_id = Set(bob.id);
+    am.update(&b).await.unwrap();
+    let bob_after_b = version_in(&b, "erp.customer", bob.id).await;
+    Moving {
+        bob,
+        a,
+        b,
+        bob_after_b,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_back_to_the_old_value_after_a_concurrent_change_touches() {
     on_each_backend(|t| async move {
@@ -100,17 +126,12 @@ async fn a_write_back_to_the_old_value_after_a_concurrent_change_touches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_of_a_dependent_being_moved_touches_its_new_root() {
     on_each_backend(|t| async move {
-        let ada = fixtures::customer(&t.db, "Ada").await;
-        let bob = fixtures::customer(&t.db, "Bob").await;
-        let a = fixtures::address(&t.db, ada.id, "Paris").await;
-        fixtures::mark_all_synced(&t.db).await;
-
-        // B moves the address to Bob and holds its transaction.
-        let b = t.db.begin().await.unwrap();
-        let mut am = a.clone().into_active_model();
-        am.customer_id = Set(bob.id);
-        am.update(&b).await.unwrap();
-        let bob_after_b = version_in(&b, "erp.customer", bob.id).await;
+        let Moving {
+            bob,
+            a,
+            b,
+            bob_after_b,
+        } = moving(&t).await;
 
         // A, which read the address while it was Ada's, changes its city.
         let stale = a.clone();
@@ -142,16 +163,12 @@ async fn an_edit_of_a_dependent_being_moved_touches_its_new_root() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_dependent_being_moved_touches_its_new_root() {
     on_each_backend(|t| async move {
-        let ada = fixtures::customer(&t.db, "Ada").await;
-        let bob = fixtures::customer(&t.db, "Bob").await;
-        let a = fixtures::address(&t.db, ada.id, "Paris").await;
-        fixtures::mark_all_synced(&t.db).await;
-
-        let b = t.db.begin().await.unwrap();
-        let mut am = a.clone().into_active_model();
-        am.customer_id = Set(bob.id);
-        am.update(&b).await.unwrap();
-        let bob_after_b = version_in(&b, "erp.customer", bob.id).await;
+        let Moving {
+            bob,
+            a,
+            b,
+            bob_after_b,
+        } = moving(&t).await;
 
         // A deletes the address through a model that still says it is Ada's.
         let stale = a.clone();

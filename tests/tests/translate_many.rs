@@ -108,6 +108,15 @@ fn config() -> EngineConfig {
     config
 }
 
+/// `n` customers, each registered in `erp.customer` by its hook.
+async fn customers(db: &DatabaseConnection, n: usize) -> Vec<customer::Model> {
+    let mut all = Vec::new();
+    for i in 0..n {
+        all.push(fixtures::customer(db, &format!("Customer {i:03}")).await);
+    }
+    all
+}
+
 /// What the remote holds, by name: every customer arrived with its own data.
 fn assert_all_pushed(remote: &MockRemote, customers: &[customer::Model]) {
     let records = remote.records("erp/customers");
@@ -130,10 +139,7 @@ async fn engine_passes_translate_a_claim_in_one_call() {
     on_each_backend(|t| async move {
         let remote = MockRemote::start().await;
         let calls = Arc::new(Calls::default());
-        let mut customers = Vec::new();
-        for i in 0..120 {
-            customers.push(fixtures::customer(&t.db, &format!("Customer {i:03}")).await);
-        }
+        let customers = customers(&t.db, 120).await;
         let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap();
         let worker = Worker::from_engine(engine, WorkerSettings::default());
         let report = worker.run_until_idle(10).await.unwrap();
@@ -151,10 +157,7 @@ async fn the_worker_runtime_translates_each_claim_in_one_call() {
     on_each_backend(|t| async move {
         let remote = MockRemote::start().await;
         let calls = Arc::new(Calls::default());
-        let mut customers = Vec::new();
-        for i in 0..120 {
-            customers.push(fixtures::customer(&t.db, &format!("Customer {i:03}")).await);
-        }
+        let customers = customers(&t.db, 120).await;
         let mut settings = WorkerSettings::default();
         settings.engine = config();
         settings.poll_interval = Duration::from_millis(50);
@@ -190,10 +193,7 @@ async fn a_failed_batch_translation_falls_back_to_one_by_one() {
         let remote = MockRemote::start().await;
         let calls = Arc::new(Calls::default());
         calls.explode.store(true, Ordering::SeqCst);
-        let mut customers = Vec::new();
-        for i in 0..30 {
-            customers.push(fixtures::customer(&t.db, &format!("Customer {i:03}")).await);
-        }
+        let customers = customers(&t.db, 30).await;
         let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap();
         let report = engine.run_once().await.unwrap();
         assert_eq!(report.pushed, 30);
