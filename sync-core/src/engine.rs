@@ -24,7 +24,8 @@ use crate::{
 pub struct EngineConfig {
     /// This worker's name in `lease_owner` and the attempt log (unique per process).
     pub worker_id: String,
-    /// Groups claimed per pass.
+    /// Groups claimed at once: per pass, and per claim of the worker runtime (which claims
+    /// twice `concurrency` if that is more).
     pub batch_size: u32,
     /// Pushes in flight at once.
     pub concurrency: usize,

@@ -94,7 +94,9 @@ where
     // The common case — watched columns of roots, or of dependents whose foreign key is not
     // changing — is one statement that touches each group only if the row really differs.
     if let Some(plan) = conditional_touch_plan::<A>(&am) {
-        store::touch_if_changed(db, plan).await?;
+        if !plan.touches.is_empty() {
+            store::touch_if_changed(db, plan.shape(), plan.values(), || plan.statements()).await?;
+        }
         return Ok(am);
     }
     // Otherwise (moves, soft deletes, roots found by a function, JSON columns): `Set(same value)`
@@ -270,22 +272,23 @@ where
 /// left it, the row this update will write over (without the lock, a change back to the value the
 /// row had before an uncommitted write, or an edit of a dependent being moved, would touch
 /// nothing or the wrong root).
-fn conditional_touch_plan<A>(am: &A) -> Option<Vec<store::ConditionalTouch>>
+///
+/// The statement's SQL depends only on the model, the columns set (and which of them are set to
+/// NULL) and the backend, so [`store::touch_if_changed`] renders it once per such shape and binds
+/// the values the plan lists on every save.
+fn conditional_touch_plan<A>(am: &A) -> Option<TouchPlan<A>>
 where
     A: ActiveModelTrait,
     ModelOf<A>: Syncable,
 {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query};
-    let entity = <A::Entity as Default>::default();
-    let table = Alias::new(sea_orm::EntityName::table_name(&entity));
     let pk: Vec<(ColumnOf<A>, Value)> = <A::Entity as EntityTrait>::PrimaryKey::iter()
         .map(|k| {
             let c = k.into_column();
             am.get(c).into_value().map(|v| (c, v))
         })
         .collect::<Option<_>>()?;
-    let mut plan = Vec::new();
-    for membership in ModelOf::<A>::MEMBERSHIPS {
+    let mut touches = Vec::new();
+    for (index, membership) in ModelOf::<A>::MEMBERSHIPS.iter().enumerate() {
         let set_watched: Vec<(ColumnOf<A>, Value)> = membership
             .watch()
             .iter()
@@ -297,16 +300,16 @@ where
         if membership.soft_delete().is_some_and(|c| am.get(c).is_set()) {
             return None;
         }
-        let key: Expr = match membership.link() {
+        let key = match membership.link() {
             Link::Root if set_watched.is_empty() => continue,
-            Link::Root => Expr::val(
+            Link::Root => TouchKey::Root(
                 RootKey::from_tuple(&am.get_primary_key_value()?)?
                     .as_str()
                     .to_owned(),
             ),
             Link::Column(fk) if am.get(fk).is_set() => return None,
             Link::Column(_) if set_watched.is_empty() => continue,
-            Link::Column(fk) => Expr::col(fk).cast_as(Alias::new("__TEXT__")),
+            Link::Column(fk) => TouchKey::Column(fk),
             Link::Function { .. } => return None,
         };
         // Comparing JSON or binary values in SQL is not portable: read the row instead.
@@ -323,47 +326,157 @@ where
         if !comparable {
             return None;
         }
-        let mut differs = sea_orm::Condition::any();
-        for (c, v) in set_watched {
-            differs = differs.add(if is_null_value(&v) {
-                Expr::col(c).is_not_null()
-            } else {
-                Expr::col(c).ne(v).or(Expr::col(c).is_null())
-            });
-        }
-        let mut touch_if = sea_orm::Condition::all().add(differs);
         // A soft-deleted root is gone from the remote: its watched changes touch nothing.
-        if let (Link::Root, Some(column)) = (membership.link(), membership.soft_delete()) {
-            touch_if = touch_if.add(match column.def().get_column_type() {
-                sea_orm::ColumnType::Boolean => {
-                    Expr::col(column).is_null().or(Expr::col(column).eq(false))
-                }
-                sea_orm::ColumnType::Integer
-                | sea_orm::ColumnType::BigInteger
-                | sea_orm::ColumnType::SmallInteger
-                | sea_orm::ColumnType::TinyInteger => {
-                    Expr::col(column).is_null().or(Expr::col(column).eq(0))
-                }
-                _ => Expr::col(column).is_null(),
-            });
-        }
-        // The comparison sits in the select list, computed from the row the lock returns: in the
-        // WHERE clause it would filter the row as of the statement's snapshot, before the lock
-        // (a row an uncommitted write is changing would not be waited for).
-        let mut group_key = Query::select();
-        group_key
-            .expr(Expr::case(touch_if, key).finally(Expr::null()))
-            .from(table.clone())
-            .lock(LockType::Update);
-        for (c, v) in &pk {
-            group_key.and_where(Expr::col(*c).eq(v.clone()));
-        }
-        plan.push(store::ConditionalTouch {
+        let alive_unless = match (membership.link(), membership.soft_delete()) {
+            (Link::Root, Some(column)) => Some(column),
+            _ => None,
+        };
+        touches.push(PlannedTouch {
+            index,
             syncer: membership.syncer(),
-            group_key: Box::new(group_key),
+            set_watched,
+            key,
+            alive_unless,
         });
     }
-    Some(plan)
+    Some(TouchPlan { pk, touches })
+}
+
+/// What [`conditional_touch_plan`] found: the row's primary key and, per membership to touch,
+/// the watched columns set with their new values and how the group's key is found.
+struct TouchPlan<A: ActiveModelTrait> {
+    pk: Vec<(ColumnOf<A>, Value)>,
+    touches: Vec<PlannedTouch<A>>,
+}
+
+struct PlannedTouch<A: ActiveModelTrait> {
+    /// The membership's position in `Syncable::MEMBERSHIPS`.
+    index: usize,
+    syncer: &'static str,
+    set_watched: Vec<(ColumnOf<A>, Value)>,
+    key: TouchKey<ColumnOf<A>>,
+    /// A root's soft-delete column: while it is set, watched changes touch nothing.
+    alive_unless: Option<ColumnOf<A>>,
+}
+
+enum TouchKey<C> {
+    /// The group of the row itself: its key is known.
+    Root(String),
+    /// The group of the root this dependent's foreign key names, as the locked row holds it.
+    Column(C),
+}
+
+impl<A> TouchPlan<A>
+where
+    A: ActiveModelTrait,
+    ModelOf<A>: Syncable,
+{
+    /// What the statement's SQL depends on besides the backend: the model, and per touched
+    /// membership which watched columns are set, and which of those to NULL.
+    fn shape(&self) -> store::TouchShape {
+        let mut parts = Vec::new();
+        for touch in &self.touches {
+            parts.push(touch.index as u32);
+            let watch = ModelOf::<A>::MEMBERSHIPS[touch.index].watch();
+            for column in watch {
+                let set = touch
+                    .set_watched
+                    .iter()
+                    .find(|(c, _)| c.as_str() == column.as_str());
+                parts.push(match set {
+                    None => 0,
+                    Some((_, v)) if is_null_value(v) => 1,
+                    Some(_) => 2,
+                });
+            }
+        }
+        store::TouchShape {
+            entity: std::any::TypeId::of::<A::Entity>(),
+            parts,
+        }
+    }
+
+    /// The values the statement binds after the touch's own assignments, in the order its SQL
+    /// places them (checked against sea-query's rendering whenever a shape is first rendered).
+    fn values(&self) -> Vec<Value> {
+        let mut values = Vec::new();
+        for touch in &self.touches {
+            values.push(touch.syncer.into());
+            for (_, v) in &touch.set_watched {
+                if !is_null_value(v) {
+                    values.push(v.clone());
+                }
+            }
+            if let Some(column) = touch.alive_unless {
+                values.extend(not_deleted_literal(column));
+            }
+            if let TouchKey::Root(key) = &touch.key {
+                values.push(key.as_str().into());
+            }
+            values.extend(self.pk.iter().map(|(_, v)| v.clone()));
+        }
+        values
+    }
+
+    /// The touches as sea-query statements, for rendering a shape the first time.
+    fn statements(&self) -> Vec<store::ConditionalTouch> {
+        use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query};
+        let entity = <A::Entity as Default>::default();
+        let table = Alias::new(sea_orm::EntityName::table_name(&entity));
+        let mut out = Vec::new();
+        for touch in &self.touches {
+            let mut differs = sea_orm::Condition::any();
+            for (c, v) in &touch.set_watched {
+                differs = differs.add(if is_null_value(v) {
+                    Expr::col(*c).is_not_null()
+                } else {
+                    Expr::col(*c).ne(v.clone()).or(Expr::col(*c).is_null())
+                });
+            }
+            let mut touch_if = sea_orm::Condition::all().add(differs);
+            if let Some(column) = touch.alive_unless {
+                touch_if = touch_if.add(match not_deleted_literal(column) {
+                    Some(literal) => Expr::col(column)
+                        .is_null()
+                        .or(Expr::col(column).eq(literal)),
+                    None => Expr::col(column).is_null(),
+                });
+            }
+            let key: Expr = match &touch.key {
+                TouchKey::Root(key) => Expr::val(key.clone()),
+                TouchKey::Column(fk) => Expr::col(*fk).cast_as(Alias::new("__TEXT__")),
+            };
+            // The comparison sits in the select list, computed from the row the lock returns: in
+            // the WHERE clause it would filter the row as of the statement's snapshot, before the
+            // lock (a row an uncommitted write is changing would not be waited for).
+            let mut group_key = Query::select();
+            group_key
+                .expr(Expr::case(touch_if, key).finally(Expr::null()))
+                .from(table.clone())
+                .lock(LockType::Update);
+            for (c, v) in &self.pk {
+                group_key.and_where(Expr::col(*c).eq(v.clone()));
+            }
+            out.push(store::ConditionalTouch {
+                syncer: touch.syncer,
+                group_key: Box::new(group_key),
+            });
+        }
+        out
+    }
+}
+
+/// The value a soft-delete column of a live row may hold besides NULL (`false`, `0`), if its
+/// type has one.
+fn not_deleted_literal<C: ColumnTrait>(column: C) -> Option<Value> {
+    match column.def().get_column_type() {
+        sea_orm::ColumnType::Boolean => Some(false.into()),
+        sea_orm::ColumnType::Integer
+        | sea_orm::ColumnType::BigInteger
+        | sea_orm::ColumnType::SmallInteger
+        | sea_orm::ColumnType::TinyInteger => Some(0.into()),
+        _ => None,
+    }
 }
 
 type ColumnOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Column;

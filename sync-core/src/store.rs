@@ -478,17 +478,85 @@ pub(crate) struct ConditionalTouch {
     pub(crate) group_key: Box<SelectStatement>,
 }
 
+/// What the SQL of a conditional touch depends on, besides the backend: the model (its entity
+/// type) and the plan's shape (see `hooks::TouchPlan::shape`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct TouchShape {
+    pub(crate) entity: std::any::TypeId,
+    pub(crate) parts: Vec<u32>,
+}
+
+type TouchSqlKey = (TouchShape, std::mem::Discriminant<DbBackend>);
+
+/// Conditional touch SQL by shape and backend, rendered once: building the statement with
+/// sea-query costs more than the database spends on running it.
+static TOUCH_SQL: std::sync::LazyLock<
+    std::sync::RwLock<std::collections::HashMap<TouchSqlKey, std::sync::Arc<str>>>,
+> = std::sync::LazyLock::new(Default::default);
+
 /// Touches, in one statement, each group whose row differs from the values being written.
 /// Its subqueries lock the row, as the write that follows would.
+///
+/// `values` are the statement's bound values after its assignments, in SQL order; `build` gives
+/// the sea-query form, rendered the first time a `shape` is seen on a backend. The rendered
+/// values are compared with `[now; 3] + values` then: only a shape whose values line up is kept.
 pub(crate) async fn touch_if_changed<C: ConnectionTrait>(
     db: &C,
-    touches: Vec<ConditionalTouch>,
+    shape: TouchShape,
+    values: Vec<sea_orm::Value>,
+    build: impl FnOnce() -> Vec<ConditionalTouch>,
 ) -> Result<u64> {
-    if touches.is_empty() {
-        return Ok(0);
-    }
     let backend = db.get_database_backend();
     let now = clock::now_ms();
+    let mut bound: Vec<sea_orm::Value> = Vec::with_capacity(values.len() + 3);
+    // The assignments bind `now` three times: `touched_at`, `next_attempt_at`, `dirty_since`.
+    bound.extend([now.into(), now.into(), now.into()]);
+    bound.extend(values);
+    let key = (shape, std::mem::discriminant(&backend));
+    let cached = TOUCH_SQL
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    let statement = match cached {
+        Some(sql) => Statement::from_sql_and_values(backend, sql.as_ref(), bound),
+        None => {
+            let statement = render_conditional_touch(backend, now, build());
+            let rendered: &[sea_orm::Value] = statement
+                .values
+                .as_ref()
+                .map(|v| v.0.as_slice())
+                .unwrap_or_default();
+            if rendered == bound.as_slice() {
+                TOUCH_SQL
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, statement.sql.as_str().into());
+            } else {
+                debug_assert!(
+                    false,
+                    "conditional touch values out of order: {statement:?}"
+                );
+                tracing::debug!(sql = %statement.sql, "conditional touch not cached: values out of order");
+            }
+            statement
+        }
+    };
+    let result = db
+        .execute_raw(statement)
+        .await
+        .map_err(Error::db_while("touching groups of a changed row"))?;
+    if result.rows_affected() > 0 {
+        wake::notify();
+    }
+    Ok(result.rows_affected())
+}
+
+fn render_conditional_touch(
+    backend: DbBackend,
+    now: i64,
+    touches: Vec<ConditionalTouch>,
+) -> Statement {
     let mut any = sea_orm::Condition::any();
     for t in touches {
         let key = Expr::col((Groups, G::RootKey))
@@ -506,14 +574,7 @@ pub(crate) async fn touch_if_changed<C: ConnectionTrait>(
         .cond_where(any);
     let mut statement = backend.build(&update);
     statement.sql = statement.sql.replace("__TEXT__", text_type_name(backend));
-    let result = db
-        .execute_raw(statement)
-        .await
-        .map_err(Error::db_while("touching groups of a changed row"))?;
-    if result.rows_affected() > 0 {
-        wake::notify();
-    }
-    Ok(result.rows_affected())
+    statement
 }
 
 fn text_type_name(backend: DbBackend) -> &'static str {

@@ -29,7 +29,8 @@ use tower::layer::util::Identity;
 pub struct PollSettings {
     /// The longest wait between two claims when nothing is due and no wake-up came.
     pub poll_interval: Duration,
-    /// Groups claimed at once (at most; normally the worker's concurrency).
+    /// Groups claimed at once (at most; the worker uses its `batch_size`, or twice its
+    /// concurrency if that is more).
     pub claim_batch: u32,
     /// The first delay after a database error; doubles up to `poll_interval × 10`.
     pub error_backoff: Duration,

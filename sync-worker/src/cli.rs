@@ -42,7 +42,7 @@ pub struct Settings {
     /// Pushes in flight at once.
     #[arg(long, env = "SYNC_CONCURRENCY", global = true, default_value_t = 16)]
     pub concurrency: usize,
-    /// Groups claimed per pass.
+    /// Groups claimed at once.
     #[arg(long, env = "SYNC_BATCH_SIZE", global = true, default_value_t = 100)]
     pub batch_size: u32,
     /// Seconds a claim is held before another worker may take the group over.

@@ -1,70 +1,95 @@
-//! Group commit for the apalis runtime: every task hands its finished attempt to one recorder,
-//! which writes all the attempts waiting at that moment in one transaction, and answers each
-//! task once its attempt is committed. Under load a transaction carries many attempts; alone,
-//! an attempt is recorded at once.
+//! Group commit for the apalis runtime: every task hands its finished attempt to one recorder
+//! and is done; the recorder writes all the attempts waiting at that moment in one transaction,
+//! while the next pushes run. Under load a transaction carries many attempts; alone, an attempt
+//! is recorded at once.
+//!
+//! A task does not wait for its attempt's commit: its concurrency slot goes to the next push at
+//! once, so the pushes in flight stay at the worker's concurrency while the database records.
+//! Until it is recorded the group keeps its lease, so no other worker or task takes it. The queue
+//! is bounded: when the recorder falls behind, tasks wait to hand over (and so claim no more).
+//! At shutdown the runtime stops first, then [`Recorder::finish`] records what is queued.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use apalis::prelude::BoxDynError;
+use sync_core::Engine;
 use sync_core::engine::Attempt;
-use sync_core::{Engine, Outcome};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-type Reply = oneshot::Sender<std::result::Result<(Outcome, bool), String>>;
+use crate::activity::Activity;
 
-/// The sending side, shared by the tasks. The recorder stops when every clone is dropped.
+/// The sending side, shared by the tasks.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorder {
-    tx: mpsc::Sender<(Attempt, Reply)>,
+    tx: mpsc::Sender<Attempt>,
 }
 
+/// The recorder's task; [`Recorder::finish`] waits for it.
+pub(crate) struct RecorderTask(JoinHandle<()>);
+
 impl Recorder {
-    /// Starts the recorder, writing at most `max_batch` attempts per transaction.
-    pub(crate) fn spawn(engine: Engine, max_batch: usize) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Attempt, Reply)>(max_batch.max(1));
-        tokio::spawn(async move {
+    /// Starts the recorder, writing at most `max_batch` attempts per transaction and holding at
+    /// most `max_batch` more in its queue.
+    pub(crate) fn spawn(
+        engine: Engine,
+        activity: Arc<Activity>,
+        max_batch: usize,
+    ) -> (Self, RecorderTask) {
+        let (tx, mut rx) = mpsc::channel::<Attempt>(max_batch.max(1));
+        let task = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut attempts = vec![first.0];
-                let mut replies = vec![first.1];
+                let mut attempts = vec![first];
                 while attempts.len() < max_batch {
                     match rx.try_recv() {
-                        Ok((attempt, reply)) => {
-                            attempts.push(attempt);
-                            replies.push(reply);
-                        }
+                        Ok(attempt) => attempts.push(attempt),
                         Err(_) => break,
                     }
                 }
+                let seen: Vec<(String, Duration)> = attempts
+                    .iter()
+                    .map(|a| (a.group.syncer.clone(), a.duration))
+                    .collect();
                 match engine.record(attempts).await {
                     Ok(outcomes) => {
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(outcome));
+                        for ((syncer, duration), (outcome, _held)) in seen.into_iter().zip(outcomes)
+                        {
+                            activity.record(&syncer, outcome, duration);
                         }
                     }
-                    Err(error) => {
-                        // Nothing of this batch was recorded: the groups keep their claims and
-                        // are attempted again when the leases expire.
-                        let message = error.to_string();
-                        for reply in replies {
-                            let _ = reply.send(Err(message.clone()));
-                        }
-                    }
+                    // `record` already tried again. Nothing of this batch was written: the
+                    // groups keep their claims and are attempted again when the leases expire.
+                    Err(error) => tracing::error!(
+                        %error,
+                        attempts = seen.len(),
+                        "could not record attempts; their groups are attempted again when their leases expire"
+                    ),
                 }
             }
         });
-        Recorder { tx }
+        (Recorder { tx }, RecorderTask(task))
     }
 
-    /// Records `attempt` with whatever else is waiting; returns once it is committed.
-    pub(crate) async fn record(
-        &self,
-        attempt: Attempt,
-    ) -> std::result::Result<(Outcome, bool), BoxDynError> {
-        let (reply, answer) = oneshot::channel();
+    /// Queues `attempt` for the next commit; waits only while the queue is full.
+    pub(crate) async fn submit(&self, attempt: Attempt) -> Result<(), BoxDynError> {
         self.tx
-            .send((attempt, reply))
+            .send(attempt)
             .await
-            .map_err(|_| "the attempt recorder has stopped")?;
-        Ok(answer
-            .await
-            .map_err(|_| "the attempt recorder has stopped")??)
+            .map_err(|_| "the attempt recorder has stopped".into())
+    }
+}
+
+impl RecorderTask {
+    /// Once every [`Recorder`] clone is dropped, waits (at most `timeout`) for the queued
+    /// attempts to be recorded.
+    pub(crate) async fn finish(self, timeout: Duration) {
+        let mut task = self.0;
+        if tokio::time::timeout(timeout, &mut task).await.is_err() {
+            tracing::warn!(
+                "recording the last attempts took longer than the shutdown timeout; their groups are attempted again when their leases expire"
+            );
+            task.abort();
+        }
     }
 }

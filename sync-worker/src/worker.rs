@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use sea_orm::DatabaseConnection;
-use sync_core::{Engine, EngineConfig, Outcome, PassReport, PreparedGroup, Registry};
+use sync_core::{Engine, EngineConfig, PassReport, PreparedGroup, Registry};
 
 use crate::activity::{Activity, ReportSettings};
 use crate::backend::{GroupBackend, PollSettings};
@@ -132,11 +132,12 @@ impl Worker {
         let backstop = config.push_timeout + Duration::from_secs(10);
         let poll = PollSettings {
             poll_interval: self.settings.poll_interval,
-            // Twice the concurrency keeps every slot busy between claims; what is claimed but
-            // not started when the worker stops is released.
+            // A claim of `batch_size` (at least twice the concurrency, so that every slot stays
+            // busy between claims) spreads the claim's commit over many pushes; what is claimed
+            // but not started when the worker stops is released.
             claim_batch: u32::try_from(config.concurrency.saturating_mul(2))
                 .unwrap_or(u32::MAX)
-                .min(config.batch_size),
+                .max(config.batch_size),
             error_backoff: Duration::from_millis(200),
             wake_delay: self.settings.wake_delay,
         };
@@ -150,13 +151,12 @@ impl Worker {
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
         report_unknown_syncers(&engine).await;
         let listener = crate::listener::spawn(self.engine.db());
-        let recorder = Recorder::spawn(engine.clone(), 500);
+        let (recorder, recording) = Recorder::spawn(engine.clone(), activity.clone(), 500);
         let result = Monitor::new()
             .register(move |_restart| {
                 WorkerBuilder::new(config.worker_id.clone())
                     .backend(GroupBackend::new(engine.clone(), poll.clone()))
                     .data(engine.clone())
-                    .data(activity.clone())
                     .data(recorder.clone())
                     .catch_panic()
                     .concurrency(config.concurrency)
@@ -171,6 +171,8 @@ impl Worker {
             })
             .await
             .map_err(|e| Error::Runtime(e.to_string()));
+        // The monitor is gone, and with it every task's recorder handle: record what is queued.
+        recording.finish(self.settings.shutdown_timeout).await;
         if let Some(listener) = listener {
             listener.abort();
         }
@@ -201,20 +203,15 @@ async fn report_unknown_syncers(engine: &Engine) {
     }
 }
 
-/// The apalis task handler: process one claimed group, record the result (committed with the
-/// other tasks' results waiting at the same moment), count it.
+/// The apalis task handler: process one claimed group and hand the attempt to the recorder,
+/// which commits it with the other attempts waiting at that moment and counts it.
 async fn handle(
     prepared: PreparedGroup,
     engine: Data<Engine>,
-    activity: Data<Arc<Activity>>,
     recorder: Data<Recorder>,
-) -> std::result::Result<Outcome, BoxDynError> {
-    let syncer = prepared.group.syncer.clone();
+) -> std::result::Result<(), BoxDynError> {
     let attempt = engine.process_prepared(prepared, false).await;
-    let duration = attempt.duration;
-    let (outcome, _held) = recorder.record(attempt).await?;
-    activity.record(&syncer, outcome, duration);
-    Ok(outcome)
+    recorder.submit(attempt).await
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

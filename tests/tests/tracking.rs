@@ -706,3 +706,92 @@ async fn hand_written_hooks_call_into_sync_core() {
     })
     .await;
 }
+
+/// The touch statement is rendered once per model, set of columns and backend; each save binds
+/// its own row, values and NULLs. Saves of one shape on different rows, back and forth between
+/// values, must each touch exactly the group their own row says.
+#[tokio::test]
+async fn saves_of_one_shape_each_bind_their_own_row_and_values() {
+    on_each_backend(|t| async move {
+        let ada = new_customer(&t, "Ada").await;
+        let bob = new_customer(&t, "Bob").await;
+        sync_core::sync_as(&t.db, "crm.contact", &ada)
+            .await
+            .unwrap();
+        sync_core::sync_as(&t.db, "crm.contact", &bob)
+            .await
+            .unwrap();
+        let a = new_address(&t, ada.id, "Paris").await;
+        let b = new_address(&t, bob.id, "Rome").await;
+        mark_all_synced(&t).await;
+        let versions = || async {
+            (
+                version(&t, "erp.customer", ada.id).await,
+                version(&t, "erp.customer", bob.id).await,
+                version(&t, "crm.contact", ada.id).await,
+                version(&t, "crm.contact", bob.id).await,
+            )
+        };
+        let set_phone = |id: i32, phone: Option<&str>| {
+            let db = t.db.clone();
+            let phone = phone.map(str::to_owned);
+            async move {
+                customer::ActiveModel {
+                    id: Unchanged(id),
+                    phone: Set(phone),
+                    ..Default::default()
+                }
+                .update(&db)
+                .await
+                .unwrap();
+            }
+        };
+        let set_city = |id: i32, city: &str| {
+            let db = t.db.clone();
+            let city = city.to_owned();
+            async move {
+                address::ActiveModel {
+                    id: Unchanged(id),
+                    city: Set(city),
+                    ..Default::default()
+                }
+                .update(&db)
+                .await
+                .unwrap();
+            }
+        };
+        let start = versions().await;
+        let (e_ada, e_bob, c_ada, c_bob) = start;
+
+        // One shape (phone set, not NULL), on two rows and two values.
+        set_phone(ada.id, Some("111")).await;
+        assert_eq!(versions().await, (e_ada, e_bob, c_ada + 1, c_bob));
+        set_phone(bob.id, Some("111")).await;
+        assert_eq!(versions().await, (e_ada, e_bob, c_ada + 1, c_bob + 1));
+        // The same value again on Ada: no change, no touch.
+        set_phone(ada.id, Some("111")).await;
+        assert_eq!(versions().await, (e_ada, e_bob, c_ada + 1, c_bob + 1));
+        // Another shape (phone set to NULL), then back to the first one.
+        set_phone(bob.id, None).await;
+        assert_eq!(versions().await, (e_ada, e_bob, c_ada + 1, c_bob + 2));
+        set_phone(bob.id, None).await;
+        assert_eq!(versions().await, (e_ada, e_bob, c_ada + 1, c_bob + 2));
+        set_phone(bob.id, Some("111")).await;
+        assert_eq!(versions().await, (e_ada, e_bob, c_ada + 1, c_bob + 3));
+
+        // A dependent's shape: the root comes from each locked row's own foreign key.
+        set_city(b.id, "Milan").await;
+        assert_eq!(versions().await, (e_ada, e_bob + 1, c_ada + 1, c_bob + 4));
+        set_city(a.id, "Lyon").await;
+        assert_eq!(
+            versions().await,
+            (e_ada + 1, e_bob + 1, c_ada + 2, c_bob + 4)
+        );
+        set_city(a.id, "Lyon").await;
+        assert_eq!(
+            versions().await,
+            (e_ada + 1, e_bob + 1, c_ada + 2, c_bob + 4)
+        );
+    })
+    .await;
+}

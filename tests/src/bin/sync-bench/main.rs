@@ -471,7 +471,11 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
     seed(&t.db, groups).await;
     let floor_rate = floor(&pool, &remote).await;
     println!("  hand-written floor loop              {floor_rate:>9.0} groups/s");
-    println!("  engine / floor = {:.2}", single_rate / floor_rate);
+    println!(
+        "  engine / floor = {:.2}, apalis worker ×{processes} / floor = {:.2}",
+        single_rate / floor_rate,
+        rate / floor_rate
+    );
 }
 
 /// Passes until nothing is due; groups pushed per second, and where a full pass's time went.
