@@ -605,3 +605,90 @@ async fn shutdown_finishes_the_push_in_flight_and_leaves_no_lease() {
     })
     .await;
 }
+
+/// A pass records its groups in as many statements as their size needs (several on PostgreSQL,
+/// where each stays under 12 KB): every group gets its own version, payload and remote id, with
+/// pushes, skips and remote deletes mixed in one pass, and payloads that need escaping.
+#[tokio::test]
+async fn a_large_mixed_pass_records_each_group_its_own_result() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |c| c.batch_size = 200).await;
+        let name = |i: usize, round: &str| format!("C{i:03} \"{round}\" \\ {}", "x".repeat(120));
+        let mut customers = Vec::new();
+        for i in 0..150 {
+            customers.push(fixtures::customer(&h.t.db, &name(i, "first")).await);
+        }
+        let pass = h.engine.run_once().await.unwrap();
+        assert_eq!((pass.claimed, pass.pushed), (150, 150));
+        let created: Vec<_> = {
+            let mut groups = Vec::new();
+            for c in &customers {
+                groups.push(h.group("erp.customer", c.id).await);
+            }
+            groups
+        };
+        for (c, g) in customers.iter().zip(&created) {
+            assert_eq!((g.state.as_str(), g.synced_version), ("synced", 1));
+            let payload: serde_json::Value =
+                serde_json::from_str(g.last_payload.as_deref().unwrap()).unwrap();
+            assert_eq!(payload["name"], c.name.as_str(), "group {}", g.id);
+            assert!(g.remote_id.is_some());
+        }
+
+        // One pass: 60 renamed (pushed), 60 touched unchanged (skipped), 10 deleted, 20 untouched.
+        for (i, c) in customers.iter().enumerate() {
+            match i {
+                0..60 => {
+                    rename(&h.t.db, c, &name(i, "second")).await;
+                }
+                60..120 => {
+                    sync_core::touch(&h.t.db, "erp.customer", c.id)
+                        .await
+                        .unwrap();
+                }
+                120..130 => {
+                    c.clone().into_active_model().delete(&h.t.db).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+        let pass = h.engine.run_once().await.unwrap();
+        assert_eq!(
+            (pass.claimed, pass.pushed, pass.skipped, pass.deleted),
+            (130, 60, 60, 10)
+        );
+        for (i, (c, before)) in customers.iter().zip(&created).enumerate() {
+            let g = h.group("erp.customer", c.id).await;
+            let payload = g
+                .last_payload
+                .as_deref()
+                .map(|p| serde_json::from_str::<serde_json::Value>(p).unwrap());
+            match i {
+                0..60 => {
+                    assert_eq!((g.state.as_str(), g.synced_version), ("synced", 2));
+                    assert_eq!(payload.unwrap()["name"], name(i, "second").as_str());
+                    assert_eq!(
+                        g.remote_id, before.remote_id,
+                        "an update keeps the remote id"
+                    );
+                    assert_ne!(g.last_digest, before.last_digest);
+                }
+                60..120 => {
+                    assert_eq!((g.state.as_str(), g.synced_version), ("synced", 2));
+                    assert_eq!(
+                        (&g.last_payload, &g.last_digest, &g.remote_id),
+                        (&before.last_payload, &before.last_digest, &before.remote_id),
+                        "a skip changes nothing the remote holds"
+                    );
+                }
+                120..130 => {
+                    assert_eq!((g.state.as_str(), g.synced_version), ("deleted", 2));
+                    assert_eq!((&g.remote_id, &g.last_payload), (&None, &None));
+                }
+                _ => assert_eq!(&g, before, "an unclaimed group is left alone"),
+            }
+            assert!(g.lease_owner.is_none() && g.lease_until.is_none());
+        }
+    })
+    .await;
+}
