@@ -140,14 +140,9 @@ enum Keys<'a> {
     Subquery(Box<SelectStatement>),
 }
 
-async fn register<C: ConnectionTrait>(
-    db: &C,
-    syncer: &str,
-    key: &RootKey,
-    now: i64,
-) -> Result<u64> {
-    let mut insert = Query::insert();
-    insert
+/// `INSERT` of the group (`syncer`, `key`) as new and dirty, at version 1.
+fn new_group(syncer: &str, key: &RootKey, now: i64) -> sea_orm::sea_query::InsertStatement {
+    Query::insert()
         .into_table(Groups)
         .columns([
             G::Syncer,
@@ -177,11 +172,21 @@ async fn register<C: ConnectionTrait>(
             now.into(),
             now.into(),
         ])
-        .on_conflict(
-            OnConflict::columns([G::Syncer, G::RootKey])
-                .values(assignments(Mark::Register, now))
-                .to_owned(),
-        );
+        .to_owned()
+}
+
+async fn register<C: ConnectionTrait>(
+    db: &C,
+    syncer: &str,
+    key: &RootKey,
+    now: i64,
+) -> Result<u64> {
+    let mut insert = new_group(syncer, key, now);
+    insert.on_conflict(
+        OnConflict::columns([G::Syncer, G::RootKey])
+            .values(assignments(Mark::Register, now))
+            .to_owned(),
+    );
     db.execute(&insert).await.map_err(Error::db_while(format!(
         "registering `{syncer}` group `{key}`"
     )))?;
@@ -411,37 +416,7 @@ pub(crate) async fn insert_if_missing<C: ConnectionTrait>(
     key: &RootKey,
     now: i64,
 ) -> Result<u64> {
-    let mut insert = Query::insert();
-    insert
-        .into_table(Groups)
-        .columns([
-            G::Syncer,
-            G::RootKey,
-            G::Version,
-            G::SyncedVersion,
-            G::State,
-            G::RootDeleted,
-            G::Attempts,
-            G::Deferrals,
-            G::NextAttemptAt,
-            G::TouchedAt,
-            G::CreatedAt,
-            G::DirtySince,
-        ])
-        .values_panic([
-            syncer.into(),
-            key.as_str().into(),
-            1_i64.into(),
-            0_i64.into(),
-            "pending".into(),
-            false.into(),
-            0_i32.into(),
-            0_i32.into(),
-            now.into(),
-            now.into(),
-            now.into(),
-            now.into(),
-        ]);
+    let mut insert = new_group(syncer, key, now);
     if db.get_database_backend() == DbBackend::MySql {
         // MySQL has no "on conflict do nothing": `INSERT IGNORE` skips the duplicate and reports
         // 0 rows.

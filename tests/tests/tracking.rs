@@ -29,6 +29,16 @@ async fn version(t: &TestDb, syncer: &str, key: impl ToString) -> i64 {
     t.group(syncer, key).await.map_or(0, |g| g.version)
 }
 
+/// Two customers, each registered in `erp.customer` (by its hook) and in `crm.contact`.
+async fn ada_and_bob_in_both_syncers(t: &TestDb) -> (customer::Model, customer::Model) {
+    let ada = new_customer(t, "Ada").await;
+    let bob = new_customer(t, "Bob").await;
+    for c in [&ada, &bob] {
+        sync_core::sync_as(&t.db, "crm.contact", c).await.unwrap();
+    }
+    (ada, bob)
+}
+
 async fn mark_all_synced(t: &TestDb) {
     fixtures::mark_all_synced(&t.db).await;
 }
@@ -275,14 +285,7 @@ async fn moving_a_dependent_touches_both_roots() {
 #[tokio::test]
 async fn a_function_finds_the_root_two_hops_away() {
     on_each_backend(|t| async move {
-        let ada = new_customer(&t, "Ada").await;
-        let bob = new_customer(&t, "Bob").await;
-        sync_core::sync_as(&t.db, "crm.contact", &ada)
-            .await
-            .unwrap();
-        sync_core::sync_as(&t.db, "crm.contact", &bob)
-            .await
-            .unwrap();
+        let (ada, bob) = ada_and_bob_in_both_syncers(&t).await;
         let ada_order = new_order(&t, ada.id, "A-1").await;
         let bob_order = new_order(&t, bob.id, "B-1").await;
         mark_all_synced(&t).await;
@@ -713,14 +716,7 @@ async fn hand_written_hooks_call_into_sync_core() {
 #[tokio::test]
 async fn saves_of_one_shape_each_bind_their_own_row_and_values() {
     on_each_backend(|t| async move {
-        let ada = new_customer(&t, "Ada").await;
-        let bob = new_customer(&t, "Bob").await;
-        sync_core::sync_as(&t.db, "crm.contact", &ada)
-            .await
-            .unwrap();
-        sync_core::sync_as(&t.db, "crm.contact", &bob)
-            .await
-            .unwrap();
+        let (ada, bob) = ada_and_bob_in_both_syncers(&t).await;
         let a = new_address(&t, ada.id, "Paris").await;
         let b = new_address(&t, bob.id, "Rome").await;
         mark_all_synced(&t).await;
