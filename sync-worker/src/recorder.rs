@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 
 use crate::activity::Activity;
 
+/// How long the recorder waits for more attempts before a commit that would carry few.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// The sending side, shared by the tasks.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorder {
@@ -40,6 +43,11 @@ impl Recorder {
         let (tx, mut rx) = mpsc::channel::<Attempt>(max_batch.max(1));
         let task = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                // Let the attempts finishing about now join this commit: one commit per few
+                // milliseconds instead of one per handful of attempts.
+                if rx.len() < max_batch / 2 {
+                    tokio::time::sleep(LINGER).await;
+                }
                 let mut attempts = vec![first];
                 while attempts.len() < max_batch {
                     match rx.try_recv() {
