@@ -1,13 +1,13 @@
 //! Group commit for the apalis runtime: every task hands its finished attempt to one recorder
 //! and is done; the recorder writes all the attempts waiting at that moment in one transaction,
 //! while the next pushes run. Under load a transaction carries many attempts; alone, an attempt
-//! is recorded at once.
+//! is recorded after a 2 ms wait for others.
 //!
 //! A task does not wait for its attempt's commit: its concurrency slot goes to the next push at
 //! once, so the pushes in flight stay at the worker's concurrency while the database records.
 //! Until it is recorded the group keeps its lease, so no other worker or task takes it. The queue
 //! is bounded: when the recorder falls behind, tasks wait to hand over (and so claim no more).
-//! At shutdown the runtime stops first, then [`Recorder::finish`] records what is queued.
+//! At shutdown the runtime stops first, then [`RecorderTask::finish`] records what is queued.
 
 use std::sync::Arc;
 use std::time::Duration;
