@@ -677,6 +677,24 @@ impl Engine {
         Ok(in_order)
     }
 
+    /// [`record`](Self::record), then `observe(syncer, outcome, duration)` for every attempt
+    /// recorded.
+    pub async fn record_observed(
+        &self,
+        attempts: Vec<Attempt>,
+        mut observe: impl FnMut(&str, Outcome, Duration),
+    ) -> Result<Vec<(Outcome, bool)>> {
+        let seen: Vec<(String, Duration)> = attempts
+            .iter()
+            .map(|a| (a.group.syncer.clone(), a.duration))
+            .collect();
+        let recorded = self.record(attempts).await?;
+        for ((syncer, duration), (outcome, _held)) in seen.iter().zip(&recorded) {
+            observe(syncer, *outcome, *duration);
+        }
+        Ok(recorded)
+    }
+
     async fn record_sorted(&self, attempts: &[&Attempt]) -> Result<Vec<(Outcome, bool)>> {
         let txn = self
             .db
@@ -889,14 +907,9 @@ impl Engine {
         attempts.extend(single_attempts);
         report.phases.push = started.elapsed();
         let started = Instant::now();
-        let seen: Vec<(String, Duration)> = attempts
-            .iter()
-            .map(|a| (a.group.syncer.clone(), a.duration))
-            .collect();
-        let recorded = self.record(attempts).await?;
+        let recorded = self.record_observed(attempts, &mut observe).await?;
         report.phases.record = started.elapsed();
-        for ((syncer, duration), (outcome, held)) in seen.into_iter().zip(recorded) {
-            observe(&syncer, outcome, duration);
+        for (outcome, held) in recorded {
             report.add(outcome, held);
         }
         Ok(report)

@@ -1,7 +1,7 @@
 //! An apalis backend whose tasks are groups claimed from `sync_groups`.
 //!
 //! apalis drives it: it asks for the next task only when a concurrency slot is free, so claims
-//! never outrun the pushes. There is no job table: the backend claims a small batch of due
+//! never outrun the pushes. There is no job table: the backend claims a batch of due
 //! groups (with a lease), translates the batch at once (one query per syncer, where the syncer
 //! implements `translate_many`), hands them out one by one — claiming the next batch when half
 //! of this one is handed out — and when nothing is due it waits, without

@@ -55,24 +55,20 @@ impl Recorder {
                         Err(_) => break,
                     }
                 }
-                let seen: Vec<(String, Duration)> = attempts
-                    .iter()
-                    .map(|a| (a.group.syncer.clone(), a.duration))
-                    .collect();
-                match engine.record(attempts).await {
-                    Ok(outcomes) => {
-                        for ((syncer, duration), (outcome, _held)) in seen.into_iter().zip(outcomes)
-                        {
-                            activity.record(&syncer, outcome, duration);
-                        }
-                    }
-                    // `record` already tried again. Nothing of this batch was written: the
-                    // groups keep their claims and are attempted again when the leases expire.
-                    Err(error) => tracing::error!(
+                let count = attempts.len();
+                let recorded = engine
+                    .record_observed(attempts, |syncer, outcome, duration| {
+                        activity.record(syncer, outcome, duration);
+                    })
+                    .await;
+                // `record` already tried again. Nothing of this batch was written: the groups
+                // keep their claims and are attempted again when the leases expire.
+                if let Err(error) = recorded {
+                    tracing::error!(
                         %error,
-                        attempts = seen.len(),
+                        attempts = count,
                         "could not record attempts; their groups are attempted again when their leases expire"
-                    ),
+                    );
                 }
             }
         });
