@@ -827,6 +827,13 @@ impl Engine {
         self.run_pass(true).await
     }
 
+    /// Passes until nothing is due (at most `max_passes`), summed; each pass is recorded while
+    /// the next one pushes ([`run_until_idle_observed`](Self::run_until_idle_observed)).
+    pub async fn run_until_idle(&self, max_passes: usize) -> Result<PassReport> {
+        self.run_until_idle_observed(false, max_passes, |_, _, _| {})
+            .await
+    }
+
     async fn run_pass(&self, full: bool) -> Result<PassReport> {
         self.run_pass_observed(full, |_, _, _| {}).await
     }
@@ -876,9 +883,99 @@ impl Engine {
         if groups.is_empty() {
             return Ok(report);
         }
+        let attempts = self.push_claimed(groups, full, &mut report.phases).await;
+        let started = Instant::now();
+        let recorded = self.record_observed(attempts, &mut observe).await?;
+        report.phases.record = started.elapsed();
+        for (outcome, held) in recorded {
+            report.add(outcome, held);
+        }
+        Ok(report)
+    }
+
+    /// Passes until a claim finds nothing due (at most `max_passes` claims that found work),
+    /// summed, calling `observe` for every recorded attempt.
+    ///
+    /// The passes overlap: a pass's attempts are recorded while the next pass translates and
+    /// pushes (its claim comes first, so on SQLite the two writes never wait for each other).
+    /// Until recorded, a group keeps its lease, so the next claim does not take it; a group
+    /// touched during its push is claimed again after its record, before this returns. If a
+    /// record fails (after its retries), this returns the error; the pushes of the pass then in
+    /// flight are not recorded either, and their groups are pushed again when the leases
+    /// expire, as after a crash.
+    pub async fn run_until_idle_observed(
+        &self,
+        full: bool,
+        max_passes: usize,
+        mut observe: impl FnMut(&str, Outcome, Duration),
+    ) -> Result<PassReport> {
+        let mut report = PassReport::default();
+        let mut unrecorded: Option<Vec<Attempt>> = None;
+        let mut passes = 0;
+        loop {
+            let started = Instant::now();
+            let groups = if passes < max_passes {
+                match self.claim(self.config.batch_size).await {
+                    Ok(groups) => groups,
+                    Err(error) => {
+                        // Record what was pushed before giving up.
+                        if let Some(attempts) = unrecorded.take() {
+                            self.record_observed(attempts, &mut observe).await?;
+                        }
+                        return Err(error);
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            report.phases.claim += started.elapsed();
+            if groups.is_empty() && unrecorded.is_none() {
+                return Ok(report);
+            }
+            if !groups.is_empty() {
+                passes += 1;
+            }
+            report.claimed += groups.len();
+            let previous = unrecorded.take();
+            let observe = &mut observe;
+            let record = async move {
+                let Some(attempts) = previous else {
+                    return Ok((Vec::new(), Duration::ZERO));
+                };
+                let started = Instant::now();
+                let recorded = self.record_observed(attempts, observe).await?;
+                Ok::<_, Error>((recorded, started.elapsed()))
+            };
+            let mut phases = PassPhases::default();
+            let push = async {
+                if groups.is_empty() {
+                    None
+                } else {
+                    Some(self.push_claimed(groups, full, &mut phases).await)
+                }
+            };
+            let (recorded, attempts) = futures::join!(record, push);
+            let (recorded, took) = recorded?;
+            report.phases = report.phases.plus(phases);
+            report.phases.record += took;
+            for (outcome, held) in recorded {
+                report.add(outcome, held);
+            }
+            unrecorded = attempts;
+        }
+    }
+
+    /// Translates (in batches) and pushes claimed groups, `concurrency` at a time; adds the
+    /// time taken to `phases`.
+    async fn push_claimed(
+        &self,
+        groups: Vec<ClaimedGroup>,
+        full: bool,
+        phases: &mut PassPhases,
+    ) -> Vec<Attempt> {
         let started = Instant::now();
         let translations = self.translate_batch(&groups).await;
-        report.phases.translate = started.elapsed();
+        phases.translate += started.elapsed();
         let started = Instant::now();
         // Groups of syncers that push in batches all go in flight at once, so that they fill
         // the batches; `concurrency` then bounds the batch requests. The others push one by one,
@@ -905,14 +1002,8 @@ impl Engine {
                 .collect()
         );
         attempts.extend(single_attempts);
-        report.phases.push = started.elapsed();
-        let started = Instant::now();
-        let recorded = self.record_observed(attempts, &mut observe).await?;
-        report.phases.record = started.elapsed();
-        for (outcome, held) in recorded {
-            report.add(outcome, held);
-        }
-        Ok(report)
+        phases.push += started.elapsed();
+        attempts
     }
 }
 

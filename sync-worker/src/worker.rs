@@ -105,17 +105,26 @@ impl Worker {
         Ok(report)
     }
 
-    /// Passes until nothing is due (at most `max_passes`), summed. For tests and one-shot runs.
+    /// Passes until nothing is due (at most `max_passes`), summed, each recorded while the next
+    /// one pushes ([`Engine::run_until_idle_observed`]); then writes the run and health rows
+    /// once. For one-shot runs (`run --once`) and tests.
     pub async fn run_until_idle(&self, max_passes: usize) -> Result<PassReport> {
-        let mut total = PassReport::default();
-        for _ in 0..max_passes {
-            let pass = self.run_once().await?;
-            if pass.claimed == 0 {
-                break;
-            }
-            total = sum(total, pass);
-        }
-        Ok(total)
+        let started = sync_core::now_ms();
+        let report = self
+            .engine
+            .run_until_idle_observed(false, max_passes, |syncer, outcome, duration| {
+                self.activity.record(syncer, outcome, duration);
+            })
+            .await;
+        // What was recorded before an error still counts.
+        crate::activity::flush(
+            &self.engine,
+            &self.activity,
+            started,
+            &self.settings.report.alerts,
+        )
+        .await?;
+        Ok(report?)
     }
 
     /// Runs until SIGINT or SIGTERM, then finishes the pushes in flight, releases the groups
@@ -234,18 +243,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
-}
-
-fn sum(a: PassReport, b: PassReport) -> PassReport {
-    let mut total = a;
-    total.claimed += b.claimed;
-    total.pushed += b.pushed;
-    total.skipped += b.skipped;
-    total.deleted += b.deleted;
-    total.waiting += b.waiting;
-    total.failed += b.failed;
-    total.dead += b.dead;
-    total.lease_lost += b.lease_lost;
-    total.phases = total.phases.plus(b.phases);
-    total
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QueryOrder};
 use sync_core::entity::sync_attempt;
 use sync_core::retry::ExponentialBackoff;
 use sync_core::{Clock, Engine, EngineConfig, ManualClock};
@@ -689,6 +689,97 @@ async fn a_large_mixed_pass_records_each_group_its_own_result() {
             }
             assert!(g.lease_owner.is_none() && g.lease_until.is_none());
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn run_until_idle_pushes_again_a_group_touched_during_the_last_pass() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let c = fixtures::customer(&h.t.db, "Ada").await;
+        let mut hold = h.remote.hold(Some("/erp/customers"));
+
+        // The only group's push is held while the application writes version 2. The next
+        // claim then finds nothing (the group is leased until its record), yet the run must
+        // not stop before the group is recorded and, being dirty again, pushed once more.
+        let engine = h.engine.clone();
+        let run = tokio::spawn(async move { engine.run_until_idle(100).await });
+        hold.arrived(1).await;
+        rename(&h.t.db, &c, "Ada v2").await;
+        hold.release();
+        let report = run.await.unwrap().unwrap();
+
+        assert_eq!((report.claimed, report.pushed), (2, 2));
+        let requests = h.remote.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].method, "POST");
+        assert_eq!(requests[0].body.as_ref().unwrap()["name"], "Ada");
+        assert_eq!(requests[1].method, "PUT");
+        assert_eq!(requests[1].body.as_ref().unwrap()["name"], "Ada v2");
+        let g = h.group("erp.customer", c.id).await;
+        assert_eq!(
+            (g.state.as_str(), g.synced_version, g.version),
+            ("synced", 2, 2)
+        );
+        let versions: Vec<i64> = sync_attempt::Entity::find()
+            .order_by_asc(sync_attempt::Column::Id)
+            .all(&h.t.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.version)
+            .collect();
+        assert_eq!(versions, vec![1, 2], "one attempt logged per push");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn run_until_idle_records_every_pass_of_a_backlog_once() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |c| c.batch_size = 2).await;
+        let mut customers = Vec::new();
+        for i in 0..7 {
+            customers.push(fixtures::customer(&h.t.db, &format!("C{i}")).await);
+        }
+        // A pass of 2 is recorded while the next pass of 2 pushes: four passes.
+        let report = h.engine.run_until_idle(100).await.unwrap();
+        assert_eq!(
+            (report.claimed, report.pushed, report.lease_lost),
+            (7, 7, 0)
+        );
+        assert_eq!(h.pushes("POST", "/erp/customers"), 7);
+        for c in &customers {
+            let g = h.group("erp.customer", c.id).await;
+            assert_eq!((g.state.as_str(), g.synced_version), ("synced", 1));
+            assert_eq!(g.lease_owner, None, "no lease left behind");
+        }
+        assert_eq!(
+            sync_attempt::Entity::find()
+                .all(&h.t.db)
+                .await
+                .unwrap()
+                .len(),
+            7
+        );
+
+        // `max_passes` bounds the claims: one pass of 2, recorded before the run returns.
+        for c in &customers {
+            rename(&h.t.db, c, &format!("{} v2", c.name)).await;
+        }
+        let report = h.engine.run_until_idle(1).await.unwrap();
+        assert_eq!((report.claimed, report.pushed), (2, 2));
+        let synced = {
+            let mut n = 0;
+            for c in &customers {
+                let g = h.group("erp.customer", c.id).await;
+                assert_eq!(g.lease_owner, None);
+                n += usize::from(g.synced_version == 2);
+            }
+            n
+        };
+        assert_eq!(synced, 2);
     })
     .await;
 }

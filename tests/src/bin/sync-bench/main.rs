@@ -433,7 +433,9 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
         "throughput on {backend:?}: {groups} dirty groups, remote on loopback answering at once"
     );
 
-    // 1. The framework's engine, passes of 200 claimed, 32 in flight, one transaction to record.
+    // 1. The framework's engine, passes of 200 claimed, 32 in flight, one transaction to record
+    //    each pass: `run_until_idle` (a pass recorded while the next one pushes), then the same
+    //    passes one after the other (`run_once`).
     seed(&t.db, groups).await;
     // The worker's own pool, as the worker binary opens it (`SYNC_POOL_SIZE`).
     let pool = sync_core::connect(&t.url, 16).await.unwrap();
@@ -443,9 +445,20 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
         engine_config("bench"),
     )
     .unwrap();
-    let (single_rate, profile) = engine_rate(&engine).await;
-    println!("  framework engine (run_once passes)   {single_rate:>9.0} groups/s");
+    // Warm-up, not measured: the pool's connections, the statement caches, the page cache and
+    // the allocator, so that the first variant measured does not pay for them.
+    seed(&t.db, 2_000).await;
+    engine.run_until_idle(usize::MAX).await.unwrap();
+    seed(&t.db, 2_000).await;
+    floor(&pool, &remote).await;
+    seed(&t.db, groups).await;
+    let (single_rate, profile) = engine_rate(&engine, false).await;
+    println!("  framework engine (run_until_idle)    {single_rate:>9.0} groups/s");
     println!("    {profile}");
+    seed(&t.db, groups).await;
+    let (sequential_rate, sequential_profile) = engine_rate(&engine, true).await;
+    println!("  framework engine (run_once passes)   {sequential_rate:>9.0} groups/s");
+    println!("    {sequential_profile}");
 
     // 1b. The same with batch pushes: 100 groups per request to the bulk endpoint.
     seed(&t.db, groups).await;
@@ -455,7 +468,7 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
         engine_config("bench-batch"),
     )
     .unwrap();
-    let (batch_rate, batch_profile) = engine_rate(&batched).await;
+    let (batch_rate, batch_profile) = engine_rate(&batched, false).await;
     println!(
         "  framework engine, batch push of 100  {batch_rate:>9.0} groups/s  ({:.2}× single pushes)",
         batch_rate / single_rate
@@ -464,8 +477,9 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
 
     // 2. The apalis runtime, in `processes` worker processes.
     seed(&t.db, groups).await;
-    let rate = runtime_rate(&t, &remote, processes, groups).await;
+    let (rate, runtime_profile) = runtime_rate(&t, &remote, processes, groups).await;
     println!("  framework apalis worker ×{processes}           {rate:>9.0} groups/s");
+    println!("    {runtime_profile}");
 
     // 3. The floor: claim a batch, read the roots, push, mark the batch done.
     seed(&t.db, groups).await;
@@ -473,40 +487,66 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
     println!("  hand-written floor loop              {floor_rate:>9.0} groups/s");
     println!("    {floor_profile}");
     println!(
-        "  engine / floor = {:.2}, apalis worker ×{processes} / floor = {:.2}",
+        "  engine / floor = {:.2} (run_once passes {:.2}), apalis worker ×{processes} / floor = {:.2}",
         single_rate / floor_rate,
+        sequential_rate / floor_rate,
         rate / floor_rate
     );
 }
 
-/// Passes until nothing is due; groups pushed per second, and where a full pass's time went.
-async fn engine_rate(engine: &Engine) -> (f64, String) {
+/// Passes until nothing is due — one `run_once` after the other (`sequential`), or overlapped by
+/// `run_until_idle` (each pass recorded while the next pushes) — groups pushed per second, and
+/// where a pass's time went.
+async fn engine_rate(engine: &Engine, sequential: bool) -> (f64, String) {
+    let cpu = cpu_time(std::process::id());
     let start = Instant::now();
     let mut pushed = 0;
     let mut passes = 0u32;
     let mut phases = sync_core::PassPhases::default();
-    loop {
-        let pass = engine.run_once().await.unwrap();
-        pushed += pass.pushed;
-        if pass.claimed == 0 {
-            break;
+    if sequential {
+        loop {
+            let pass = engine.run_once().await.unwrap();
+            pushed += pass.pushed;
+            if pass.claimed == 0 {
+                break;
+            }
+            passes += 1;
+            phases = phases.plus(pass.phases);
         }
-        passes += 1;
-        phases = phases.plus(pass.phases);
+    } else {
+        let report = engine.run_until_idle(usize::MAX).await.unwrap();
+        pushed = report.pushed;
+        passes = report
+            .claimed
+            .div_ceil(engine.config().batch_size as usize)
+            .try_into()
+            .unwrap();
+        phases = report.phases;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(passes.max(1));
     let profile = format!(
-        "per pass: claim {:.1} ms, translate {:.1} ms, push {:.1} ms, record {:.1} ms",
+        "per pass: claim {:.1} ms, translate {:.1} ms, push {:.1} ms, record {:.1} ms{}",
         ms(phases.claim),
         ms(phases.translate),
         ms(phases.push),
-        ms(phases.record)
+        ms(phases.record),
+        if sequential {
+            ""
+        } else {
+            " (during the next pass's translate and push)"
+        }
     );
-    (pushed as f64 / start.elapsed().as_secs_f64(), profile)
+    let rate = pushed as f64 / start.elapsed().as_secs_f64();
+    let profile = format!(
+        "{profile}\n    {}",
+        cpu_per_1000(cpu, Duration::ZERO, pushed)
+    );
+    (rate, profile)
 }
 
-async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize) -> f64 {
+async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize) -> (f64, String) {
     let exe = std::env::current_exe().unwrap();
+    let cpu = cpu_time(std::process::id());
     let start = Instant::now();
     let children: Vec<_> = (0..processes)
         .map(|i| {
@@ -524,29 +564,52 @@ async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize)
                 .unwrap()
         })
         .collect();
-    loop {
+    // Polls what is left to sync (through the due-groups index, so that the polling costs the
+    // database little). The process start and the first claim are timed apart: the rate that
+    // counts is the one from the first recorded group to the last.
+    let count = async |sql: &str| -> usize {
         let row =
-            t.db.query_one_raw(Statement::from_string(
-                t.db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM sync_groups WHERE state = 'synced'",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        let done: i64 = row.try_get("", "n").unwrap();
-        if done as usize >= groups {
+            t.db.query_one_raw(Statement::from_string(t.db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap();
+        row.try_get::<i64>("", "n").unwrap() as usize
+    };
+    let mut first: Option<(Instant, usize)> = None;
+    loop {
+        let left =
+            count("SELECT COUNT(*) AS n FROM sync_groups WHERE state IN ('pending', 'failed')")
+                .await;
+        if first.is_none() && left < groups {
+            first = Some((Instant::now(), groups - left));
+        }
+        if left == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rate = groups as f64 / start.elapsed().as_secs_f64();
+    let end = Instant::now();
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM sync_groups WHERE state = 'synced'").await,
+        groups,
+        "every group synced"
+    );
+    let (first_at, first_done) = first.expect("groups were synced");
+    let rate = (groups - first_done) as f64 / (end - first_at).as_secs_f64();
+    let from_spawn = groups as f64 / (end - start).as_secs_f64();
+    let startup = format!(
+        "{from_spawn:.0} groups/s counted from the spawn: first groups recorded {} ms after it",
+        (first_at - start).as_millis()
+    );
+    let workers_cpu = children.iter().map(|c| cpu_time(c.id())).sum();
+    let profile = format!("{startup}\n    {}", cpu_per_1000(cpu, workers_cpu, groups));
     for mut child in children {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
         let _ = child.wait();
     }
-    rate
+    (rate, profile)
 }
 
 /// `sync-bench worker --url … --remote … --id …`: an apalis worker process for `throughput`.
@@ -578,6 +641,7 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
+    let cpu = cpu_time(std::process::id());
     let start = Instant::now();
     let mut total = 0;
     let mut passes = 0u32;
@@ -672,7 +736,12 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
         ms(phases[2]),
         ms(phases[3])
     );
-    (total as f64 / start.elapsed().as_secs_f64(), profile)
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    let profile = format!(
+        "{profile}\n    {}",
+        cpu_per_1000(cpu, Duration::ZERO, total)
+    );
+    (rate, profile)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -859,6 +928,34 @@ async fn latency(samples: usize) {
 // Memory
 
 /// Resident and peak resident memory of process `pid`, in MiB (Linux `/proc`).
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and
+    // 13th, in clock ticks (100 per second on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time used per 1,000 groups since `before` by this process (which also runs the remote)
+/// and `children`, as a column of the throughput table.
+fn cpu_per_1000(before: Duration, children: Duration, groups: usize) -> String {
+    let used = cpu_time(std::process::id()).saturating_sub(before) + children;
+    format!(
+        "CPU {:.0} ms per 1,000 groups (bench process with the remote, and workers)",
+        used.as_secs_f64() * 1e6 / groups as f64
+    )
+}
+
 fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
