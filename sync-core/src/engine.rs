@@ -867,30 +867,14 @@ impl Engine {
         out
     }
 
-    /// One pass, calling `observe(syncer, outcome, duration)` for every recorded attempt.
+    /// One pass, calling `observe(syncer, outcome, duration)` for every recorded attempt: a
+    /// run of at most one pass, recorded before this returns.
     pub async fn run_pass_observed(
         &self,
         full: bool,
-        mut observe: impl FnMut(&str, Outcome, Duration),
+        observe: impl FnMut(&str, Outcome, Duration),
     ) -> Result<PassReport> {
-        let started = Instant::now();
-        let groups = self.claim(self.config.batch_size).await?;
-        let mut report = PassReport {
-            claimed: groups.len(),
-            ..PassReport::default()
-        };
-        report.phases.claim = started.elapsed();
-        if groups.is_empty() {
-            return Ok(report);
-        }
-        let attempts = self.push_claimed(groups, full, &mut report.phases).await;
-        let started = Instant::now();
-        let recorded = self.record_observed(attempts, &mut observe).await?;
-        report.phases.record = started.elapsed();
-        for (outcome, held) in recorded {
-            report.add(outcome, held);
-        }
-        Ok(report)
+        self.run_until_idle_observed(full, 1, observe).await
     }
 
     /// Passes until a claim finds nothing due (at most `max_passes` claims that found work),

@@ -89,20 +89,8 @@ impl Worker {
     /// `claimed == 0` means nothing was due.
     pub async fn run_once(&self) -> Result<PassReport> {
         let started = sync_core::now_ms();
-        let report = self
-            .engine
-            .run_pass_observed(false, |syncer, outcome, duration| {
-                self.activity.record(syncer, outcome, duration);
-            })
-            .await?;
-        crate::activity::flush(
-            &self.engine,
-            &self.activity,
-            started,
-            &self.settings.report.alerts,
-        )
-        .await?;
-        Ok(report)
+        let report = self.engine.run_pass_observed(false, self.observer()).await;
+        self.flushed(started, report).await
     }
 
     /// Passes until nothing is due (at most `max_passes`), summed, each recorded while the next
@@ -112,11 +100,23 @@ impl Worker {
         let started = sync_core::now_ms();
         let report = self
             .engine
-            .run_until_idle_observed(false, max_passes, |syncer, outcome, duration| {
-                self.activity.record(syncer, outcome, duration);
-            })
+            .run_until_idle_observed(false, max_passes, self.observer())
             .await;
-        // What was recorded before an error still counts.
+        self.flushed(started, report).await
+    }
+
+    /// Counts every recorded attempt in this worker's activity.
+    fn observer(&self) -> impl FnMut(&str, sync_core::Outcome, Duration) + '_ {
+        |syncer, outcome, duration| self.activity.record(syncer, outcome, duration)
+    }
+
+    /// Writes the run and health rows of what was recorded since `started` (also when the run
+    /// then failed: what was recorded before the error counts), then returns `report`.
+    async fn flushed(
+        &self,
+        started: i64,
+        report: sync_core::Result<PassReport>,
+    ) -> Result<PassReport> {
         crate::activity::flush(
             &self.engine,
             &self.activity,
