@@ -19,19 +19,20 @@ pub fn digest(syncer: &str, payload_version: u32, payload: &Value) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
+/// Feeds `value` to the hasher as canonical JSON, written straight into it (no text is built).
 fn write_canonical(hasher: &mut blake3::Hasher, value: &Value) {
     match value {
         Value::Object(map) => {
             hasher.update(b"{");
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for (i, key) in keys.into_iter().enumerate() {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     hasher.update(b",");
                 }
-                write_canonical(hasher, &Value::String(key.clone()));
+                write_scalar(hasher, key);
                 hasher.update(b":");
-                write_canonical(hasher, &map[key]);
+                write_canonical(hasher, value);
             }
             hasher.update(b"}");
         }
@@ -45,10 +46,13 @@ fn write_canonical(hasher: &mut blake3::Hasher, value: &Value) {
             }
             hasher.update(b"]");
         }
-        scalar => {
-            hasher.update(scalar.to_string().as_bytes());
-        }
+        scalar => write_scalar(hasher, scalar),
     }
+}
+
+/// A string, number, boolean or null in JSON, as `serde_json` writes it.
+fn write_scalar(hasher: &mut blake3::Hasher, scalar: &impl serde::Serialize) {
+    serde_json::to_writer(hasher, scalar).expect("hashing cannot fail");
 }
 
 #[cfg(test)]
@@ -78,5 +82,18 @@ mod tests {
             digest("s", 1, &json!([2, 1]))
         );
         assert_eq!(base.len(), 64);
+    }
+
+    /// Digests are stored: the same payload must keep its digest from one release to the next,
+    /// or every group would be pushed again after an upgrade. (Computed by the first
+    /// implementation, which built the canonical text before hashing it.)
+    #[test]
+    fn digests_are_stable_across_releases() {
+        let payload = json!({"name": "Ada \"L\" é", "n": 1.5, "i": -3, "ok": true, "none": null,
+            "tags": ["a", {"z": 1, "a": [2]}]});
+        assert_eq!(
+            digest("crm.contact", 2, &payload),
+            "9327cb3b3a11142314f9fe31a357dd8b84379615963ffa761339a01e5160a43e"
+        );
     }
 }

@@ -651,6 +651,10 @@ impl Engine {
     /// Writes the attempt's result to its group (compare-and-set on the lease) and to the
     /// attempt log. Returns the outcome and whether the lease was still held.
     pub async fn record(&self, attempts: Vec<Attempt>) -> Result<Vec<(Outcome, bool)>> {
+        self.record_slice(&attempts).await
+    }
+
+    async fn record_slice(&self, attempts: &[Attempt]) -> Result<Vec<(Outcome, bool)>> {
         // Rows are written in id order, so that concurrent recorders (other workers) lock them
         // in one order; the outcomes come back in the caller's order.
         let mut order: Vec<usize> = (0..attempts.len()).collect();
@@ -684,13 +688,9 @@ impl Engine {
         attempts: Vec<Attempt>,
         mut observe: impl FnMut(&str, Outcome, Duration),
     ) -> Result<Vec<(Outcome, bool)>> {
-        let seen: Vec<(String, Duration)> = attempts
-            .iter()
-            .map(|a| (a.group.syncer.clone(), a.duration))
-            .collect();
-        let recorded = self.record(attempts).await?;
-        for ((syncer, duration), (outcome, _held)) in seen.iter().zip(&recorded) {
-            observe(syncer, *outcome, *duration);
+        let recorded = self.record_slice(&attempts).await?;
+        for (attempt, (outcome, _held)) in attempts.iter().zip(&recorded) {
+            observe(&attempt.group.syncer, *outcome, attempt.duration);
         }
         Ok(recorded)
     }
@@ -854,8 +854,16 @@ impl Engine {
             let Some(syncer) = self.registry.get(name) else {
                 continue;
             };
-            let batch: Vec<ClaimedGroup> = indexes.iter().map(|i| groups[*i].clone()).collect();
-            let work = AssertUnwindSafe(syncer.translate_many(&self.db, &batch)).catch_unwind();
+            // The usual pass (one syncer, no deleted root) hands over the claimed groups as they
+            // are; otherwise this syncer's groups are copied out.
+            let copied: Vec<ClaimedGroup>;
+            let batch: &[ClaimedGroup] = if indexes.len() == groups.len() {
+                groups
+            } else {
+                copied = indexes.iter().map(|i| groups[*i].clone()).collect();
+                &copied
+            };
+            let work = AssertUnwindSafe(syncer.translate_many(&self.db, batch)).catch_unwind();
             if let Ok(Ok(results)) = tokio::time::timeout(self.config.push_timeout, work).await
                 && results.len() == batch.len()
             {

@@ -4,7 +4,8 @@
 //!   save its own committed transaction, (a) only an unwatched column changed, (b) a watched one.
 //! - `throughput`: groups synced per second against a loopback remote that answers at once: the
 //!   framework's engine passes, the apalis worker runtime, and a minimal hand-written loop (the
-//!   floor), side by side on one database.
+//!   floor), side by side on one database, interleaved over `--rounds` rounds (5 by default);
+//!   `--only engine|run-once|batch|worker|floor` runs one of them alone (to profile it).
 //! - `scan`: claim latency with 10k, 100k and 1M clean groups and 100 dirty ones (PostgreSQL),
 //!   custom and generic plans, with the query plan.
 //! - `latency`: commit of a watched change to the remote receiving the push, idle worker process
@@ -60,12 +61,27 @@ async fn main() {
     };
     match scenario {
         "write-path" => write_path(db, number("--saves", 2000)).await,
-        "throughput" => throughput(db, number("--groups", 20_000), number("--processes", 1)).await,
+        "throughput" => {
+            let only = args
+                .iter()
+                .position(|a| a == "--only")
+                .and_then(|i| args.get(i + 1))
+                .cloned();
+            throughput(
+                db,
+                number("--groups", 20_000),
+                number("--processes", 1),
+                number("--rounds", 5),
+                only.as_deref(),
+            )
+            .await
+        }
         "scan" => scan(&args).await,
         "latency" => latency(number("--samples", 200)).await,
         "coalescing" => coalesce::run(&args).await,
         "memory" => memory(db, number("--groups", 1_000_000)).await,
         "worker" => bench_worker(&args).await,
+        "floor-worker" => floor_worker(&args).await,
         _ => {
             eprintln!("usage: sync-bench write-path|throughput|scan|latency [--db sqlite|postgres]")
         }
@@ -426,23 +442,105 @@ fn engine_config(id: &str) -> EngineConfig {
     config
 }
 
-async fn throughput(backend: Backend, groups: usize, processes: usize) {
+/// What `throughput` measures side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// `Engine::run_until_idle`: a pass recorded while the next one pushes.
+    Engine,
+    /// `Engine::run_once` passes one after the other.
+    RunOnce,
+    /// `run_until_idle` with the bulk endpoint, 100 groups per request.
+    Batch,
+    /// The apalis runtime (`Worker::run`) in worker processes.
+    Worker,
+    /// The hand-written floor loop.
+    Floor,
+    /// The floor loop in as many processes of its own as the worker variant, measured as the
+    /// worker is: what the worker processes are compared with.
+    FloorProcesses,
+}
+
+impl Variant {
+    const ALL: [Variant; 6] = [
+        Variant::Engine,
+        Variant::RunOnce,
+        Variant::Batch,
+        Variant::Worker,
+        Variant::Floor,
+        Variant::FloorProcesses,
+    ];
+
+    /// The name `--only` takes.
+    fn key(self) -> &'static str {
+        match self {
+            Variant::Engine => "engine",
+            Variant::RunOnce => "run-once",
+            Variant::Batch => "batch",
+            Variant::Worker => "worker",
+            Variant::Floor => "floor",
+            Variant::FloorProcesses => "floor-processes",
+        }
+    }
+
+    fn label(self, processes: usize) -> String {
+        match self {
+            Variant::Engine => "framework engine (run_until_idle)".into(),
+            Variant::RunOnce => "framework engine (run_once passes)".into(),
+            Variant::Batch => "framework engine, batch push of 100".into(),
+            Variant::Worker => format!("framework apalis worker ×{processes}"),
+            Variant::Floor => "hand-written floor loop".into(),
+            Variant::FloorProcesses => format!("floor loop in processes ×{processes}"),
+        }
+    }
+}
+
+/// One variant's run: groups per second and where the time went.
+struct Measured {
+    rate: f64,
+    profile: String,
+}
+
+/// The median of `values` (the lower middle one of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[(sorted.len() - 1) / 2]
+}
+
+/// Every variant `rounds` times, interleaved: each round runs each variant once on `groups`
+/// freshly dirtied groups, the order rotated from one round to the next, so that a drift in the
+/// machine's speed (these machines are shared) falls on every variant alike. Ratios to the floor
+/// are taken within a round, then their median is reported.
+///
+/// `only` (a [`Variant::key`]) runs that variant alone, after the warm-up: a run to profile
+/// (`perf record`) one variant at a time.
+async fn throughput(
+    backend: Backend,
+    groups: usize,
+    processes: usize,
+    rounds: usize,
+    only: Option<&str>,
+) {
     let t = fresh(backend).await;
     let remote = fast_remote().await;
+    let rounds = rounds.max(1);
     println!(
-        "throughput on {backend:?}: {groups} dirty groups, remote on loopback answering at once"
+        "throughput on {backend:?}: {groups} dirty groups, remote on loopback answering at once, \
+         {rounds} rounds"
     );
-
-    // 1. The framework's engine, passes of 200 claimed, 32 in flight, one transaction to record
-    //    each pass: `run_until_idle` (a pass recorded while the next one pushes), then the same
-    //    passes one after the other (`run_once`).
-    seed(&t.db, groups).await;
-    // The worker's own pool, as the worker binary opens it (`SYNC_POOL_SIZE`).
+    // The worker's own pool, as the worker binary opens it (`SYNC_POOL_SIZE`). Passes of 200
+    // claimed, 32 in flight.
     let pool = sync_core::connect(&t.url, 16).await.unwrap();
     let engine = Engine::new(
         pool.clone(),
         bench_registry(&remote),
         engine_config("bench"),
+    )
+    .unwrap();
+    let batched = Engine::new(
+        pool.clone(),
+        registry_with(&remote, Some(100)),
+        engine_config("bench-batch"),
     )
     .unwrap();
     // Warm-up, not measured: the pool's connections, the statement caches, the page cache and
@@ -451,47 +549,99 @@ async fn throughput(backend: Backend, groups: usize, processes: usize) {
     engine.run_until_idle(usize::MAX).await.unwrap();
     seed(&t.db, 2_000).await;
     floor(&pool, &remote).await;
-    seed(&t.db, groups).await;
-    let (single_rate, profile) = engine_rate(&engine, false).await;
-    println!("  framework engine (run_until_idle)    {single_rate:>9.0} groups/s");
-    println!("    {profile}");
-    seed(&t.db, groups).await;
-    let (sequential_rate, sequential_profile) = engine_rate(&engine, true).await;
-    println!("  framework engine (run_once passes)   {sequential_rate:>9.0} groups/s");
-    println!("    {sequential_profile}");
 
-    // 1b. The same with batch pushes: 100 groups per request to the bulk endpoint.
-    seed(&t.db, groups).await;
-    let batched = Engine::new(
-        pool.clone(),
-        registry_with(&remote, Some(100)),
-        engine_config("bench-batch"),
-    )
-    .unwrap();
-    let (batch_rate, batch_profile) = engine_rate(&batched, false).await;
-    println!(
-        "  framework engine, batch push of 100  {batch_rate:>9.0} groups/s  ({:.2}× single pushes)",
-        batch_rate / single_rate
+    let variants: Vec<Variant> = Variant::ALL
+        .into_iter()
+        .filter(|v| only.is_none_or(|o| o == v.key()))
+        .collect();
+    assert!(
+        !variants.is_empty(),
+        "--only takes engine, run-once, batch, worker, floor or floor-processes"
     );
-    println!("    {batch_profile}");
+    let mut measured: Vec<Vec<Measured>> = variants.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        println!("  round {}:", round + 1);
+        for k in 0..variants.len() {
+            let index = (k + round) % variants.len();
+            let variant = variants[index];
+            seed(&t.db, groups).await;
+            let (rate, profile) = match variant {
+                Variant::Engine => engine_rate(&engine, false).await,
+                Variant::RunOnce => engine_rate(&engine, true).await,
+                Variant::Batch => engine_rate(&batched, false).await,
+                Variant::Worker => runtime_rate(&t, &remote, "worker", processes, groups).await,
+                Variant::Floor => floor(&pool, &remote).await,
+                Variant::FloorProcesses => {
+                    runtime_rate(&t, &remote, "floor-worker", processes, groups).await
+                }
+            };
+            println!("    {:<38} {rate:>9.0} groups/s", variant.label(processes));
+            measured[index].push(Measured { rate, profile });
+        }
+    }
 
-    // 2. The apalis runtime, in `processes` worker processes.
-    seed(&t.db, groups).await;
-    let (rate, runtime_profile) = runtime_rate(&t, &remote, processes, groups).await;
-    println!("  framework apalis worker ×{processes}           {rate:>9.0} groups/s");
-    println!("    {runtime_profile}");
-
-    // 3. The floor: claim a batch, read the roots, push, mark the batch done.
-    seed(&t.db, groups).await;
-    let (floor_rate, floor_profile) = floor(&pool, &remote).await;
-    println!("  hand-written floor loop              {floor_rate:>9.0} groups/s");
-    println!("    {floor_profile}");
-    println!(
-        "  engine / floor = {:.2} (run_once passes {:.2}), apalis worker ×{processes} / floor = {:.2}",
-        single_rate / floor_rate,
-        sequential_rate / floor_rate,
-        rate / floor_rate
-    );
+    println!("  median of {rounds} rounds (the run shown below each is the median one):");
+    let engine_index = variants.iter().position(|v| *v == Variant::Engine);
+    for (variant, runs) in variants.iter().zip(&measured) {
+        let rates: Vec<f64> = runs.iter().map(|m| m.rate).collect();
+        let mid = median(&rates);
+        let (low, high) = rates
+            .iter()
+            .fold((f64::MAX, 0f64), |(l, h), r| (l.min(*r), h.max(*r)));
+        let versus = match (variant, engine_index) {
+            (Variant::Batch, Some(e)) => {
+                let gains: Vec<f64> = runs
+                    .iter()
+                    .zip(&measured[e])
+                    .map(|(b, single)| b.rate / single.rate)
+                    .collect();
+                format!("  ({:.2}× single pushes)", median(&gains))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "  {:<38} {mid:>9.0} groups/s  (rounds {low:.0}–{high:.0}){versus}",
+            variant.label(processes)
+        );
+        let shown = runs
+            .iter()
+            .find(|m| m.rate == mid)
+            .expect("the median is one of the runs");
+        println!("    {}", shown.profile);
+    }
+    // The in-process variants against the in-process floor; the worker processes against the
+    // floor in as many processes.
+    let index = |variant: Variant| variants.iter().position(|v| *v == variant);
+    let pairs = [
+        (Variant::Engine, Variant::Floor),
+        (Variant::RunOnce, Variant::Floor),
+        (Variant::Worker, Variant::FloorProcesses),
+    ];
+    let ratios: Vec<String> = pairs
+        .iter()
+        .filter_map(|(framework, floor)| {
+            Some((*framework, *floor, index(*framework)?, index(*floor)?))
+        })
+        .map(|(framework, floor, i, f)| {
+            let per_round: Vec<f64> = measured[i]
+                .iter()
+                .zip(&measured[f])
+                .map(|(m, floor)| m.rate / floor.rate)
+                .collect();
+            let shown: Vec<String> = per_round.iter().map(|r| format!("{r:.2}")).collect();
+            format!(
+                "  {} / {} = {:.2} (rounds: {})",
+                framework.key(),
+                floor.key(),
+                median(&per_round),
+                shown.join(", ")
+            )
+        })
+        .collect();
+    if !ratios.is_empty() {
+        println!("  ratios to the floor, median of the rounds:");
+        println!("{}", ratios.join("\n"));
+    }
 }
 
 /// Passes until nothing is due — one `run_once` after the other (`sequential`), or overlapped by
@@ -544,7 +694,15 @@ async fn engine_rate(engine: &Engine, sequential: bool) -> (f64, String) {
     (rate, profile)
 }
 
-async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize) -> (f64, String) {
+/// `processes` child processes running `command` (`worker`: the apalis runtime; `floor-worker`:
+/// the floor loop), measured from the outside by polling what is left to sync.
+async fn runtime_rate(
+    t: &TestDb,
+    remote: &str,
+    command: &str,
+    processes: usize,
+    groups: usize,
+) -> (f64, String) {
     let exe = std::env::current_exe().unwrap();
     let cpu = cpu_time(std::process::id());
     let start = Instant::now();
@@ -552,7 +710,7 @@ async fn runtime_rate(t: &TestDb, remote: &str, processes: usize, groups: usize)
         .map(|i| {
             std::process::Command::new(&exe)
                 .args([
-                    "worker",
+                    command,
                     "--url",
                     &t.url,
                     "--remote",
@@ -634,6 +792,21 @@ async fn bench_worker(args: &[String]) {
     worker.run().await.unwrap();
 }
 
+/// `sync-bench floor-worker --url … --remote … --id …`: the floor loop in a process of its own,
+/// for `throughput`; once nothing is left it waits to be stopped, as a worker does.
+async fn floor_worker(args: &[String]) {
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap()
+    };
+    let db = sync_core::connect(&get("--url"), 16).await.unwrap();
+    floor(&db, &get("--remote")).await;
+    std::future::pending::<()>().await;
+}
+
 /// The floor loop; groups per second, and where a pass's time went, as `engine_rate` reports it.
 async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
     let backend = db.get_database_backend();
@@ -647,19 +820,22 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
     let mut passes = 0u32;
     // claim, read roots, push, mark done
     let mut phases = [Duration::ZERO; 4];
+    // The claim skips groups leased by another process running this loop (`floor-processes`).
     loop {
         let mut phase = Instant::now();
         let now = sync_core::now_ms();
         let claim = match backend {
             DbBackend::Postgres => format!(
                 "UPDATE sync_groups SET lease_owner = 'floor', lease_until = {} WHERE id = ANY(ARRAY(SELECT id FROM sync_groups \
-                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} ORDER BY next_attempt_at LIMIT 200 \
+                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} \
+                 AND (lease_until IS NULL OR lease_until < {now}) ORDER BY next_attempt_at LIMIT 200 \
                  FOR UPDATE SKIP LOCKED)) RETURNING id, root_key",
                 now + 60_000
             ),
             _ => format!(
                 "UPDATE sync_groups SET lease_owner = 'floor', lease_until = {} WHERE id IN (SELECT id FROM sync_groups \
-                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} ORDER BY next_attempt_at LIMIT 200) \
+                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} \
+                 AND (lease_until IS NULL OR lease_until < {now}) ORDER BY next_attempt_at LIMIT 200) \
                  RETURNING id, root_key",
                 now + 60_000
             ),
