@@ -61,10 +61,8 @@ const CRON_PERIOD: Duration = Duration::from_millis(100);
 /// `sync-bench coalescing`: 10,000 edits over 1,000 groups through the framework, one
 /// apalis-postgres job per change, and the cron pattern.
 pub(crate) async fn run(args: &[String]) {
-    let number = |flag: &str, default: usize| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
+    let number = |name: &str, default: usize| {
+        super::flag(args, name)
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };

@@ -43,36 +43,24 @@ mod coalesce;
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("help");
-    let db = match args
-        .iter()
-        .position(|a| a == "--db")
-        .and_then(|i| args.get(i + 1))
-        .map(String::as_str)
-    {
+    let db = match flag(&args, "--db") {
         Some("postgres") => Backend::Postgres,
         _ => Backend::Sqlite,
     };
-    let number = |flag: &str, default: usize| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
+    let number = |name: &str, default: usize| {
+        flag(&args, name)
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
     match scenario {
         "write-path" => write_path(db, number("--saves", 2000)).await,
         "throughput" => {
-            let only = args
-                .iter()
-                .position(|a| a == "--only")
-                .and_then(|i| args.get(i + 1))
-                .cloned();
             throughput(
                 db,
                 number("--groups", 20_000),
                 number("--processes", 1),
                 number("--rounds", 5),
-                only.as_deref(),
+                flag(&args, "--only"),
             )
             .await
         }
@@ -86,6 +74,21 @@ async fn main() {
             eprintln!("usage: sync-bench write-path|throughput|scan|latency [--db sqlite|postgres]")
         }
     }
+}
+
+/// The value after `name` on the command line.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// The value after `name`, which a child process is always given.
+fn required(args: &[String], name: &str) -> String {
+    flag(args, name)
+        .unwrap_or_else(|| panic!("{name} is required"))
+        .to_owned()
 }
 
 fn pg_url() -> String {
@@ -581,7 +584,8 @@ async fn throughput(
     }
 
     println!("  median of {rounds} rounds (the run shown below each is the median one):");
-    let engine_index = variants.iter().position(|v| *v == Variant::Engine);
+    let index = |variant: Variant| variants.iter().position(|v| *v == variant);
+    let engine_index = index(Variant::Engine);
     for (variant, runs) in variants.iter().zip(&measured) {
         let rates: Vec<f64> = runs.iter().map(|m| m.rate).collect();
         let mid = median(&rates);
@@ -611,7 +615,6 @@ async fn throughput(
     }
     // The in-process variants against the in-process floor; the worker processes against the
     // floor in as many processes.
-    let index = |variant: Variant| variants.iter().position(|v| *v == variant);
     let pairs = [
         (Variant::Engine, Variant::Floor),
         (Variant::RunOnce, Variant::Floor),
@@ -772,13 +775,7 @@ async fn runtime_rate(
 
 /// `sync-bench worker --url … --remote … --id …`: an apalis worker process for `throughput`.
 async fn bench_worker(args: &[String]) {
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap()
-    };
+    let get = |name: &str| required(args, name);
     let db = sync_core::connect(&get("--url"), 16).await.unwrap();
     let mut settings = sync_worker::WorkerSettings::default();
     settings.engine = engine_config(&get("--id"));
@@ -795,13 +792,7 @@ async fn bench_worker(args: &[String]) {
 /// `sync-bench floor-worker --url … --remote … --id …`: the floor loop in a process of its own,
 /// for `throughput`; once nothing is left it waits to be stopped, as a worker does.
 async fn floor_worker(args: &[String]) {
-    let get = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap()
-    };
+    let get = |name: &str| required(args, name);
     let db = sync_core::connect(&get("--url"), 16).await.unwrap();
     floor(&db, &get("--remote")).await;
     std::future::pending::<()>().await;
@@ -925,10 +916,7 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
 
 async fn scan(args: &[String]) {
     let t = fresh(Backend::Postgres).await;
-    let sizes: Vec<usize> = args
-        .iter()
-        .position(|a| a == "--sizes")
-        .and_then(|i| args.get(i + 1))
+    let sizes: Vec<usize> = flag(args, "--sizes")
         .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
     println!(
