@@ -65,7 +65,10 @@ impl TestApp {
         answer
     }
 
+    /// The groups, after applying the touches the app's writes logged (as the worker does
+    /// before every claim).
     async fn groups(&self) -> Vec<Group> {
+        sync_core::apply_touches(&self.db).await.unwrap();
         sync_group::Entity::find()
             .order_by_asc(sync_group::Column::Syncer)
             .order_by_asc(sync_group::Column::RootKey)
@@ -79,6 +82,7 @@ impl TestApp {
 
     /// Pretends the worker pushed everything: every group clean.
     async fn mark_all_synced(&self) {
+        sync_core::apply_touches(&self.db).await.unwrap();
         sync_group::Entity::update_many()
             .col_expr(
                 sync_group::Column::SyncedVersion,

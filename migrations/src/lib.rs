@@ -31,6 +31,7 @@ mod m20261101_000003_notify_on_touch;
 mod m20261101_000004_create_sync_syncers;
 mod m20261101_000005_sync_runs_and_dirty_since;
 mod m20261129_000006_due_order_index;
+mod m20261203_000007_touch_log_and_create_intents;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -41,6 +42,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261101_000004_create_sync_syncers::Migration),
         Box::new(m20261101_000005_sync_runs_and_dirty_since::Migration),
         Box::new(m20261129_000006_due_order_index::Migration),
+        Box::new(m20261203_000007_touch_log_and_create_intents::Migration),
     ]
 }
 

@@ -11,12 +11,12 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{BulkItem, Error, Result, Syncer};
+use crate::{BulkItem, Error, RemoteId, Result, Syncer};
 
 /// How long the first push of a batch waits for others to join it.
 const LINGER: Duration = Duration::from_millis(2);
 
-type Waiting = (BulkItem, oneshot::Sender<Result<String>>);
+type Waiting = (BulkItem, oneshot::Sender<Result<RemoteId>>);
 
 /// One batching queue per syncer, started on first use.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl Batchers {
         syncer: &Arc<dyn Syncer>,
         limit: usize,
         item: BulkItem,
-    ) -> Result<String> {
+    ) -> Result<RemoteId> {
         let (reply, answer) = oneshot::channel();
         {
             let mut queues = self.queues.lock().expect("batch queues");

@@ -11,11 +11,12 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::queue::{self, AttemptRecord, ClaimRequest, Synced};
+use crate::decide::{Decision, decide};
+use crate::queue::{self, AttemptRecord, ClaimRequest, Failure, Synced};
 use crate::retry::{ExponentialBackoff, RetryPolicy};
 use crate::{
-    ClaimedGroup, Clock, Disposition, Error, PushContext, Registry, Result, SystemClock,
-    TranslateContext, digest,
+    ClaimedGroup, Clock, Error, PushContext, Registry, Result, SystemClock, TranslateContext,
+    digest,
 };
 
 /// Settings of a worker.
@@ -112,8 +113,44 @@ pub struct PreparedGroup {
     /// `None` where the batch left it to be translated on its own (a deleted root, or a
     /// `translate_many` that failed as a whole).
     translated: Option<Result<Option<Value>>>,
+    /// The create this attempt recorded before sending it, with the rest of its batch.
+    create: Option<RecordedCreate>,
     /// When it was claimed: a group that waited long for a free slot renews its lease first.
     claimed_at: Instant,
+}
+
+/// A create recorded on its group before it is sent (see [`crate::PendingCreate`]).
+#[derive(Debug, Clone)]
+struct RecordedCreate {
+    key: String,
+    payload: String,
+    digest: String,
+}
+
+/// What an attempt sent to the remote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Nothing was sent (a digest skip, a translation error, a group closed without a push).
+    None,
+    /// A create (also a create repeated after a crash).
+    Create,
+    /// An update of the remote record.
+    Update,
+    /// A delete of the remote record.
+    Delete,
+}
+
+impl Operation {
+    /// The name in the attempt log: `none`, `create`, `update`, `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::None => "none",
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
 }
 
 /// What one group's attempt came to, before it is recorded.
@@ -121,8 +158,8 @@ pub struct PreparedGroup {
 pub struct Attempt {
     /// The group, as claimed.
     pub group: ClaimedGroup,
-    /// `create`, `update`, `delete` or `none`.
-    pub operation: &'static str,
+    /// What was sent.
+    pub operation: Operation,
     /// Success, or the error.
     pub result: std::result::Result<Synced, Error>,
     /// When it started (ms since the epoch).
@@ -150,10 +187,15 @@ pub enum Outcome {
     Failed,
     /// Failed for the last time.
     Dead,
+    /// The remote lost the record (an update answered 404) and the syncer's policy is
+    /// [`WhenMissing::Recreate`](crate::WhenMissing): its id is forgotten and the record is
+    /// created again at the next attempt.
+    Recreating,
 }
 
 impl Outcome {
-    fn label(self) -> &'static str {
+    /// The name in the attempt log.
+    pub fn label(self) -> &'static str {
         match self {
             Outcome::Pushed | Outcome::Deleted => "ok",
             Outcome::Skipped => "skipped",
@@ -161,6 +203,7 @@ impl Outcome {
             Outcome::Retry => "retry",
             Outcome::Failed => "failed",
             Outcome::Dead => "dead",
+            Outcome::Recreating => "recreate",
         }
     }
 }
@@ -183,6 +226,8 @@ pub struct PassReport {
     pub failed: usize,
     /// Failed for the last time.
     pub dead: usize,
+    /// Lost by the remote, to be created again.
+    pub recreating: usize,
     /// Completions that found the lease taken over (nothing written).
     pub lease_lost: usize,
     /// Where the pass's time went.
@@ -227,6 +272,7 @@ impl PassReport {
             Outcome::Waiting => &mut self.waiting,
             Outcome::Retry | Outcome::Failed => &mut self.failed,
             Outcome::Dead => &mut self.dead,
+            Outcome::Recreating => &mut self.recreating,
         } += 1;
     }
 }
@@ -303,8 +349,10 @@ impl Engine {
         self.clock.now_ms()
     }
 
-    /// Claims up to `limit` due groups of the registered syncers.
+    /// Applies the logged touches ([`crate::apply_touches`]), then claims up to `limit` due
+    /// groups of the registered syncers.
     pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedGroup>> {
+        crate::touch_log::apply_touches(&self.db).await?;
         let now = self.clock.now_ms();
         let lease_until = now + millis(self.config.lease);
         let paused: Vec<String> = {
@@ -408,7 +456,7 @@ impl Engine {
     /// Translates `group` and pushes it unless the remote already holds the payload (`full`
     /// pushes regardless). Never panics: a panic in the syncer becomes a permanent error.
     pub async fn process(&self, group: ClaimedGroup, full: bool) -> Attempt {
-        self.process_translated(group, full, None).await
+        self.process_translated(group, full, None, None).await
     }
 
     /// Claims up to `limit` due groups, as [`claim`](Self::claim), and translates them in one
@@ -418,16 +466,89 @@ impl Engine {
     pub async fn claim_prepared(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
         let claimed_at = Instant::now();
         let groups = self.claim(limit).await?;
-        let translations = self.translate_batch(&groups).await;
+        let mut translations = self.translate_batch(&groups).await;
+        let creates = self.record_creates(&groups, &mut translations).await;
         Ok(groups
             .into_iter()
             .zip(translations)
-            .map(|(group, translated)| PreparedGroup {
+            .zip(creates)
+            .map(|((group, translated), create)| PreparedGroup {
                 group,
                 translated,
+                create,
                 claimed_at,
             })
             .collect())
+    }
+
+    /// Records, in one round trip per 50, the creates the translated `groups` are about to send
+    /// (see [`crate::PendingCreate`]), before any is sent. A group whose create could not be
+    /// recorded gets that error as its translation, so that it is not pushed.
+    async fn record_creates(
+        &self,
+        groups: &[ClaimedGroup],
+        translations: &mut [Option<Result<Option<Value>>>],
+    ) -> Vec<Option<RecordedCreate>> {
+        let mut creates: Vec<Option<RecordedCreate>> = vec![None; groups.len()];
+        for (i, group) in groups.iter().enumerate() {
+            if let Some(create) = self.create_to_record(group, translations[i].as_ref()) {
+                creates[i] = Some(create);
+            }
+        }
+        let rows: Vec<(i64, &str, &str)> = groups
+            .iter()
+            .zip(&creates)
+            .filter_map(|(g, c)| {
+                c.as_ref()
+                    .map(|c| (g.id, c.key.as_str(), c.payload.as_str()))
+            })
+            .collect();
+        if rows.is_empty() {
+            return creates;
+        }
+        let held = queue::record_pending_creates(&self.db, &self.config.worker_id, &rows).await;
+        for (i, group) in groups.iter().enumerate() {
+            if creates[i].is_none() {
+                continue;
+            }
+            let refused = match &held {
+                Ok(held) if held.contains(&group.id) => continue,
+                Ok(_) => Error::retryable(
+                    "lost the lease before the create was recorded: another worker took the group over",
+                ),
+                Err(error) => Error::retryable(format!(
+                    "could not record the create before sending it: {error}"
+                )),
+            };
+            creates[i] = None;
+            translations[i] = Some(Err(refused));
+        }
+        creates
+    }
+
+    /// The create `group` will send, when it is a fresh create (no remote id, no create of an
+    /// earlier attempt pending) of a syncer whose creates do not upsert.
+    fn create_to_record(
+        &self,
+        group: &ClaimedGroup,
+        translated: Option<&Result<Option<Value>>>,
+    ) -> Option<RecordedCreate> {
+        if group.remote_id.is_some() || group.pending_create.is_some() || group.root_deleted {
+            return None;
+        }
+        let Some(Ok(Some(payload))) = translated else {
+            return None;
+        };
+        let syncer = self.registry.get(&group.syncer)?;
+        if syncer.creates_upsert() {
+            return None;
+        }
+        let digest = digest::digest(syncer.name(), syncer.payload_version(), payload);
+        Some(RecordedCreate {
+            key: group.idempotency_key(&digest),
+            payload: payload_text(payload),
+            digest,
+        })
     }
 
     /// [`process`](Self::process) for a group from [`claim_prepared`](Self::claim_prepared),
@@ -451,14 +572,14 @@ impl Engine {
             if let Some(error) = lost {
                 return Attempt {
                     group: prepared.group,
-                    operation: "none",
+                    operation: Operation::None,
                     result: Err(error),
                     started_at: self.clock.now_ms(),
                     duration: Duration::ZERO,
                 };
             }
         }
-        self.process_translated(prepared.group, full, prepared.translated)
+        self.process_translated(prepared.group, full, prepared.translated, prepared.create)
             .await
     }
 
@@ -469,12 +590,13 @@ impl Engine {
         group: ClaimedGroup,
         full: bool,
         translated: Option<Result<Option<Value>>>,
+        create: Option<RecordedCreate>,
     ) -> Attempt {
         let started_at = self.clock.now_ms();
         let start = Instant::now();
         let span = tracing::info_span!("push", group = group.id, syncer = %group.syncer, version = group.version);
-        let work =
-            AssertUnwindSafe(self.translate_and_push(&group, full, translated)).catch_unwind();
+        let work = AssertUnwindSafe(self.translate_and_push(&group, full, translated, create))
+            .catch_unwind();
         let guarded = async {
             tokio::select! {
                 done = work => Ok(done),
@@ -485,17 +607,17 @@ impl Engine {
             .instrument(span)
             .await
         {
-            Ok(Err(lease_lost)) => ("none", Err(lease_lost)),
+            Ok(Err(lease_lost)) => (Operation::None, Err(lease_lost)),
             Ok(Ok(Ok(done))) => done,
             Ok(Ok(Err(panic))) => (
-                "none",
+                Operation::None,
                 Err(Error::permanent(format!(
                     "the syncer panicked: {}",
                     panic_message(&panic)
                 ))),
             ),
             Err(_) => (
-                "none",
+                Operation::None,
                 Err(Error::retryable(format!(
                     "timed out after {:?}",
                     self.config.push_timeout
@@ -544,10 +666,11 @@ impl Engine {
         group: &ClaimedGroup,
         full: bool,
         translated: Option<Result<Option<Value>>>,
-    ) -> (&'static str, std::result::Result<Synced, Error>) {
+        recorded: Option<RecordedCreate>,
+    ) -> (Operation, std::result::Result<Synced, Error>) {
         let Some(syncer) = self.registry.get(&group.syncer) else {
             return (
-                "none",
+                Operation::None,
                 Err(Error::Config(format!(
                     "no syncer `{}` is registered",
                     group.syncer
@@ -567,84 +690,173 @@ impl Engine {
             };
             match translation {
                 Ok(payload) => payload,
-                Err(e) => return ("none", Err(e)),
+                Err(e) => return (Operation::None, Err(e)),
             }
         };
+        // A create an earlier attempt sent and never recorded comes first, exactly as it was
+        // sent: the remote may hold its record already.
+        if group.remote_id.is_none()
+            && let Some(pending) = &group.pending_create
+            && !syncer.creates_upsert()
+        {
+            return (
+                Operation::Create,
+                self.repeat_create(syncer, group, pending, payload.as_ref(), full)
+                    .await,
+            );
+        }
         let Some(payload) = payload else {
             // The root is gone: delete the remote copy if there is one, then close the group.
-            let Some(remote_id) = group.remote_id.as_deref() else {
-                return ("none", Ok(Synced::Deleted));
+            let Some(remote_id) = group.remote_id.as_ref() else {
+                return (Operation::None, Ok(Synced::Deleted));
             };
             let cx = PushContext::new(group, "delete");
             if let Err(e) = self.take_token(syncer.as_ref()).await {
-                return ("none", Err(e));
+                return (Operation::None, Err(e));
             }
             return (
-                "delete",
+                Operation::Delete,
                 syncer
-                    .delete(&cx, remote_id)
+                    .delete(&cx, remote_id.as_str())
                     .await
                     .map(|()| Synced::Deleted),
             );
         };
+        let Some(remote_id) = group.remote_id.as_ref() else {
+            return (
+                Operation::Create,
+                self.create(syncer, group, &payload, recorded).await,
+            );
+        };
         let digest = digest::digest(syncer.name(), syncer.payload_version(), &payload);
-        if !full
-            && group.remote_id.is_some()
-            && group.last_digest.as_deref() == Some(digest.as_str())
-        {
-            return ("none", Ok(Synced::Skipped));
+        if !full && group.last_digest.as_deref() == Some(digest.as_str()) {
+            return (Operation::None, Ok(Synced::Skipped));
         }
         let cx = PushContext::new(group, &digest);
         if let Err(e) = self.take_token(syncer.as_ref()).await {
-            return ("none", Err(e));
+            return (Operation::None, Err(e));
         }
         let text = payload_text(&payload);
-        if let Some(limit) = syncer.batch_limit() {
-            let operation = if group.remote_id.is_some() {
-                "update"
-            } else {
-                "create"
-            };
+        let done = |remote_id: crate::RemoteId| Synced::Pushed {
+            remote_id,
+            digest: digest.clone(),
+            payload: text.clone(),
+            caught_up: true,
+        };
+        let result = if let Some(limit) = syncer.batch_limit() {
             let item = crate::BulkItem {
-                remote_id: group.remote_id.clone(),
+                remote_id: Some(remote_id.clone()),
                 idempotency_key: cx.idempotency_key().to_owned(),
                 payload,
             };
-            return (
-                operation,
-                self.batchers
-                    .push(syncer, limit, item)
-                    .await
-                    .map(|remote_id| Synced::Pushed {
-                        remote_id,
-                        digest,
-                        payload: text,
-                    }),
-            );
-        }
-        match group.remote_id.as_deref() {
-            Some(remote_id) => (
-                "update",
-                syncer
-                    .update(&cx, remote_id, &payload)
-                    .await
-                    .map(|()| Synced::Pushed {
-                        remote_id: remote_id.to_owned(),
-                        digest,
-                        payload: text,
-                    }),
-            ),
-            None => (
-                "create",
-                syncer
-                    .create(&cx, &payload)
-                    .await
-                    .map(|remote_id| Synced::Pushed {
-                        remote_id,
-                        digest,
-                        payload: text,
-                    }),
-            ),
+            self.batchers.push(syncer, limit, item).await.map(done)
+        } else {
+            syncer
+                .update(&cx, remote_id.as_str(), &payload)
+                .await
+                .map(|()| done(remote_id.clone()))
+        };
+        (Operation::Update, result)
+    }
+
+    /// A fresh create of `payload`: recorded on the group first (unless the claim's batch did,
+    /// or the syncer's creates upsert), then sent with the recorded key.
+    async fn create(
+        &self,
+        syncer: &Arc<dyn crate::Syncer>,
+        group: &ClaimedGroup,
+        payload: &Value,
+        recorded: Option<RecordedCreate>,
+    ) -> std::result::Result<Synced, Error> {
+        let create = match recorded {
+            Some(create) => create,
+            None => {
+                let digest = digest::digest(syncer.name(), syncer.payload_version(), payload);
+                let create = RecordedCreate {
+                    key: group.idempotency_key(&digest),
+                    payload: payload_text(payload),
+                    digest,
+                };
+                if !syncer.creates_upsert() {
+                    let row = [(group.id, create.key.as_str(), create.payload.as_str())];
+                    let held = queue::record_pending_creates(&self.db, &group.lease_owner, &row)
+                        .await
+                        .map_err(|e| {
+                            Error::retryable(format!(
+                                "could not record the create before sending it: {e}"
+                            ))
+                        })?;
+                    if !held.contains(&group.id) {
+                        return Err(Error::retryable(
+                            "lost the lease before the create was recorded: another worker took the group over",
+                        ));
+                    }
+                }
+                create
+            }
+        };
+        self.take_token(syncer.as_ref()).await?;
+        let cx = PushContext::with_key(group, create.key.clone(), false);
+        let remote_id = self.send_create(syncer, &cx, payload).await?;
+        Ok(Synced::Pushed {
+            remote_id,
+            digest: create.digest,
+            payload: create.payload,
+            caught_up: true,
+        })
+    }
+
+    /// Repeats the create an earlier attempt recorded (same key, same body). The group stays
+    /// due when the data changed since (or the root is gone), so that the next attempt updates
+    /// (or deletes) the record it finds.
+    async fn repeat_create(
+        &self,
+        syncer: &Arc<dyn crate::Syncer>,
+        group: &ClaimedGroup,
+        pending: &crate::PendingCreate,
+        current: Option<&Value>,
+        full: bool,
+    ) -> std::result::Result<Synced, Error> {
+        let body: Value = serde_json::from_str(&pending.payload).map_err(|e| {
+            Error::permanent(format!(
+                "the recorded body of the pending create of `{}` group `{}` is not JSON ({e})",
+                group.syncer, group.root_key
+            ))
+        })?;
+        self.take_token(syncer.as_ref()).await?;
+        let cx = PushContext::with_key(group, pending.key.clone(), true);
+        tracing::info!(group = group.id, syncer = %group.syncer, key = %pending.key, "repeating a create an earlier attempt may have delivered");
+        let remote_id = self.send_create(syncer, &cx, &body).await?;
+        let digest = digest::digest(syncer.name(), syncer.payload_version(), &body);
+        let caught_up = !full
+            && current.is_some_and(|p| {
+                digest::digest(syncer.name(), syncer.payload_version(), p) == digest
+            });
+        Ok(Synced::Pushed {
+            remote_id,
+            digest,
+            payload: pending.payload.clone(),
+            caught_up,
+        })
+    }
+
+    /// Sends a create, in a batch when the syncer pushes in batches.
+    async fn send_create(
+        &self,
+        syncer: &Arc<dyn crate::Syncer>,
+        cx: &PushContext<'_>,
+        payload: &Value,
+    ) -> Result<crate::RemoteId> {
+        match syncer.batch_limit() {
+            Some(limit) => {
+                let item = crate::BulkItem {
+                    remote_id: None,
+                    idempotency_key: cx.idempotency_key().to_owned(),
+                    payload: payload.clone(),
+                };
+                self.batchers.push(syncer, limit, item).await
+            }
+            None => syncer.create(cx, payload).await,
         }
     }
 
@@ -722,7 +934,9 @@ impl Engine {
                     (outcome, completed.contains(&group.id), None)
                 }
                 Err(error) => {
-                    let (outcome, held) = self.record_error(&txn, group, error, now).await?;
+                    let (outcome, held) = self
+                        .record_error(&txn, group, attempt.operation, error, now)
+                        .await?;
                     (outcome, held, Some(error))
                 }
             };
@@ -730,7 +944,10 @@ impl Engine {
                 tracing::warn!(group = group.id, syncer = %group.syncer, "lease lost before the attempt was recorded; another worker took the group over");
             }
             match (outcome, error) {
-                (Outcome::Retry | Outcome::Failed | Outcome::Dead, Some(e)) => {
+                (
+                    Outcome::Retry | Outcome::Failed | Outcome::Dead | Outcome::Recreating,
+                    Some(e),
+                ) => {
                     tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
                 }
                 _ => {
@@ -741,7 +958,7 @@ impl Engine {
                 group_id: group.id,
                 syncer: group.syncer.clone(),
                 version: group.version,
-                operation: attempt.operation,
+                operation: attempt.operation.as_str(),
                 outcome: outcome.label(),
                 status_code: error.and_then(Error::status),
                 error: error.map(ToString::to_string),
@@ -762,27 +979,58 @@ impl Engine {
         &self,
         db: &C,
         group: &ClaimedGroup,
+        operation: Operation,
         error: &Error,
         now: i64,
     ) -> Result<(Outcome, bool)> {
-        let message = error.to_string();
-        let retry_after = match error.disposition() {
-            Disposition::Wait => {
-                let deferrals = group.deferrals.saturating_add(1);
-                if deferrals as u32 <= self.config.max_deferrals {
-                    let next = now + millis(self.config.not_ready_delay);
-                    return Ok((
-                        Outcome::Waiting,
-                        queue::defer(db, group, deferrals, &message, next).await?,
-                    ));
-                }
-                None
+        let when_missing = self
+            .registry
+            .get(&group.syncer)
+            .map(|s| s.when_missing())
+            .unwrap_or_default();
+        match decide(
+            error,
+            operation,
+            group,
+            when_missing,
+            &self.config,
+            self.retry.as_ref(),
+        ) {
+            Decision::Wait {
+                deferrals,
+                delay,
+                message,
+            } => {
+                let next = now + millis(delay);
+                let held = queue::defer(db, group, deferrals, &message, next).await?;
+                Ok((Outcome::Waiting, held))
             }
-            Disposition::Retry { after } => {
-                if error.status() == Some(429) {
-                    // The limit belongs to the remote account: slow the whole syncer down, in
-                    // every worker, not only this group.
-                    let pause = after.unwrap_or(Duration::from_secs(1));
+            Decision::Recreate {
+                attempts,
+                dead,
+                message,
+            } => {
+                let held =
+                    queue::forget_lost_record(db, group, attempts, &message, now, dead).await?;
+                Ok((
+                    if dead {
+                        Outcome::Dead
+                    } else {
+                        Outcome::Recreating
+                    },
+                    held,
+                ))
+            }
+            Decision::Fail {
+                attempts,
+                delay,
+                dead,
+                message,
+                status,
+                forget_create,
+                pause,
+            } => {
+                if let Some(pause) = pause {
                     let until = now + millis(pause);
                     crate::limits::pause(db, &group.syncer, until, &message).await?;
                     self.paused
@@ -790,30 +1038,23 @@ impl Engine {
                         .expect("pause table")
                         .insert(group.syncer.clone(), until);
                 }
-                after
+                let failure = Failure {
+                    attempts,
+                    error: &message,
+                    status,
+                    next_attempt_at: now + millis(delay),
+                    dead,
+                    forget_create,
+                };
+                let held = queue::fail(db, group, &failure).await?;
+                let outcome = match (dead, error.disposition()) {
+                    (true, _) => Outcome::Dead,
+                    (false, crate::Disposition::Retry { .. }) => Outcome::Retry,
+                    (false, _) => Outcome::Failed,
+                };
+                Ok((outcome, held))
             }
-            Disposition::Fail => None,
-        };
-        let message = match error.disposition() {
-            Disposition::Wait => format!(
-                "gave up waiting after {} tries: {message}",
-                self.config.max_deferrals
-            ),
-            _ => message,
-        };
-        let attempts = group.attempts.saturating_add(1);
-        let dead = attempts as u32 >= self.config.max_attempts;
-        let mut delay = self.retry.delay(attempts as u32);
-        if let Some(after) = retry_after {
-            delay = delay.max(after);
         }
-        let held = queue::fail(db, group, attempts, &message, now + millis(delay), dead).await?;
-        let outcome = match (dead, error.disposition()) {
-            (true, _) => Outcome::Dead,
-            (false, Disposition::Retry { .. }) => Outcome::Retry,
-            (false, _) => Outcome::Failed,
-        };
-        Ok((outcome, held))
     }
 
     /// One pass: claims up to `batch_size` due groups, processes them `concurrency` at a time,
@@ -966,30 +1207,35 @@ impl Engine {
         phases: &mut PassPhases,
     ) -> Vec<Attempt> {
         let started = Instant::now();
-        let translations = self.translate_batch(&groups).await;
+        let mut translations = self.translate_batch(&groups).await;
+        let creates = self.record_creates(&groups, &mut translations).await;
         phases.translate += started.elapsed();
         let started = Instant::now();
         // Groups of syncers that push in batches all go in flight at once, so that they fill
         // the batches; `concurrency` then bounds the batch requests. The others push one by one,
         // `concurrency` at a time.
-        let (batched, single): (Vec<_>, Vec<_>) =
-            groups
-                .into_iter()
-                .zip(translations)
-                .partition(|(group, _)| {
-                    self.registry
-                        .get(&group.syncer)
-                        .and_then(|s| s.batch_limit())
-                        .is_some()
-                });
+        let (batched, single): (Vec<_>, Vec<_>) = groups
+            .into_iter()
+            .zip(translations)
+            .zip(creates)
+            .partition(|((group, _), _)| {
+                self.registry
+                    .get(&group.syncer)
+                    .and_then(|s| s.batch_limit())
+                    .is_some()
+            });
         let batched_in_flight = batched.len().max(1);
         let (mut attempts, single_attempts): (Vec<Attempt>, Vec<Attempt>) = futures::join!(
             futures::stream::iter(batched)
-                .map(|(group, translated)| self.process_translated(group, full, translated))
+                .map(|((group, translated), create)| {
+                    self.process_translated(group, full, translated, create)
+                })
                 .buffer_unordered(batched_in_flight)
                 .collect(),
             futures::stream::iter(single)
-                .map(|(group, translated)| self.process_translated(group, full, translated))
+                .map(|((group, translated), create)| {
+                    self.process_translated(group, full, translated, create)
+                })
                 .buffer_unordered(self.config.concurrency)
                 .collect()
         );

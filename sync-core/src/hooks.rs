@@ -54,14 +54,14 @@ use sea_orm::{
     TryIntoModel, Value,
 };
 
-use crate::store::{self, Mark};
+use crate::store;
 use crate::syncable::{Link, Syncable, is_soft_deleted};
+use crate::touch_log::Mark;
 use crate::{Error, RootKey};
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 
-/// Marks to write for one save or delete, deduplicated, in a stable order (which also keeps the
-/// row-lock order stable across concurrent transactions).
+/// Marks to log for one save or delete, deduplicated, in a stable order.
 #[derive(Default)]
 struct Marks(BTreeSet<(&'static str, RootKey, Mark)>);
 
@@ -73,9 +73,8 @@ impl Marks {
     }
 
     async fn write<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
-        for (syncer, key, mark) in self.0 {
-            store::mark(db, syncer, &key, mark).await?;
-        }
+        let marks: Vec<_> = self.0.into_iter().collect();
+        store::log_marks(db, &marks).await?;
         Ok(())
     }
 }
@@ -396,12 +395,12 @@ where
         }
     }
 
-    /// The values the statement binds after the touch's own assignments, in the order its SQL
-    /// places them (checked against sea-query's rendering whenever a shape is first rendered).
-    fn values(&self) -> Vec<Value> {
-        let mut values = Vec::new();
+    /// Per touch, its syncer and the values its select binds, in the order its SQL places them
+    /// (checked against sea-query's rendering whenever a shape is first rendered).
+    fn values(&self) -> Vec<(&'static str, Vec<Value>)> {
+        let mut out = Vec::with_capacity(self.touches.len());
         for touch in &self.touches {
-            values.push(touch.syncer.into());
+            let mut values = Vec::new();
             for (_, v) in &touch.set_watched {
                 if !is_null_value(v) {
                     values.push(v.clone());
@@ -414,8 +413,9 @@ where
                 values.push(key.as_str().into());
             }
             values.extend(self.pk.iter().map(|(_, v)| v.clone()));
+            out.push((touch.syncer, values));
         }
-        values
+        out
     }
 
     /// The touches as sea-query statements, for rendering a shape the first time.
@@ -451,14 +451,16 @@ where
             // lock (a row an uncommitted write is changing would not be waited for).
             let mut group_key = Query::select();
             group_key
-                .expr(Expr::case(touch_if, key).finally(Expr::null()))
+                .expr_as(
+                    Expr::case(touch_if, key).finally(Expr::null()),
+                    Alias::new("k"),
+                )
                 .from(table.clone())
                 .lock(LockType::Update);
             for (c, v) in &self.pk {
                 group_key.and_where(Expr::col(*c).eq(v.clone()));
             }
             out.push(store::ConditionalTouch {
-                syncer: touch.syncer,
                 group_key: Box::new(group_key),
             });
         }

@@ -8,6 +8,7 @@
 mod batch;
 mod clock;
 mod connect;
+mod decide;
 mod digest;
 pub mod engine;
 pub mod entity;
@@ -18,11 +19,13 @@ mod key;
 pub mod limits;
 pub mod ops;
 pub mod queue;
+mod remote_id;
 pub mod retry;
 mod state;
 mod store;
 mod syncable;
 mod syncer;
+pub mod touch_log;
 pub mod wake;
 
 #[doc(inline)]
@@ -32,7 +35,7 @@ pub use connect::{begin_write, connect, redact_url};
 #[doc(inline)]
 pub use digest::digest;
 #[doc(inline)]
-pub use engine::{Engine, EngineConfig, Outcome, PassPhases, PassReport, PreparedGroup};
+pub use engine::{Engine, EngineConfig, Operation, Outcome, PassPhases, PassReport, PreparedGroup};
 #[doc(inline)]
 pub use error::{Disposition, Error, Result};
 #[doc(inline)]
@@ -42,6 +45,8 @@ pub use key::RootKey;
 #[doc(inline)]
 pub use limits::Limits;
 #[doc(inline)]
+pub use remote_id::RemoteId;
+#[doc(inline)]
 pub use state::{GroupState, UnknownState};
 #[doc(inline)]
 pub use store::{
@@ -50,7 +55,12 @@ pub use store::{
 #[doc(inline)]
 pub use syncable::{BoxFuture, ColumnOf, Link, Membership, Syncable};
 #[doc(inline)]
-pub use syncer::{ClaimedGroup, PushContext, Registry, RootSource, Syncer, TranslateContext};
+pub use syncer::{
+    ClaimedGroup, PendingCreate, PushContext, Registry, RootSource, Syncer, TranslateContext,
+    WhenMissing,
+};
+#[doc(inline)]
+pub use touch_log::apply_touches;
 
 /// `#[derive(Syncable)]`: see the crate documentation.
 pub use sync_derive::Syncable;

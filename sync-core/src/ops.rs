@@ -23,9 +23,11 @@ pub struct SyncerStatus {
     pub syncer: String,
     /// Groups by state (`pending`, `synced`, `failed`, `dead`, `deleted`).
     pub groups: BTreeMap<String, i64>,
-    /// Groups whose remote copy is behind (`version > synced_version`), dead ones included.
+    /// Groups the workers have work for: `pending` or `failed` (due now or later). Dead groups
+    /// are counted under `groups["dead"]`, not here: no worker will push them until a touch or
+    /// an operator revives them.
     pub dirty: i64,
-    /// How long the oldest dirty group has been dirty, in milliseconds.
+    /// How long the oldest of the `dirty` groups has been dirty, in milliseconds.
     pub oldest_dirty_ms: Option<i64>,
     /// When a group of this syncer was last pushed or confirmed (ms since the epoch).
     pub last_success_at: Option<i64>,
@@ -43,6 +45,7 @@ pub async fn status(
     known: &[String],
     now: i64,
 ) -> Result<Vec<SyncerStatus>> {
+    crate::apply_touches(db).await?;
     let backend = db.get_database_backend();
     let mut all: BTreeMap<String, SyncerStatus> = BTreeMap::new();
     let entry = |all: &mut BTreeMap<String, SyncerStatus>, syncer: &str| {
@@ -86,7 +89,7 @@ pub async fn status(
     for row in db
         .query_all_raw(query(
             "SELECT syncer, COUNT(*) AS n, MIN(COALESCE(dirty_since, touched_at)) AS since \
-             FROM sync_groups WHERE version > synced_version GROUP BY syncer",
+             FROM sync_groups WHERE state IN ('pending', 'failed') GROUP BY syncer",
             vec![],
         ))
         .await
@@ -126,12 +129,28 @@ pub async fn status(
     Ok(all.into_values().collect())
 }
 
+/// How many touches the application logged that no worker has applied to `sync_groups` yet.
+/// They are work to do: each makes its group dirty once applied.
+pub async fn logged_touches(db: &DatabaseConnection) -> Result<u64> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(statement(
+            backend,
+            "SELECT COUNT(*) AS n FROM sync_touches",
+            vec![],
+        ))
+        .await
+        .map_err(Error::db_while("counting logged touches"))?;
+    Ok(row.map_or(Ok(0), |r| r.try_get::<i64>("", "n"))? as u64)
+}
+
 /// Failed and dead groups (of one syncer, or all), dead first, then by next attempt.
 pub async fn problems(
     db: &DatabaseConnection,
     syncer: Option<&str>,
     limit: u64,
 ) -> Result<Vec<sync_group::Model>> {
+    crate::apply_touches(db).await?;
     let mut select =
         sync_group::Entity::find().filter(sync_group::Column::State.is_in(["failed", "dead"]));
     if let Some(syncer) = syncer {
@@ -205,6 +224,7 @@ pub enum RetryScope {
 /// Makes failed or dead groups due now, with their attempts reset (the error stays visible until
 /// the next attempt). Returns how many.
 pub async fn retry(db: &DatabaseConnection, scope: &RetryScope, now: i64) -> Result<u64> {
+    crate::apply_touches(db).await?;
     let backend = db.get_database_backend();
     let (filter, value): (&str, Option<Value>) = match scope {
         RetryScope::Group(id) => ("id = ? AND state IN ('failed', 'dead')", Some((*id).into())),
@@ -260,6 +280,7 @@ pub async fn run_now(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<
 /// (after a mapping change, data loss on the remote, or a periodic reconciliation). Returns the
 /// number of groups.
 pub async fn request_full_run(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<u64> {
+    crate::apply_touches(db).await?;
     let backend = db.get_database_backend();
     let done = db
         .execute_raw(statement(
@@ -380,8 +401,12 @@ pub async fn plan(
     full: bool,
     limit: u64,
 ) -> Result<Vec<PlanItem>> {
+    crate::apply_touches(db).await?;
     let mut select = sync_group::Entity::find();
-    if !all {
+    if all {
+        // Closed groups (their root deleted and the remote copy gone) have nothing to do.
+        select = select.filter(sync_group::Column::State.ne("deleted"));
+    } else {
         select = select.filter(sync_group::Column::State.is_in(["pending", "failed"]));
     }
     if let Some(syncer) = syncer {

@@ -10,10 +10,10 @@ use sea_orm::{
 };
 
 use crate::store::statement;
-use crate::{ClaimedGroup, Error, GroupState, Result, RootKey};
+use crate::{ClaimedGroup, Error, GroupState, PendingCreate, RemoteId, Result, RootKey};
 
-const RETURNED: &str =
-    "id, syncer, root_key, version, remote_id, last_digest, root_deleted, attempts, deferrals";
+const RETURNED: &str = "id, syncer, root_key, version, remote_id, remote_id_numeric, last_digest, \
+     root_deleted, attempts, deferrals, create_key, create_payload";
 
 /// What to claim.
 #[derive(Debug, Clone)]
@@ -115,12 +115,20 @@ where
 }
 
 fn read_claimed(row: &QueryResult, owner: &str) -> Result<ClaimedGroup> {
+    let remote_id: Option<String> = row.try_get("", "remote_id")?;
+    let numeric: bool = row.try_get("", "remote_id_numeric")?;
+    let key: Option<String> = row.try_get("", "create_key")?;
+    let payload: Option<String> = row.try_get("", "create_payload")?;
     Ok(ClaimedGroup {
         id: row.try_get("", "id")?,
         syncer: row.try_get("", "syncer")?,
         root_key: RootKey::from(row.try_get::<String>("", "root_key")?),
         version: row.try_get("", "version")?,
-        remote_id: row.try_get("", "remote_id")?,
+        remote_id: remote_id.map(|id| RemoteId::from_stored(id, numeric)),
+        pending_create: match (key, payload) {
+            (Some(key), Some(payload)) => Some(PendingCreate { key, payload }),
+            _ => None,
+        },
         last_digest: row.try_get("", "last_digest")?,
         root_deleted: row.try_get("", "root_deleted")?,
         attempts: row.try_get("", "attempts")?,
@@ -136,11 +144,15 @@ pub enum Synced {
     /// The remote accepted this payload (create or update).
     Pushed {
         /// The remote's id for the entity.
-        remote_id: String,
+        remote_id: RemoteId,
         /// The digest of the payload.
         digest: String,
         /// The payload, as JSON text.
         payload: String,
+        /// The payload is the translation of the claimed version. `false` after repeating an
+        /// earlier attempt's create with its old body: the group stays due, so that the next
+        /// attempt updates the record with the current data.
+        caught_up: bool,
     },
     /// The payload's digest equals `last_digest`: nothing was sent.
     Skipped,
@@ -149,8 +161,10 @@ pub enum Synced {
 }
 
 /// Records a successful attempt: `synced_version` becomes the version read at claim time, and
-/// the group is `synced` (or `deleted`), or stays `pending` if it was touched meanwhile.
-/// Returns `false` if this worker no longer holds the lease (nothing was written).
+/// the group is `synced` (or `deleted`), or stays `pending` if it was touched meanwhile (or the
+/// push was a repeated create of older data, see [`Synced::Pushed`]). Any pending create is
+/// forgotten: the remote id is known now. Returns `false` if this worker no longer holds the
+/// lease (nothing was written).
 pub async fn complete<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
@@ -163,41 +177,57 @@ pub async fn complete<C: ConnectionTrait>(
             remote_id,
             digest,
             payload,
+            ..
         } => (
-            "remote_id = ?, last_digest = ?, last_payload = ?, ",
+            "remote_id = ?, remote_id_numeric = ?, last_digest = ?, last_payload = ?, ",
             vec![
                 remote_id.as_str().into(),
+                remote_id.is_number().into(),
                 digest.as_str().into(),
                 payload.as_str().into(),
             ],
         ),
         Synced::Skipped => ("", vec![]),
         Synced::Deleted => (
-            "remote_id = NULL, last_digest = NULL, last_payload = NULL, ",
-            vec![],
+            "remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, last_payload = NULL, ",
+            vec![false.into()],
         ),
     };
     let closed_state = match synced {
         Synced::Deleted => GroupState::Deleted,
         _ => GroupState::Synced,
     };
+    let caught_up = !matches!(
+        synced,
+        Synced::Pushed {
+            caught_up: false,
+            ..
+        }
+    );
+    let (version_sets, version_values): (&str, Vec<Value>) = if caught_up {
+        (
+            "synced_version = ?, \
+             dirty_since = CASE WHEN version > ? THEN dirty_since ELSE NULL END, \
+             state = CASE WHEN version > ? THEN 'pending' ELSE ? END",
+            vec![
+                group.version.into(),
+                group.version.into(),
+                group.version.into(),
+                closed_state.as_str().into(),
+            ],
+        )
+    } else {
+        ("state = 'pending'", vec![])
+    };
     let sql = format!(
-        "UPDATE sync_groups SET {remote_sets}synced_version = ?, synced_at = ?, attempts = 0, deferrals = 0, \
-         last_error = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, \
-         dirty_since = CASE WHEN version > ? THEN dirty_since ELSE NULL END, \
-         state = CASE WHEN version > ? THEN 'pending' ELSE ? END \
+        "UPDATE sync_groups SET {remote_sets}synced_at = ?, attempts = 0, deferrals = 0, \
+         last_error = NULL, last_status = NULL, lease_owner = NULL, lease_until = NULL, \
+         next_attempt_at = ?, create_key = NULL, create_payload = NULL, {version_sets} \
          WHERE id = ? AND lease_owner = ?"
     );
-    values.extend([
-        group.version.into(),
-        now.into(),
-        now.into(),
-        group.version.into(),
-        group.version.into(),
-        closed_state.as_str().into(),
-        group.id.into(),
-        group.lease_owner.as_str().into(),
-    ]);
+    values.extend([now.into(), now.into()]);
+    values.extend(version_values);
+    values.extend([group.id.into(), group.lease_owner.as_str().into()]);
     let result = db
         .execute_raw(statement(backend, &sql, values))
         .await
@@ -228,14 +258,19 @@ pub async fn complete_many<C: ConnectionTrait>(
         }
         return Ok(held);
     }
+    // `v.done` is the version the remote now holds the translation of: the claimed one, or
+    // (after a repeated create of older data) the synced version as it was, so that the group
+    // stays due.
     let set = "UPDATE sync_groups SET \
          remote_id = CASE v.kind WHEN 'pushed' THEN v.remote_id WHEN 'deleted' THEN NULL ELSE sync_groups.remote_id END, \
+         remote_id_numeric = CASE v.kind WHEN 'pushed' THEN v.numeric WHEN 'deleted' THEN v.numeric ELSE sync_groups.remote_id_numeric END, \
          last_digest = CASE v.kind WHEN 'pushed' THEN v.digest WHEN 'deleted' THEN NULL ELSE sync_groups.last_digest END, \
          last_payload = CASE v.kind WHEN 'pushed' THEN v.payload WHEN 'deleted' THEN NULL ELSE sync_groups.last_payload END, \
-         synced_version = v.version, synced_at = ?, attempts = 0, deferrals = 0, last_error = NULL, \
-         lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, \
-         dirty_since = CASE WHEN sync_groups.version > v.version THEN sync_groups.dirty_since ELSE NULL END, \
-         state = CASE WHEN sync_groups.version > v.version THEN 'pending' ELSE v.closed END";
+         synced_version = CASE WHEN v.caught_up THEN v.version ELSE sync_groups.synced_version END, \
+         synced_at = ?, attempts = 0, deferrals = 0, last_error = NULL, last_status = NULL, \
+         lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, create_payload = NULL, \
+         dirty_since = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN NULL ELSE sync_groups.dirty_since END, \
+         state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
     // Statements stay under 12 KB. sqlx 0.9.0 does not set TCP_NODELAY on its sockets, and a
     // message the kernel takes in two writes (over the 16 KB initial send buffer) waits for the
     // server's delayed ACK: ~40 ms per statement, measured on loopback.
@@ -247,9 +282,10 @@ pub async fn complete_many<C: ConnectionTrait>(
                 remote_id,
                 digest,
                 payload,
+                ..
             } => (
                 "pushed",
-                Some(remote_id.as_str()),
+                Some(remote_id),
                 Some(digest.as_str()),
                 Some(payload.as_str()),
                 "synced",
@@ -261,7 +297,15 @@ pub async fn complete_many<C: ConnectionTrait>(
             id: group.id,
             version: group.version,
             kind,
-            remote_id,
+            remote_id: remote_id.map(RemoteId::as_str),
+            numeric: remote_id.is_some_and(RemoteId::is_number),
+            caught_up: !matches!(
+                synced,
+                Synced::Pushed {
+                    caught_up: false,
+                    ..
+                }
+            ),
             digest,
             payload,
             closed,
@@ -270,7 +314,7 @@ pub async fn complete_many<C: ConnectionTrait>(
         let row_size = 160
             + group.lease_owner.len()
             + payload.map_or(0, str::len)
-            + remote_id.map_or(0, str::len);
+            + remote_id.map_or(0, |id| id.as_str().len());
         if backend == DbBackend::Postgres
             && size + row_size > 12_000
             && chunks.last().is_some_and(|c| !c.is_empty())
@@ -292,11 +336,13 @@ pub async fn complete_many<C: ConnectionTrait>(
         let source = match backend {
             DbBackend::Postgres => {
                 "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, kind text, \
-                 remote_id text, digest text, payload text, closed text, owner text)"
+                 remote_id text, numeric boolean, caught_up boolean, digest text, payload text, \
+                 closed text, owner text)"
             }
             _ => {
                 "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.version') AS version, \
                  json_extract(value, '$.kind') AS kind, json_extract(value, '$.remote_id') AS remote_id, \
+                 json_extract(value, '$.numeric') AS numeric, json_extract(value, '$.caught_up') AS caught_up, \
                  json_extract(value, '$.digest') AS digest, json_extract(value, '$.payload') AS payload, \
                  json_extract(value, '$.closed') AS closed, json_extract(value, '$.owner') AS owner \
                  FROM jsonb_each(?)) AS v"
@@ -328,40 +374,102 @@ struct CompletionRow<'a> {
     version: i64,
     kind: &'static str,
     remote_id: Option<&'a str>,
+    numeric: bool,
+    caught_up: bool,
     digest: Option<&'a str>,
     payload: Option<&'a str>,
     closed: &'static str,
     owner: &'a str,
 }
 
-/// Records a failed attempt: `attempts` becomes `attempts`, the group is `failed` until
-/// `next_attempt_at`, or `dead` when `dead` is set — unless it was touched during this attempt,
-/// in which case the new data gets one more try before it is declared dead.
-/// Returns `false` if this worker no longer holds the lease.
+/// A failed attempt, as [`fail`] records it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Failure<'a> {
+    /// Failed attempts in a row, this one included.
+    pub attempts: i32,
+    /// What went wrong, for people.
+    pub error: &'a str,
+    /// The remote's status code, if it answered.
+    pub status: Option<u16>,
+    /// When to try again.
+    pub next_attempt_at: i64,
+    /// Give up: the group is `dead`.
+    pub dead: bool,
+    /// The remote refused a create outright (it created nothing): forget the pending create, so
+    /// that the next attempt sends the current data with a new key.
+    pub forget_create: bool,
+}
+
+/// Records a failed attempt: the group is `failed` until `next_attempt_at`, or `dead` — unless
+/// it was touched during this attempt, in which case the new data gets one more try before it
+/// is declared dead. Returns `false` if this worker no longer holds the lease.
 pub async fn fail<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
-    attempts: i32,
-    error: &str,
-    next_attempt_at: i64,
-    dead: bool,
+    failure: &Failure<'_>,
 ) -> Result<bool> {
     let backend = db.get_database_backend();
-    let state = if dead {
+    let state = if failure.dead {
         GroupState::Dead
     } else {
         GroupState::Failed
     };
-    let sql = "UPDATE sync_groups SET attempts = ?, last_error = ?, next_attempt_at = ?, \
-               lease_owner = NULL, lease_until = NULL, \
-               state = CASE WHEN version > ? THEN 'failed' ELSE ? END \
-               WHERE id = ? AND lease_owner = ?";
+    let forget = if failure.forget_create {
+        "create_key = NULL, create_payload = NULL, "
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE sync_groups SET {forget}attempts = ?, last_error = ?, last_status = ?, \
+         next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, \
+         state = CASE WHEN version > ? THEN 'failed' ELSE ? END \
+         WHERE id = ? AND lease_owner = ?"
+    );
     let values: Vec<Value> = vec![
-        attempts.into(),
-        truncate(error, 4000).into(),
-        next_attempt_at.into(),
+        failure.attempts.into(),
+        truncate(failure.error, 4000).into(),
+        failure.status.map(i32::from).into(),
+        failure.next_attempt_at.into(),
         group.version.into(),
         state.as_str().into(),
+        group.id.into(),
+        group.lease_owner.as_str().into(),
+    ];
+    let result = db
+        .execute_raw(statement(backend, &sql, values))
+        .await
+        .map_err(Error::db_while(format!(
+            "failing `{}` group `{}`",
+            group.syncer, group.root_key
+        )))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Records that the remote lost the group's record (an update answered 404) under
+/// [`WhenMissing::Recreate`](crate::WhenMissing): the remote id and digest are forgotten and
+/// the group is due at once, to be created again — or `dead` when `dead` is set. Returns
+/// `false` if this worker no longer holds the lease.
+pub async fn forget_lost_record<C: ConnectionTrait>(
+    db: &C,
+    group: &ClaimedGroup,
+    attempts: i32,
+    error: &str,
+    now: i64,
+    dead: bool,
+) -> Result<bool> {
+    let backend = db.get_database_backend();
+    let state = if dead { "dead" } else { "pending" };
+    let sql = "UPDATE sync_groups SET remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, \
+               last_payload = NULL, create_key = NULL, create_payload = NULL, attempts = ?, \
+               last_error = ?, last_status = 404, next_attempt_at = ?, lease_owner = NULL, \
+               lease_until = NULL, state = ? WHERE id = ? AND lease_owner = ?";
+    let values: Vec<Value> = vec![
+        false.into(),
+        attempts.into(),
+        truncate(error, 4000).into(),
+        now.into(),
+        state.into(),
         group.id.into(),
         group.lease_owner.as_str().into(),
     ];
@@ -369,10 +477,68 @@ pub async fn fail<C: ConnectionTrait>(
         .execute_raw(statement(backend, sql, values))
         .await
         .map_err(Error::db_while(format!(
-            "failing `{}` group `{}`",
+            "forgetting the lost remote record of `{}` group `{}`",
             group.syncer, group.root_key
         )))?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Records, before they are sent, the creates of claimed groups: per group id, the idempotency
+/// key and the body (see [`PendingCreate`]). One statement per 50 groups. Returns the ids
+/// whose lease `owner` still held (the others must not be pushed).
+pub async fn record_pending_creates<C: ConnectionTrait>(
+    db: &C,
+    owner: &str,
+    creates: &[(i64, &str, &str)],
+) -> Result<std::collections::HashSet<i64>> {
+    let backend = db.get_database_backend();
+    let mut held = std::collections::HashSet::new();
+    for chunk in creates.chunks(50) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5 + 1);
+        let mut keys = String::from("create_key = CASE id");
+        for (id, key, _) in chunk {
+            keys.push_str(" WHEN ? THEN ?");
+            values.extend([Value::from(*id), Value::from(*key)]);
+        }
+        keys.push_str(" END");
+        let mut payloads = String::from("create_payload = CASE id");
+        for (id, _, payload) in chunk {
+            payloads.push_str(" WHEN ? THEN ?");
+            values.extend([Value::from(*id), Value::from(*payload)]);
+        }
+        payloads.push_str(" END");
+        values.push(owner.into());
+        values.extend(chunk.iter().map(|(id, _, _)| Value::from(*id)));
+        let list = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "UPDATE sync_groups SET {keys}, {payloads} WHERE lease_owner = ? AND id IN ({list})"
+        );
+        let context = || Error::db_while("recording creates before sending them");
+        let done = db
+            .execute_raw(statement(backend, &sql, values))
+            .await
+            .map_err(context())?
+            .rows_affected();
+        if done == chunk.len() as u64 {
+            held.extend(chunk.iter().map(|(id, _, _)| *id));
+            continue;
+        }
+        // Some leases were taken over meanwhile: find out which are still ours.
+        let mut values: Vec<Value> = vec![owner.into()];
+        values.extend(chunk.iter().map(|(id, _, _)| Value::from(*id)));
+        for row in db
+            .query_all_raw(statement(
+                backend,
+                &format!("SELECT id FROM sync_groups WHERE lease_owner = ? AND id IN ({list})"),
+                values,
+            ))
+            .await
+            .map_err(context())?
+        {
+            held.insert(row.try_get::<i64>("", "id")?);
+        }
+    }
+    Ok(held)
 }
 
 /// Records a "not ready" answer: the group keeps its state and is due again at

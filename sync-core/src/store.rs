@@ -1,143 +1,31 @@
-//! Writes to `sync_groups` made on behalf of the application: registering and touching groups.
+//! Touches made on behalf of the application: registering and touching groups.
 //!
 //! Every function takes the connection to write through. Pass the transaction that holds the
-//! application's own write, so that the touch commits or rolls back with it.
+//! application's own write, so that the touch commits or rolls back with it. Touches are
+//! appended to the touch log (`sync_touches`, see [`crate::touch_log`]); they reach
+//! `sync_groups` when the worker applies them.
 
 use std::collections::BTreeSet;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SelectStatement};
 use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, Iterable, PrimaryKeyToColumn, QuerySelect, QueryTrait,
-    Select, Statement,
+    ConnectionTrait, DbBackend, EntityTrait, Iterable, PrimaryKeyToColumn, QueryFilter,
+    QuerySelect, QueryTrait, Select, Statement,
 };
 
 use crate::entity::sync_group::{Column as G, Entity as Groups};
 use crate::syncable::{ColumnOf, Link, Syncable};
+use crate::touch_log::{self, Mark};
 use crate::{Error, Result, RootKey, clock, wake};
 
-/// What a write means for one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Mark {
-    /// Watched data changed: +1 version if the group exists.
-    Touch,
-    /// The root row is gone: +1 version and push a remote delete, if the group exists.
-    Deleted,
-    /// The root is back (soft delete cleared): +1 version and revive, if the group exists.
-    Restored,
-    /// Register (create the group if missing) and touch.
-    Register,
-}
-
-/// Assignments shared by every kind of touch. The order matters on MySQL, which evaluates `SET`
-/// assignments left to right with later ones seeing earlier results: `state` must come last
-/// because the others read the old state.
-fn assignments(mark: Mark, now: i64) -> Vec<(G, Expr)> {
-    // Which states a touch moves back to `pending`: a clean group becomes dirty, a dead one is
-    // revived (new data may fix it), and a registration or restore reopens a closed one. A
-    // `failed` group keeps its backoff schedule.
-    let revived = match mark {
-        Mark::Touch | Mark::Deleted => "('synced', 'dead')",
-        Mark::Restored | Mark::Register => "('synced', 'dead', 'deleted')",
-    };
-    let mut sets = vec![
-        (G::Version, Expr::cust("sync_groups.version + 1")),
-        (G::TouchedAt, Expr::val(now)),
-    ];
-    match mark {
-        Mark::Touch => {}
-        Mark::Deleted => sets.push((G::RootDeleted, Expr::val(true))),
-        Mark::Restored | Mark::Register => sets.push((G::RootDeleted, Expr::val(false))),
-    }
-    sets.extend([
-        (
-            G::Attempts,
-            Expr::cust(format!(
-                "CASE WHEN sync_groups.state IN {revived} THEN 0 ELSE sync_groups.attempts END"
-            )),
-        ),
-        (
-            G::Deferrals,
-            Expr::cust(format!(
-                "CASE WHEN sync_groups.state IN {revived} THEN 0 ELSE sync_groups.deferrals END"
-            )),
-        ),
-        (
-            G::LastError,
-            Expr::cust(format!(
-                "CASE WHEN sync_groups.state IN {revived} THEN NULL ELSE sync_groups.last_error END"
-            )),
-        ),
-        (
-            G::NextAttemptAt,
-            // A bound value inside `Expr::cust` would need the backend's placeholder syntax.
-            Expr::case(Expr::cust(format!("sync_groups.state IN {revived}")), now)
-                .finally(Expr::cust("sync_groups.next_attempt_at"))
-                .into(),
-        ),
-        (
-            G::DirtySince,
-            Expr::case(Expr::cust(format!("sync_groups.state IN {revived}")), now)
-                .finally(Expr::cust(
-                    "COALESCE(sync_groups.dirty_since, sync_groups.touched_at)",
-                ))
-                .into(),
-        ),
-        (
-            G::State,
-            Expr::cust(format!(
-                "CASE WHEN sync_groups.state IN {revived} THEN 'pending' ELSE sync_groups.state END"
-            )),
-        ),
-    ]);
-    sets
-}
-
-/// Applies `mark` to the groups of `syncer` whose key is `key`, or (for bulk helpers) whose key
-/// is produced by `keys_from`. Returns the number of groups written.
-async fn apply<C: ConnectionTrait>(
+/// Appends `mark` for the group (`syncer`, `key`).
+async fn log_one<C: ConnectionTrait>(
     db: &C,
     syncer: &str,
+    key: &RootKey,
     mark: Mark,
-    keys: Keys<'_>,
 ) -> Result<u64> {
-    let now = clock::now_ms();
-    if mark == Mark::Register {
-        let Keys::One(key) = keys else {
-            unreachable!("registration is always for one key")
-        };
-        return register(db, syncer, key, now).await;
-    }
-    let mut update = Query::update();
-    update
-        .table(Groups)
-        .values(assignments(mark, now))
-        .and_where(Expr::col((Groups, G::Syncer)).eq(syncer));
-    match keys {
-        Keys::One(key) => update.and_where(Expr::col((Groups, G::RootKey)).eq(key.as_str())),
-        Keys::Many(keys) => update.and_where(
-            Expr::col((Groups, G::RootKey)).is_in(keys.iter().map(|k| k.as_str().to_owned())),
-        ),
-        Keys::Subquery(select) => {
-            update.and_where(Expr::col((Groups, G::RootKey)).in_subquery(*select))
-        }
-    };
-    if mark == Mark::Deleted {
-        update.and_where(Expr::col((Groups, G::State)).ne("deleted"));
-    }
-    let result = db
-        .execute(&update)
-        .await
-        .map_err(Error::db_while(format!("touching `{syncer}` groups")))?;
-    if result.rows_affected() > 0 {
-        wake::notify();
-    }
-    Ok(result.rows_affected())
-}
-
-enum Keys<'a> {
-    One(&'a RootKey),
-    Many(&'a [RootKey]),
-    Subquery(Box<SelectStatement>),
+    touch_log::append(db, &[(syncer, key, mark)]).await
 }
 
 /// `INSERT` of the group (`syncer`, `key`) as new and dirty, at version 1.
@@ -173,25 +61,6 @@ fn new_group(syncer: &str, key: &RootKey, now: i64) -> sea_orm::sea_query::Inser
             now.into(),
         ])
         .to_owned()
-}
-
-async fn register<C: ConnectionTrait>(
-    db: &C,
-    syncer: &str,
-    key: &RootKey,
-    now: i64,
-) -> Result<u64> {
-    let mut insert = new_group(syncer, key, now);
-    insert.on_conflict(
-        OnConflict::columns([G::Syncer, G::RootKey])
-            .values(assignments(Mark::Register, now))
-            .to_owned(),
-    );
-    db.execute(&insert).await.map_err(Error::db_while(format!(
-        "registering `{syncer}` group `{key}`"
-    )))?;
-    wake::notify();
-    Ok(1)
 }
 
 /// Registers `model` as the root of a group of every syncer it is a root for (creating the group
@@ -240,18 +109,19 @@ where
         )));
     }
     let key = primary_key(model)?;
-    apply(db, syncer, Mark::Register, Keys::One(&key)).await
+    log_one(db, syncer, &key, Mark::Register).await
 }
 
 /// Marks the group (`syncer`, `key`) dirty, if it exists. For writes that run no hooks, such as
-/// raw SQL. Returns whether a group was touched.
+/// raw SQL. Returns whether the group exists (or its registration is pending).
 pub async fn touch<C: ConnectionTrait>(
     db: &C,
     syncer: &str,
     key: impl Into<RootKey>,
 ) -> Result<bool> {
     let key = key.into();
-    Ok(apply(db, syncer, Mark::Touch, Keys::One(&key)).await? > 0)
+    log_one(db, syncer, &key, Mark::Touch).await?;
+    Ok(touch_log::known(db, syncer, std::slice::from_ref(&key)).await? > 0)
 }
 
 /// Marks every existing group of `syncer` with one of `keys` dirty. Returns how many were.
@@ -261,24 +131,24 @@ where
     K: Into<RootKey>,
     I: IntoIterator<Item = K>,
 {
-    let keys: Vec<RootKey> = keys.into_iter().map(Into::into).collect();
-    let mut touched = 0;
-    // Bounded IN lists: backends cap the number of bound parameters per statement.
-    for chunk in keys.chunks(500) {
-        touched += apply(db, syncer, Mark::Touch, Keys::Many(chunk)).await?;
-    }
-    Ok(touched)
+    let keys: BTreeSet<RootKey> = keys.into_iter().map(Into::into).collect();
+    let keys: Vec<RootKey> = keys.into_iter().collect();
+    let touches: Vec<(&str, &RootKey, Mark)> =
+        keys.iter().map(|k| (syncer, k, Mark::Touch)).collect();
+    touch_log::append(db, &touches).await?;
+    touch_log::known(db, syncer, &keys).await
 }
 
 /// Marks the group (`syncer`, `key`) for a remote delete, as deleting its root would. For roots
-/// deleted by raw SQL. Returns whether a group was marked.
+/// deleted by raw SQL. Returns whether the group exists (or its registration is pending).
 pub async fn mark_deleted<C: ConnectionTrait>(
     db: &C,
     syncer: &str,
     key: impl Into<RootKey>,
 ) -> Result<bool> {
     let key = key.into();
-    Ok(apply(db, syncer, Mark::Deleted, Keys::One(&key)).await? > 0)
+    log_one(db, syncer, &key, Mark::Deleted).await?;
+    Ok(touch_log::known(db, syncer, std::slice::from_ref(&key)).await? > 0)
 }
 
 /// Touches every group that the rows matched by `select` belong to, in every syncer `E`'s model
@@ -288,9 +158,9 @@ pub async fn mark_deleted<C: ConnectionTrait>(
 ///   the update changes a dependent's foreign key, so the old roots are touched too);
 /// - `insert_many` of dependents: call it with a filter matching the new rows.
 ///
-/// For roots and dependents linked by a column this is one `UPDATE … WHERE root_key IN (SELECT …)`
+/// For roots and dependents linked by a column this is one `INSERT INTO sync_touches … SELECT`
 /// per membership; dependents linked by a function are loaded and resolved one by one.
-/// Returns the number of groups touched.
+/// Returns the number of touches logged: one per membership and distinct root the rows name.
 pub async fn touch_matching<E, C>(db: &C, select: Select<E>) -> Result<u64>
 where
     E: EntityTrait,
@@ -302,7 +172,8 @@ where
 
 /// Prepares a `delete_many` of the rows matched by `select`: roots' groups are marked for a
 /// remote delete and dependents' roots are touched. Call it *before* the delete, in the same
-/// transaction (after it, the rows cannot be found). Returns the number of groups written.
+/// transaction (after it, the rows cannot be found). Returns the number of touches logged, as
+/// [`touch_matching`] does.
 pub async fn mark_deleted_matching<E, C>(db: &C, select: Select<E>) -> Result<u64>
 where
     E: EntityTrait,
@@ -345,12 +216,33 @@ where
             Link::Function { .. } => None,
         };
         if let Some(column) = key_column {
-            let subquery = select
+            let now = clock::now_ms();
+            let rows = select
                 .clone()
                 .select_only()
+                .expr(Expr::val(syncer))
                 .expr(Expr::col(column).cast_as(text_type(backend)))
+                .expr(Expr::val(mark.code()))
+                .expr(Expr::val(now))
+                .filter(Expr::col(column).is_not_null())
+                .distinct()
                 .into_query();
-            touched += apply(db, syncer, mark, Keys::Subquery(Box::new(subquery))).await?;
+            let insert = Query::insert()
+                .into_table(Alias::new("sync_touches"))
+                .columns([
+                    Alias::new("syncer"),
+                    Alias::new("root_key"),
+                    Alias::new("mark"),
+                    Alias::new("at"),
+                ])
+                .select_from(rows)
+                .map_err(|e| Error::permanent(format!("cannot build the touch statement: {e}")))?
+                .to_owned();
+            let done = db.execute(&insert).await.map_err(Error::db_while(format!(
+                "logging touches of `{syncer}` groups"
+            )))?;
+            touched += done.rows_affected();
+            wake::notify();
             continue;
         }
         let models = select
@@ -372,10 +264,8 @@ where
             };
             keys.extend(key);
         }
-        let keys: Vec<RootKey> = keys.into_iter().collect();
-        for chunk in keys.chunks(500) {
-            touched += apply(db, syncer, mark, Keys::Many(chunk)).await?;
-        }
+        let touches: Vec<(&str, &RootKey, Mark)> = keys.iter().map(|k| (syncer, k, mark)).collect();
+        touched += touch_log::append(db, &touches).await?;
     }
     Ok(touched)
 }
@@ -445,11 +335,10 @@ pub(crate) async fn insert_if_missing<C: ConnectionTrait>(
     Ok(done.rows_affected())
 }
 
-/// "Touch group (`syncer`, the key `group_key` selects)": `group_key` selects one row, the key,
-/// or NULL when the written row does not differ. Key expressions cast with the placeholder type
-/// `__TEXT__`, replaced per backend.
+/// One membership's part of a conditional touch: `group_key` selects one row and one column,
+/// `k`: the group's key, or NULL when the written row does not differ. It locks the row. Key
+/// expressions cast with the placeholder type `__TEXT__`, replaced per backend.
 pub(crate) struct ConditionalTouch {
-    pub(crate) syncer: &'static str,
     pub(crate) group_key: Box<SelectStatement>,
 }
 
@@ -463,93 +352,126 @@ pub(crate) struct TouchShape {
 
 type TouchSqlKey = (TouchShape, std::mem::Discriminant<DbBackend>);
 
-/// Conditional touch SQL by shape and backend, rendered once: building the statement with
-/// sea-query costs more than the database spends on running it.
+/// Conditional touch SQL by shape and backend, rendered once: a save binds new values into SQL
+/// that was rendered for the first save of its shape.
 static TOUCH_SQL: std::sync::LazyLock<
     std::sync::RwLock<std::collections::HashMap<TouchSqlKey, std::sync::Arc<str>>>,
 > = std::sync::LazyLock::new(Default::default);
 
-/// Touches, in one statement, each group whose row differs from the values being written.
-/// Its subqueries lock the row, as the write that follows would.
+/// Logs, in one statement, a touch of each group whose row differs from the values being
+/// written. Each membership's part locks the row, as the write that follows would, and judges
+/// the change against the row as it is once locked.
 ///
-/// `values` are the statement's bound values after its assignments, in SQL order; `build` gives
-/// the sea-query form, rendered the first time a `shape` is seen on a backend. The rendered
-/// values are compared with `[now; 3] + values` then: only a shape whose values line up is kept.
+/// `values` are, per membership, its syncer and the bound values of its `group_key` select in
+/// SQL order; `build` gives the sea-query selects, rendered the first time a `shape` is seen on
+/// a backend. The rendered values are compared with `values` then: only a shape whose values
+/// line up is kept.
 pub(crate) async fn touch_if_changed<C: ConnectionTrait>(
     db: &C,
     shape: TouchShape,
-    values: Vec<sea_orm::Value>,
+    values: Vec<(&'static str, Vec<sea_orm::Value>)>,
     build: impl FnOnce() -> Vec<ConditionalTouch>,
 ) -> Result<u64> {
     let backend = db.get_database_backend();
     let now = clock::now_ms();
-    let mut bound: Vec<sea_orm::Value> = Vec::with_capacity(values.len() + 3);
-    // The assignments bind `now` three times: `touched_at`, `next_attempt_at`, `dirty_since`.
-    bound.extend([now.into(), now.into(), now.into()]);
-    bound.extend(values);
     let key = (shape, std::mem::discriminant(&backend));
     let cached = TOUCH_SQL
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(&key)
         .cloned();
-    let statement = match cached {
-        Some(sql) => Statement::from_sql_and_values(backend, sql.as_ref(), bound),
+    let sql: std::sync::Arc<str> = match cached {
+        Some(sql) => sql,
         None => {
-            let statement = render_conditional_touch(backend, now, build());
-            let rendered: &[sea_orm::Value] = statement
-                .values
-                .as_ref()
-                .map(|v| v.0.as_slice())
-                .unwrap_or_default();
-            if rendered == bound.as_slice() {
+            let (sql, lined_up) = render_conditional_touch(backend, build(), &values);
+            let sql: std::sync::Arc<str> = sql.into();
+            if lined_up {
                 TOUCH_SQL
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, statement.sql.as_str().into());
+                    .insert(key, sql.clone());
             } else {
-                debug_assert!(
-                    false,
-                    "conditional touch values out of order: {statement:?}"
-                );
-                tracing::debug!(sql = %statement.sql, "conditional touch not cached: values out of order");
+                debug_assert!(false, "conditional touch values out of order: {sql}");
+                tracing::debug!(%sql, "conditional touch not cached: values out of order");
             }
-            statement
+            sql
         }
     };
+    let mut bound: Vec<sea_orm::Value> = Vec::new();
+    for (syncer, inner) in values {
+        bound.push(syncer.into());
+        bound.push(now.into());
+        bound.extend(inner);
+    }
     let result = db
-        .execute_raw(statement)
+        .execute_raw(statement(backend, &sql, bound))
         .await
-        .map_err(Error::db_while("touching groups of a changed row"))?;
+        .map_err(Error::db_while("logging touches of a changed row"))?;
     if result.rows_affected() > 0 {
         wake::notify();
     }
     Ok(result.rows_affected())
 }
 
+/// The conditional touch's SQL, with `?` placeholders: per membership
+/// `SELECT ?, t.k, 0, ? FROM (<group_key>) AS t WHERE t.k IS NOT NULL`, joined by `UNION ALL`.
+/// Also says whether each select's rendered values equal the ones `values` lists.
 fn render_conditional_touch(
     backend: DbBackend,
-    now: i64,
     touches: Vec<ConditionalTouch>,
-) -> Statement {
-    let mut any = sea_orm::Condition::any();
-    for t in touches {
-        let key = Expr::col((Groups, G::RootKey))
-            .eq(Expr::SubQuery(None, Box::new((*t.group_key).into())));
-        any = any.add(
-            sea_orm::Condition::all()
-                .add(Expr::col((Groups, G::Syncer)).eq(t.syncer))
-                .add(key),
-        );
+    values: &[(&'static str, Vec<sea_orm::Value>)],
+) -> (String, bool) {
+    let mut parts = Vec::with_capacity(touches.len());
+    let mut lined_up = touches.len() == values.len();
+    for (i, touch) in touches.into_iter().enumerate() {
+        let rendered = backend.build(&*touch.group_key);
+        let inner_values: &[sea_orm::Value] = rendered
+            .values
+            .as_ref()
+            .map(|v| v.0.as_slice())
+            .unwrap_or_default();
+        lined_up &= values
+            .get(i)
+            .is_some_and(|(_, v)| v.as_slice() == inner_values);
+        let mut inner = question_marks(&rendered.sql).replace("__TEXT__", text_type_name(backend));
+        if backend == DbBackend::Postgres {
+            // A LIMIT/OFFSET keeps PostgreSQL from moving the outer `k IS NOT NULL` below the
+            // lock, where it would filter the row as the statement's snapshot saw it, without
+            // waiting for a concurrent writer of the row.
+            if let Some(at) = inner.rfind(" FOR UPDATE") {
+                inner.insert_str(at, " OFFSET 0");
+            }
+        }
+        parts.push(format!(
+            "SELECT ?, t.k, {}, ? FROM ({inner}) AS t WHERE t.k IS NOT NULL",
+            Mark::Touch.code()
+        ));
     }
-    let mut update = Query::update();
-    update
-        .table(Groups)
-        .values(assignments(Mark::Touch, now))
-        .cond_where(any);
-    let mut statement = backend.build(&update);
-    statement.sql = statement.sql.replace("__TEXT__", text_type_name(backend));
-    statement
+    (
+        format!(
+            "INSERT INTO sync_touches (syncer, root_key, mark, at) {}",
+            parts.join(" UNION ALL ")
+        ),
+        lined_up,
+    )
+}
+
+/// PostgreSQL's numbered placeholders (`$1`) as `?`, so that statements can be joined and
+/// numbered again by [`statement`].
+fn question_marks(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('?');
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 fn text_type_name(backend: DbBackend) -> &'static str {
@@ -559,18 +481,16 @@ fn text_type_name(backend: DbBackend) -> &'static str {
     }
 }
 
-/// Applies one mark, for the hooks.
-pub(crate) async fn mark<C: ConnectionTrait>(
+/// Logs the marks of one save, in one statement.
+pub(crate) async fn log_marks<C: ConnectionTrait>(
     db: &C,
-    syncer: &str,
-    key: &RootKey,
-    mark: Mark,
+    marks: &[(&'static str, RootKey, Mark)],
 ) -> Result<u64> {
-    apply(db, syncer, mark, Keys::One(key)).await
+    let touches: Vec<(&str, &RootKey, Mark)> = marks.iter().map(|(s, k, m)| (*s, k, *m)).collect();
+    touch_log::append(db, &touches).await
 }
 
 /// A statement in the backend's dialect from SQL written with `?` placeholders.
-#[allow(dead_code)]
 pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     if backend != DbBackend::Postgres {
         return Statement::from_sql_and_values(backend, sql, values);

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySe
 use serde_json::Value;
 
 use crate::entity::sync_group;
-use crate::{Error, HttpRemote, Result, RootKey};
+use crate::{Error, HttpRemote, RemoteId, Result, RootKey};
 
 /// One kind of remote entity: how to build its payload from the local rows, and how to push it.
 ///
@@ -72,10 +72,40 @@ pub trait Syncer: Send + Sync + 'static {
     }
 
     /// Creates the entity on the remote and returns the id the remote gave it.
-    async fn create(&self, cx: &PushContext<'_>, payload: &Value) -> Result<String> {
-        self.require_remote()?
-            .create(payload, cx.external_key(), cx.idempotency_key())
-            .await
+    ///
+    /// When [`cx.is_repeat()`](PushContext::is_repeat), an earlier attempt sent this very
+    /// create (same idempotency key, same payload) and may have reached the remote before its
+    /// worker died: a remote that honours the key answers the first result again; one that can
+    /// look the record up by its external key should adopt that record. The default does both
+    /// through the built-in [`HttpRemote`] (see
+    /// [`HttpRemoteBuilder::lookup_field`](crate::HttpRemoteBuilder::lookup_field)).
+    async fn create(&self, cx: &PushContext<'_>, payload: &Value) -> Result<RemoteId> {
+        let remote = self.require_remote()?;
+        if cx.is_repeat() {
+            remote
+                .create_again(payload, cx.external_key(), cx.idempotency_key())
+                .await
+        } else {
+            remote
+                .create(payload, cx.external_key(), cx.idempotency_key())
+                .await
+        }
+    }
+
+    /// Whether a create repeated with different data updates the record the first one made
+    /// (the remote upserts by the external key) instead of making another. Then the worker
+    /// sends creates without first recording them (see [`PendingCreate`]). The default: whether
+    /// the built-in remote creates with [`CreateMode::PutByExternalKey`](crate::CreateMode).
+    fn creates_upsert(&self) -> bool {
+        self.remote()
+            .is_some_and(|r| r.create_mode() == crate::CreateMode::PutByExternalKey)
+    }
+
+    /// What to do when an update answers 404: the remote has lost (or someone deleted) the
+    /// record. The default, [`WhenMissing::Fail`], fails the group visibly (retried with
+    /// backoff, then dead) so that an operator decides, e.g. with the worker's `forget` command.
+    fn when_missing(&self) -> WhenMissing {
+        WhenMissing::Fail
     }
 
     /// Replaces the remote entity `remote_id` with `payload`.
@@ -102,7 +132,7 @@ pub trait Syncer: Send + Sync + 'static {
     /// Creates or updates several entities in one request; called only when
     /// [`batch_limit`](Self::batch_limit) is set, with at most that many items. One result per
     /// item, in order: the entity's remote id. The default uses the remote's bulk endpoint.
-    async fn push_many(&self, items: &[crate::BulkItem]) -> Vec<Result<String>> {
+    async fn push_many(&self, items: &[crate::BulkItem]) -> Vec<Result<RemoteId>> {
         match self.require_remote() {
             Ok(remote) => remote.push_many(items).await,
             Err(error) => {
@@ -151,7 +181,10 @@ pub struct ClaimedGroup {
     /// The version read at claim time; completion records exactly this one as synced.
     pub version: i64,
     /// The remote's id, once created.
-    pub remote_id: Option<String>,
+    pub remote_id: Option<RemoteId>,
+    /// A create an earlier attempt sent (or was about to send) and did not record: the next
+    /// attempt repeats it exactly.
+    pub pending_create: Option<PendingCreate>,
     /// Digest of the last payload the remote accepted.
     pub last_digest: Option<String>,
     /// The root is gone: push a delete.
@@ -173,7 +206,14 @@ impl ClaimedGroup {
             syncer: row.syncer.clone(),
             root_key: RootKey::from(row.root_key.clone()),
             version: row.version,
-            remote_id: row.remote_id.clone(),
+            remote_id: row.remote_id(),
+            pending_create: match (&row.create_key, &row.create_payload) {
+                (Some(key), Some(payload)) => Some(PendingCreate {
+                    key: key.clone(),
+                    payload: payload.clone(),
+                }),
+                _ => None,
+            },
             last_digest: row.last_digest.clone(),
             root_deleted: row.root_deleted,
             attempts: row.attempts,
@@ -188,6 +228,36 @@ impl ClaimedGroup {
         let short = digest.get(..16).unwrap_or(digest);
         format!("{}-{}-{short}", self.id, self.version)
     }
+}
+
+/// A create that may have reached the remote without its answer being recorded: the
+/// idempotency key and the exact body it was sent with.
+///
+/// Before a worker sends a create, it records these on the group (in the same round trip for a
+/// whole claimed batch). If the worker dies before it records the remote's answer, the worker
+/// that takes the group over sends the same body with the same key — whatever the data became
+/// meanwhile — so that a remote honouring `Idempotency-Key` (even one that refuses a reused key
+/// with a different body) answers the first record again instead of creating a second one.
+/// The group is then pushed again, as an update, if the data changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingCreate {
+    /// The idempotency key the create was sent with.
+    pub key: String,
+    /// The body, as JSON text.
+    pub payload: String,
+}
+
+/// What the worker does when an update answers 404: the remote no longer has the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenMissing {
+    /// Fail the group (retried with backoff, then dead), with an error saying how to recreate
+    /// it: an operator decides (the record may have been deleted on purpose).
+    #[default]
+    Fail,
+    /// Forget the remote id and create the record again on the next attempt.
+    Recreate,
 }
 
 /// What [`Syncer::translate`] gets: the database and the group to translate.
@@ -230,14 +300,17 @@ impl<'a> TranslateContext<'a> {
         })
     }
 
-    /// The remote id of another group, e.g. the ERP id of the customer a sales order refers to.
+    /// The remote id of another group, e.g. the ERP id of the customer a sales order refers to,
+    /// with the JSON type the remote gave it (put it in a payload as it is:
+    /// `json!({"customer_id": id})` writes `12` or `"c-12"` as the remote answered).
     /// When that group has no remote id yet, this returns [`Error::NotReady`] naming it, and the
     /// worker retries this group shortly without counting a failure.
-    pub async fn remote_id_of(&self, syncer: &str, key: impl Into<RootKey>) -> Result<String> {
+    pub async fn remote_id_of(&self, syncer: &str, key: impl Into<RootKey>) -> Result<RemoteId> {
         let key = key.into();
-        let found: Option<Option<String>> = sync_group::Entity::find()
+        let found: Option<(Option<String>, bool)> = sync_group::Entity::find()
             .select_only()
             .column(sync_group::Column::RemoteId)
+            .column(sync_group::Column::RemoteIdNumeric)
             .filter(sync_group::Column::Syncer.eq(syncer))
             .filter(sync_group::Column::RootKey.eq(key.as_str()))
             .into_tuple()
@@ -247,8 +320,8 @@ impl<'a> TranslateContext<'a> {
                 "looking up the remote id of `{syncer}` group `{key}`"
             )))?;
         match found {
-            Some(Some(id)) => Ok(id),
-            Some(None) => Err(Error::not_ready(format!(
+            Some((Some(id), numeric)) => Ok(RemoteId::from_stored(id, numeric)),
+            Some((None, _)) => Err(Error::not_ready(format!(
                 "`{syncer}` group `{key}` has no remote id yet"
             ))),
             None => Err(Error::not_ready(format!(
@@ -264,16 +337,30 @@ pub struct PushContext<'a> {
     group: &'a ClaimedGroup,
     idempotency_key: String,
     external_key: String,
+    repeat: bool,
 }
 
 impl<'a> PushContext<'a> {
     /// A context for pushing `group` with a payload whose digest is `digest`.
     pub fn new(group: &'a ClaimedGroup, digest: &str) -> Self {
+        Self::with_key(group, group.idempotency_key(digest), false)
+    }
+
+    /// A context for a create sent with `key`; `repeat` when an earlier attempt sent the same
+    /// create and may have reached the remote.
+    pub fn with_key(group: &'a ClaimedGroup, key: String, repeat: bool) -> Self {
         PushContext {
             group,
-            idempotency_key: group.idempotency_key(digest),
+            idempotency_key: key,
             external_key: format!("{}:{}", group.syncer, group.root_key),
+            repeat,
         }
+    }
+
+    /// Whether this create repeats one an earlier attempt sent and did not record (see
+    /// [`PendingCreate`]).
+    pub fn is_repeat(&self) -> bool {
+        self.repeat
     }
 
     /// The group being pushed.

@@ -118,6 +118,9 @@ impl WorkerProcess {
 pub async fn wait_until_synced(db: &DatabaseConnection, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
+        sync_core::apply_touches(db)
+            .await
+            .expect("apply logged touches");
         let groups = sync_group::Entity::find()
             .all(db)
             .await

@@ -197,8 +197,12 @@ impl TestDb {
         }
     }
 
-    /// Every row of `sync_groups`, ordered by syncer and root key.
+    /// Every row of `sync_groups`, ordered by syncer and root key, after applying the logged
+    /// touches.
     pub async fn groups(&self) -> Vec<sync_group::Model> {
+        sync_core::apply_touches(&self.db)
+            .await
+            .expect("apply logged touches");
         sync_group::Entity::find()
             .order_by_asc(sync_group::Column::Syncer)
             .order_by_asc(sync_group::Column::RootKey)
@@ -223,6 +227,42 @@ impl TestDb {
             .into_iter()
             .map(|g| (g.syncer, g.root_key, g.version, g.state))
             .collect()
+    }
+}
+
+/// The version the group (`syncer`, `key`) has as `db` sees it, counting the touches logged and
+/// not applied yet (each adds one to a group that is not closed). Inside a transaction this
+/// includes the transaction's own touches.
+pub async fn version_seen_by<C: ConnectionTrait>(db: &C, syncer: &str, key: impl ToString) -> i64 {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let key = key.to_string();
+    let Some(group) = sync_group::Entity::find()
+        .filter(sync_group::Column::Syncer.eq(syncer))
+        .filter(sync_group::Column::RootKey.eq(key.as_str()))
+        .one(db)
+        .await
+        .expect("read sync_groups")
+    else {
+        return 0;
+    };
+    let pending = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            match db.get_database_backend() {
+                DbBackend::Postgres => {
+                    "SELECT COUNT(*) AS n FROM sync_touches WHERE syncer = $1 AND root_key = $2"
+                }
+                _ => "SELECT COUNT(*) AS n FROM sync_touches WHERE syncer = ? AND root_key = ?",
+            },
+            [syncer.into(), key.into()],
+        ))
+        .await
+        .expect("read sync_touches")
+        .map_or(0, |row| row.try_get::<i64>("", "n").expect("a count"));
+    if group.state == "deleted" {
+        group.version
+    } else {
+        group.version + pending
     }
 }
 

@@ -369,6 +369,7 @@ async fn startup_refuses_bad_configuration_with_a_clear_message() {
 async fn groups_of_unknown_syncers_are_reported_not_claimed() {
     on_each_backend(|t| async move {
         let c = fixtures::customer(&t.db, "Ada").await;
+        sync_core::apply_touches(&t.db).await.unwrap();
         t.db.execute_unprepared("UPDATE sync_groups SET syncer = 'erp.renamed'")
             .await
             .unwrap();
@@ -560,6 +561,73 @@ async fn a_429_pauses_the_whole_syncer_in_every_process() {
             during.len()
         );
         assert_eq!(requests.iter().filter(|r| r.status < 300).count(), 60);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_repeated_after_a_crash_and_a_change_is_the_same_create_then_an_update() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut customers = Vec::new();
+        for i in 0..4 {
+            customers.push(fixtures::customer(&t.db, &format!("Crash {i}")).await);
+        }
+        // The worker dies after its creates reached the remote and before it learnt the ids.
+        let mut hold = remote.hold(Some("/erp/customers"));
+        let lease = [("SYNC_LEASE_SECS", "2"), ("SYNC_PUSH_TIMEOUT_SECS", "30")];
+        let doomed =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "doomed", dir.path(), &lease);
+        hold.arrived(4).await;
+        doomed.kill();
+        // Meanwhile the application changes every customer: the groups' versions move on.
+        for c in &customers {
+            let mut am = c.clone().into_active_model();
+            am.name = Set(format!("{} renamed", c.name));
+            am.update(&t.db).await.unwrap();
+        }
+        hold.release();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            remote.records("erp/customers").len(),
+            4,
+            "the remote created the dead worker's records"
+        );
+        let first_keys: Vec<String> = remote
+            .requests_matching("POST", "/erp/customers")
+            .iter()
+            .filter_map(|r| r.idempotency_key.clone())
+            .collect();
+
+        let rescuer =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "rescuer", dir.path(), &lease);
+        wait_until_synced(&t.db, Duration::from_secs(30)).await;
+        rescuer.terminate(Duration::from_secs(10));
+
+        assert_eq!(
+            remote.records("erp/customers").len(),
+            4,
+            "one remote record per customer: the repeated creates carried the first keys"
+        );
+        let creates = remote.requests_matching("POST", "/erp/customers");
+        for repeat in &creates[4..] {
+            assert!(
+                first_keys.contains(repeat.idempotency_key.as_ref().unwrap()),
+                "a repeated create carries the key of the create it repeats: {:?}",
+                repeat.idempotency_key
+            );
+        }
+        let problems = differences(
+            &t.db,
+            &registry(&remote.url(), &Arc::new(Knobs::default())),
+            &remote,
+        )
+        .await;
+        assert!(
+            problems.is_empty(),
+            "the renames reached the remote: {problems:#?}"
+        );
     })
     .await;
 }

@@ -9,21 +9,14 @@ use std::time::Duration;
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, IntoActiveModel, ModelTrait, QueryFilter, TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, ModelTrait, TransactionTrait,
 };
-use sync_core::entity::sync_group;
 use sync_tests::models::{address, customer};
 use sync_tests::{Backend, TestDb, fixtures, on_each_backend};
 
 async fn version_in<C: ConnectionTrait>(db: &C, syncer: &str, key: i32) -> i64 {
-    sync_group::Entity::find()
-        .filter(sync_group::Column::Syncer.eq(syncer))
-        .filter(sync_group::Column::RootKey.eq(key.to_string()))
-        .one(db)
-        .await
-        .unwrap()
-        .map_or(0, |g| g.version)
+    sync_tests::version_seen_by(db, syncer, key).await
 }
 
 /// Runs `write` in its own transaction while `holder` (which has already written the row) is

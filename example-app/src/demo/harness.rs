@@ -201,6 +201,8 @@ impl Demo {
     pub(super) async fn settle(&mut self) -> anyhow::Result<Received> {
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
+            // Touches the app logged that the worker has not applied yet are work to do too.
+            let logged = sync_core::ops::logged_touches(&self.db).await?;
             let busy = sync_group::Entity::find()
                 .filter(
                     Condition::any()
@@ -221,7 +223,7 @@ impl Demo {
                     dead.last_error.as_deref().unwrap_or("no error recorded")
                 );
             }
-            if busy.is_empty() {
+            if busy.is_empty() && logged == 0 {
                 return Ok(self.received());
             }
             if Instant::now() > deadline {
@@ -281,6 +283,7 @@ impl Demo {
 
     /// The group of `syncer` for the root `key`.
     pub(super) async fn group(&self, syncer: &str, key: i64) -> anyhow::Result<sync_group::Model> {
+        sync_core::apply_touches(&self.db).await?;
         sync_group::Entity::find()
             .filter(sync_group::Column::Syncer.eq(syncer))
             .filter(sync_group::Column::RootKey.eq(key.to_string()))
@@ -290,15 +293,20 @@ impl Demo {
     }
 
     /// The remote id of the group of `syncer` for the root `key`.
-    pub(super) async fn remote_id(&self, syncer: &str, key: i64) -> anyhow::Result<String> {
+    pub(super) async fn remote_id(
+        &self,
+        syncer: &str,
+        key: i64,
+    ) -> anyhow::Result<sync_core::RemoteId> {
         self.group(syncer, key)
             .await?
-            .remote_id
+            .remote_id()
             .with_context(|| format!("`{syncer}` group `{key}` has no remote id"))
     }
 
     /// Every group's version, to tell whether a write marked anything dirty.
     pub(super) async fn versions(&self) -> anyhow::Result<BTreeMap<i64, i64>> {
+        sync_core::apply_touches(&self.db).await?;
         Ok(sync_group::Entity::find()
             .all(&self.db)
             .await?

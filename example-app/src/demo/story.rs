@@ -115,11 +115,14 @@ impl Demo {
                 ([customer], [order]) if customer.finished <= order.started),
         );
         self.expect(
-            &format!("carrying Bob's ERP id ({bob_erp_id})"),
+            &format!(
+                "carrying Bob's ERP id ({}), typed as the ERP answered it",
+                bob_erp_id.to_json()
+            ),
             order_creates
                 .first()
                 .and_then(|r| r.body.as_ref())
-                .is_some_and(|body| body["customer_id"] == bob_erp_id.as_str()),
+                .is_some_and(|body| body["customer_id"] == bob_erp_id.to_json()),
         );
         self.expect(
             "one create in the CRM",
@@ -262,11 +265,11 @@ impl Demo {
         let crm_id = self.remote_id("crm.contact", ada.id).await?;
         let erp_name = self
             .erp
-            .record(ERP_CUSTOMERS, &erp_id)
+            .record(ERP_CUSTOMERS, erp_id.as_str())
             .map(|r| r["name"].clone());
         let crm_name = self
             .crm
-            .record(CRM_CONTACTS, &crm_id)
+            .record(CRM_CONTACTS, crm_id.as_str())
             .map(|r| r["last_name"].clone());
         self.expect(
             "the ERP holds the last name",

@@ -51,6 +51,16 @@ pub struct Model {
     pub created_at: i64,
     /// When the group last went from clean to dirty; `NULL` while clean.
     pub dirty_since: Option<i64>,
+    /// The idempotency key of a create that may have reached the remote and whose answer was
+    /// not recorded yet; a worker taking the group over repeats that create with this key.
+    pub create_key: Option<String>,
+    /// The exact body of that create, as JSON.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub create_payload: Option<String>,
+    /// The remote answered `remote_id` as a JSON number (else a string).
+    pub remote_id_numeric: bool,
+    /// The HTTP status of the last failed attempt, if the remote answered one.
+    pub last_status: Option<i32>,
 }
 
 impl Model {
@@ -62,6 +72,13 @@ impl Model {
     /// `version > synced_version`: the remote does not hold the latest data.
     pub fn is_dirty(&self) -> bool {
         self.version > self.synced_version
+    }
+
+    /// The remote's id with its JSON type, once created.
+    pub fn remote_id(&self) -> Option<crate::RemoteId> {
+        self.remote_id
+            .clone()
+            .map(|id| crate::RemoteId::from_stored(id, self.remote_id_numeric))
     }
 }
 

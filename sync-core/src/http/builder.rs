@@ -59,6 +59,7 @@ pub struct HttpRemoteBuilder {
     auth: Option<Auth>,
     update_method: UpdateMethod,
     create_mode: CreateMode,
+    lookup_field: Option<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
     idempotency_header: String,
@@ -84,6 +85,7 @@ impl fmt::Debug for HttpRemoteBuilder {
             .field("auth", &auth)
             .field("update_method", &self.update_method)
             .field("create_mode", &self.create_mode)
+            .field("lookup_field", &self.lookup_field)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("idempotency_header", &self.idempotency_header)
@@ -114,6 +116,7 @@ impl HttpRemoteBuilder {
             auth: None,
             update_method: UpdateMethod::default(),
             create_mode: CreateMode::default(),
+            lookup_field: None,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             idempotency_header: Self::DEFAULT_IDEMPOTENCY_HEADER.into(),
@@ -164,6 +167,21 @@ impl HttpRemoteBuilder {
     /// `POST` (default) or `PUT` by external key for creates.
     pub fn create_mode(mut self, mode: CreateMode) -> Self {
         self.create_mode = mode;
+        self
+    }
+
+    /// For remotes that can find records by a field but honour no `Idempotency-Key` (a plain
+    /// REST server such as json-server): every create's payload (a JSON object) carries the
+    /// group's external key (`syncer:root key`) in `field`, and a create repeated after a crash
+    /// first asks `GET {collection}?{field}={external key}` and, when the remote has such a
+    /// record, adopts it instead of creating a second one. The answer to that `GET` must be a
+    /// JSON array of records (or an object with the array under `data`, `items` or
+    /// `results`); the id is read from each at the id pointer.
+    ///
+    /// Only `POST` creates use it; a remote that upserts by external key is safe already (see
+    /// [`CreateMode::PutByExternalKey`]).
+    pub fn lookup_field(mut self, field: impl Into<String>) -> Self {
+        self.lookup_field = Some(field.into());
         self
     }
 
@@ -233,6 +251,21 @@ impl HttpRemoteBuilder {
                 "the request timeout is zero; give a positive duration, e.g. 30 s".into(),
             ));
         }
+        let lookup_field = match self.lookup_field {
+            Some(field) if field.is_empty() || field.contains(['&', '=', '#', '?']) => {
+                return Err(config(format!(
+                    "the lookup field `{field}` is not a field name; give one such as `external_id`"
+                )));
+            }
+            Some(_) if self.create_mode == CreateMode::PutByExternalKey => {
+                return Err(config(
+                    "a lookup field is for `POST` creates; with `CreateMode::PutByExternalKey` \
+                     a repeated create is an update already"
+                        .into(),
+                ));
+            }
+            other => other,
+        };
         let bulk = match self.bulk {
             None => None,
             Some((_, 0)) => {
@@ -270,6 +303,7 @@ impl HttpRemoteBuilder {
                 credential,
                 update_method: self.update_method,
                 create_mode: self.create_mode,
+                lookup_field,
                 request_timeout: self.request_timeout,
                 idempotency_header,
                 max_response_bytes: self.max_response_bytes,

@@ -10,13 +10,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{HttpRemote, answer};
-use crate::{Error, Result};
+use crate::{Error, RemoteId, Result};
 
 /// One entity of a bulk push.
 #[derive(Debug, Clone)]
 pub struct BulkItem {
     /// The entity's remote id, `None` to create it.
-    pub remote_id: Option<String>,
+    pub remote_id: Option<RemoteId>,
     /// The idempotency key of this push.
     pub idempotency_key: String,
     /// The payload.
@@ -33,7 +33,7 @@ impl HttpRemote {
     /// Creates or updates `items` in one request to the bulk endpoint. One result per item, in
     /// order: the remote id. A failure of the whole request (no answer, an error status, an
     /// answer that is not the expected list) is every item's error.
-    pub async fn push_many(&self, items: &[BulkItem]) -> Vec<Result<String>> {
+    pub async fn push_many(&self, items: &[BulkItem]) -> Vec<Result<RemoteId>> {
         let all = |error: Error| items.iter().map(|_| Err(copy(&error))).collect();
         let Some((url, max)) = self.inner.bulk.as_ref() else {
             return all(Error::Config(
@@ -137,9 +137,9 @@ impl HttpRemote {
                 }
                 match answer.pointer(&inner.id_pointer) {
                     Some(Value::String(id)) if !matches!(id.as_str(), "" | "." | "..") => {
-                        Ok(id.clone())
+                        Ok(RemoteId::string(id.clone()))
                     }
-                    Some(Value::Number(id)) => Ok(id.to_string()),
+                    Some(Value::Number(id)) => Ok(RemoteId::number(id.clone())),
                     _ => item.remote_id.clone().ok_or_else(|| {
                         fail(format!(
                             "item {n} (a create) has no id at `{}`",

@@ -18,7 +18,7 @@ pub use builder::{CreateMode, HttpRemoteBuilder, UpdateMethod};
 pub use bulk::BulkItem;
 pub use secret::Secret;
 
-use crate::{Error, Result};
+use crate::{Error, RemoteId, Result};
 
 const JSON: &str = "application/json";
 
@@ -78,6 +78,8 @@ struct Inner {
     credential: Option<Secret>,
     update_method: UpdateMethod,
     create_mode: CreateMode,
+    /// Where creates carry the external key, and repeated creates look it up.
+    lookup_field: Option<String>,
     request_timeout: Duration,
     idempotency_header: HeaderName,
     max_response_bytes: usize,
@@ -97,6 +99,7 @@ impl fmt::Debug for HttpRemote {
             )
             .field("update_method", &i.update_method)
             .field("create_mode", &i.create_mode)
+            .field("lookup_field", &i.lookup_field)
             .field("request_timeout", &i.request_timeout)
             .field("idempotency_header", &i.idempotency_header)
             .field("max_response_bytes", &i.max_response_bytes)
@@ -201,18 +204,36 @@ impl HttpRemote {
         builder.build()
     }
 
-    /// Creates the resource and returns the id the remote gave it; see [`CreateMode`].
+    /// How this remote sends creates.
+    pub fn create_mode(&self) -> CreateMode {
+        self.inner.create_mode
+    }
+
+    /// Creates the resource and returns the id the remote gave it, as a JSON string or number;
+    /// see [`CreateMode`].
     ///
     /// With [`CreateMode::Post`] the answer must hold the id at the id pointer: an answer
     /// without one, or one that is not JSON, is a [`Error::Permanent`] naming the pointer and
-    /// showing the start of the answer.
+    /// showing the start of the answer. With a
+    /// [`lookup_field`](HttpRemoteBuilder::lookup_field), the payload carries the external key
+    /// there.
     pub async fn create(
         &self,
         payload: &Value,
         external_key: &str,
         idempotency_key: &str,
-    ) -> Result<String> {
+    ) -> Result<RemoteId> {
         let inner = &*self.inner;
+        let with_key;
+        let payload = match (&inner.lookup_field, payload) {
+            (Some(field), Value::Object(map)) => {
+                let mut map = map.clone();
+                map.insert(field.clone(), Value::String(external_key.to_owned()));
+                with_key = Value::Object(map);
+                &with_key
+            }
+            _ => payload,
+        };
         let (method, url) = match inner.create_mode {
             CreateMode::Post => (Method::POST, inner.collection_url.clone()),
             CreateMode::PutByExternalKey => {
@@ -241,9 +262,91 @@ impl HttpRemote {
             // The remote accepted the record under the external key, which addresses it.
             (Err(error), CreateMode::PutByExternalKey) => {
                 tracing::debug!(path = url.path(), %error, "no id in the answer; the external key is the id");
-                Ok(external_key.to_owned())
+                Ok(RemoteId::string(external_key))
             }
             (Err(error), _) => Err(error),
+        }
+    }
+
+    /// Repeats a create that an earlier attempt sent (same payload, same idempotency key) and
+    /// may have delivered. With a [`lookup_field`](HttpRemoteBuilder::lookup_field), first
+    /// looks the record up by its external key and returns its id if the remote has it;
+    /// otherwise (or without one) sends the create again, for the remote to recognise by its
+    /// idempotency key.
+    pub async fn create_again(
+        &self,
+        payload: &Value,
+        external_key: &str,
+        idempotency_key: &str,
+    ) -> Result<RemoteId> {
+        if let Some(field) = &self.inner.lookup_field
+            && let Some(id) = self.find(field, external_key, idempotency_key).await?
+        {
+            tracing::info!(%id, external_key, "a create repeated after a crash found its record: no second create");
+            return Ok(id);
+        }
+        self.create(payload, external_key, idempotency_key).await
+    }
+
+    /// `GET {collection}?{field}={value}`: the id of the record found, if any.
+    async fn find(
+        &self,
+        field: &str,
+        value: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<RemoteId>> {
+        let inner = &*self.inner;
+        let mut url = inner.collection_url.clone();
+        url.query_pairs_mut().append_pair(field, value);
+        let method = Method::GET;
+        let mut response = self.send(&method, &url, None, idempotency_key).await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(self.failure(response).await.into_error(&method, &url));
+        }
+        let body = answer::read_body(&mut response, inner.max_response_bytes)
+            .await
+            .map_err(|e| answer::transport_error(&method, &url, inner.request_timeout, &e))?;
+        let fail = |what: &str| Error::Permanent {
+            message: format!(
+                "GET {}?{field}=… answered {} but {what}: {}",
+                url.path(),
+                status.as_u16(),
+                answer::excerpt(&body, inner.credential.as_ref())
+            ),
+            status: Some(status.as_u16()),
+        };
+        let json: Value =
+            serde_json::from_slice(&body.bytes).map_err(|_| fail("the answer is not JSON"))?;
+        let list = match &json {
+            Value::Array(list) => list,
+            Value::Object(map) => ["data", "items", "results"]
+                .iter()
+                .find_map(|k| map.get(*k).and_then(Value::as_array))
+                .ok_or_else(|| fail("the answer holds no list of records"))?,
+            _ => return Err(fail("the answer holds no list of records")),
+        };
+        // Only a record that really carries the key counts: a remote that ignores the filter
+        // answers every record.
+        let found: Vec<RemoteId> = list
+            .iter()
+            .filter(|r| r.get(field).and_then(Value::as_str) == Some(value))
+            .filter_map(|r| r.pointer(&inner.id_pointer).and_then(RemoteId::from_json))
+            .collect();
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            many => {
+                tracing::warn!(
+                    external_key = value,
+                    records = many.len(),
+                    "several remote records carry one external key; adopting the first"
+                );
+                Ok(Some(many[0].clone()))
+            }
         }
     }
 
@@ -395,7 +498,7 @@ impl HttpRemote {
         url: &Url,
         status: StatusCode,
         body: &answer::Body,
-    ) -> Result<String> {
+    ) -> Result<RemoteId> {
         let inner = &*self.inner;
         let code = status.as_u16();
         let fail = |what: String| Error::Permanent {
@@ -425,9 +528,9 @@ impl HttpRemote {
             .map_err(|e| fail(format!("the answer is not JSON ({e})")))?;
         let found = match json.pointer(&inner.id_pointer) {
             Some(Value::String(id)) if !matches!(id.as_str(), "" | "." | "..") => {
-                return Ok(id.clone());
+                return Ok(RemoteId::string(id.clone()));
             }
-            Some(Value::Number(id)) => return Ok(id.to_string()),
+            Some(Value::Number(id)) => return Ok(RemoteId::number(id.clone())),
             None => "nothing".to_owned(),
             Some(Value::Null) => "null".to_owned(),
             Some(Value::String(id)) => format!("the string `{id}`"),
