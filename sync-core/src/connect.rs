@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
 use crate::{Error, Result};
@@ -68,6 +68,83 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction>
     })
     .await
     .map_err(Error::db_while("starting a write transaction"))
+}
+
+/// Whether the database aborted a statement or transaction in favour of a concurrent one: a
+/// deadlock victim (PostgreSQL `40P01`, MySQL/MariaDB 1213), a serialization failure (`40001`),
+/// a lock wait timeout (MySQL/MariaDB 1205, PostgreSQL `55P03`), or SQLite's busy and locked
+/// answers. Repeating the whole transaction is the cure.
+pub fn is_transient_conflict(error: &DbErr) -> bool {
+    let (DbErr::Exec(runtime) | DbErr::Query(runtime) | DbErr::Conn(runtime)) = error else {
+        return false;
+    };
+    let sea_orm::RuntimeErr::SqlxError(sqlx) = runtime else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(db) = sqlx.as_ref() else {
+        return false;
+    };
+    let code = db.code();
+    matches!(
+        code.as_deref(),
+        Some("40P01" | "40001" | "55P03" | "5" | "6" | "517" | "261" | "262")
+    ) || {
+        let message = db.message().to_lowercase();
+        message.contains("deadlock") || message.contains("lock wait timeout")
+    }
+}
+
+/// Runs `work` in a write transaction ([`begin_write`]) and commits it; when the database aborts
+/// it as a deadlock victim or for a serialization failure ([`is_transient_conflict`]), runs it
+/// again from the start, up to `attempts` times in all, after a short random pause. Any other
+/// error, or the last attempt's, is returned; nothing of a failed attempt is kept.
+///
+/// The framework adds no deadlock to an application's transactions (its hooks only append to
+/// the touch log), but two of the application's own transactions can still deadlock when they
+/// lock the same rows in different orders: this helper is for those.
+///
+/// ```no_run
+/// # async fn demo(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+/// use sea_orm::ConnectionTrait;
+/// sync_core::write_transaction(db, 3, |txn| {
+///     Box::pin(async move {
+///         txn.execute_unprepared("UPDATE accounts SET balance = balance - 1 WHERE id = 1").await?;
+///         txn.execute_unprepared("UPDATE accounts SET balance = balance + 1 WHERE id = 2").await?;
+///         Ok(())
+///     })
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn write_transaction<T, F>(
+    db: &DatabaseConnection,
+    attempts: u32,
+    work: F,
+) -> std::result::Result<T, DbErr>
+where
+    F: for<'t> Fn(&'t DatabaseTransaction) -> crate::BoxFuture<'t, std::result::Result<T, DbErr>>,
+{
+    let attempts = attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        let txn = begin_write(db).await.map_err(DbErr::from)?;
+        let result = match work(&txn).await {
+            Ok(value) => txn.commit().await.map(|()| value),
+            Err(error) => {
+                let _ = txn.rollback().await;
+                Err(error)
+            }
+        };
+        match result {
+            Err(error) if attempt < attempts && is_transient_conflict(&error) => {
+                tracing::debug!(%error, attempt, "transaction aborted by a concurrent one; running it again");
+                let pause = rand::random_range(5..=20_u64) << attempt.min(6);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

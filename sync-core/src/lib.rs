@@ -21,6 +21,7 @@ pub mod ops;
 pub mod queue;
 mod remote_id;
 pub mod retry;
+mod schema;
 mod state;
 mod store;
 mod syncable;
@@ -31,7 +32,7 @@ pub mod wake;
 #[doc(inline)]
 pub use clock::{Clock, ManualClock, SystemClock, now_ms};
 #[doc(inline)]
-pub use connect::{begin_write, connect, redact_url};
+pub use connect::{begin_write, connect, is_transient_conflict, redact_url, write_transaction};
 #[doc(inline)]
 pub use digest::digest;
 #[doc(inline)]
@@ -46,6 +47,8 @@ pub use key::RootKey;
 pub use limits::Limits;
 #[doc(inline)]
 pub use remote_id::RemoteId;
+#[doc(inline)]
+pub use schema::check_schema;
 #[doc(inline)]
 pub use state::{GroupState, UnknownState};
 #[doc(inline)]

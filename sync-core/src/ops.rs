@@ -251,6 +251,60 @@ pub async fn retry(db: &DatabaseConnection, scope: &RetryScope, now: i64) -> Res
     Ok(done)
 }
 
+/// Which groups' remote ids to forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForgetScope {
+    /// One group, whatever its state (a remote record known to be gone).
+    Group(i64),
+    /// Every failed or dead group (of one syncer, or all) whose last attempt the remote answered
+    /// with 404: records the remote lost.
+    Missing {
+        /// Only this syncer.
+        syncer: Option<String>,
+    },
+}
+
+/// Forgets the remote ids of the groups in `scope`, so that their next push creates the record
+/// again: for records the remote lost (deleted behind the framework's back, restored from an
+/// old backup). The digest, last payload and any pending create are forgotten too; the groups
+/// are due at once with their attempts reset. Closed groups (root deleted) and groups a worker
+/// holds a lease on are left alone. Returns how many groups were changed.
+pub async fn forget(db: &DatabaseConnection, scope: &ForgetScope, now: i64) -> Result<u64> {
+    crate::apply_touches(db).await?;
+    let backend = db.get_database_backend();
+    let (filter, values): (&str, Vec<Value>) = match scope {
+        ForgetScope::Group(id) => ("id = ?", vec![(*id).into()]),
+        ForgetScope::Missing { syncer: None } => {
+            ("state IN ('failed', 'dead') AND last_status = 404", vec![])
+        }
+        ForgetScope::Missing { syncer: Some(name) } => (
+            "syncer = ? AND state IN ('failed', 'dead') AND last_status = 404",
+            vec![name.as_str().into()],
+        ),
+    };
+    let mut all: Vec<Value> = vec![false.into(), now.into(), now.into(), now.into(), now.into()];
+    all.extend(values);
+    let done = db
+        .execute_raw(statement(
+            backend,
+            &format!(
+                "UPDATE sync_groups SET remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, \
+                 last_payload = NULL, create_key = NULL, create_payload = NULL, \
+                 version = version + 1, touched_at = ?, dirty_since = COALESCE(dirty_since, ?), \
+                 attempts = 0, deferrals = 0, last_status = NULL, next_attempt_at = ?, \
+                 state = 'pending' \
+                 WHERE state <> 'deleted' AND (lease_until IS NULL OR lease_until < ?) AND {filter}"
+            ),
+            all,
+        ))
+        .await
+        .map_err(Error::db_while("forgetting remote ids"))?
+        .rows_affected();
+    crate::wake::notify();
+    Ok(done)
+}
+
 /// "Run now": makes every failed group of `syncer` due at once (dead ones stay dead; use
 /// [`retry`]) and lifts a pause. Returns how many groups were made due.
 pub async fn run_now(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<u64> {
@@ -296,6 +350,51 @@ pub async fn request_full_run(db: &DatabaseConnection, syncer: &str, now: i64) -
         .rows_affected();
     crate::wake::notify();
     Ok(done)
+}
+
+/// How many groups (of `syncer`, or all) the workers are still working on: `pending` ones
+/// (due, leased, or waiting shortly for a prerequisite), and `failed` ones due now or leased.
+/// Failed groups waiting for a later retry are not counted: a command waiting for a run to end
+/// stops there and reports them.
+pub async fn in_progress(db: &DatabaseConnection, syncer: Option<&str>, now: i64) -> Result<u64> {
+    crate::apply_touches(db).await?;
+    let backend = db.get_database_backend();
+    let mut sql = "SELECT COUNT(*) AS n FROM sync_groups WHERE (state = 'pending' OR \
+                   (state = 'failed' AND (next_attempt_at <= ? OR lease_until >= ?)))"
+        .to_owned();
+    let mut values: Vec<Value> = vec![now.into(), now.into()];
+    if let Some(syncer) = syncer {
+        sql.push_str(" AND syncer = ?");
+        values.push(syncer.into());
+    }
+    count(db, backend, &sql, values, "counting groups in progress").await
+}
+
+/// How many groups (of `syncer`, or all) are `failed` or `dead`.
+pub async fn problem_count(db: &DatabaseConnection, syncer: Option<&str>) -> Result<u64> {
+    let backend = db.get_database_backend();
+    let mut sql =
+        "SELECT COUNT(*) AS n FROM sync_groups WHERE state IN ('failed', 'dead')".to_owned();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(syncer) = syncer {
+        sql.push_str(" AND syncer = ?");
+        values.push(syncer.into());
+    }
+    count(db, backend, &sql, values, "counting failed and dead groups").await
+}
+
+async fn count(
+    db: &DatabaseConnection,
+    backend: sea_orm::DbBackend,
+    sql: &str,
+    values: Vec<Value>,
+    what: &str,
+) -> Result<u64> {
+    let row = db
+        .query_one_raw(statement(backend, sql, values))
+        .await
+        .map_err(Error::db_while(what.to_owned()))?;
+    Ok(row.map_or(Ok(0), |r| r.try_get::<i64>("", "n"))?.max(0) as u64)
 }
 
 /// How many groups of `syncer` are still to push (dirty and not dead).

@@ -111,7 +111,12 @@ pub trait Syncer: Send + Sync + 'static {
     /// Replaces the remote entity `remote_id` with `payload`.
     async fn update(&self, cx: &PushContext<'_>, remote_id: &str, payload: &Value) -> Result<()> {
         self.require_remote()?
-            .update(remote_id, payload, cx.idempotency_key())
+            .update_keyed(
+                remote_id,
+                Some(cx.external_key()),
+                payload,
+                cx.idempotency_key(),
+            )
             .await
     }
 

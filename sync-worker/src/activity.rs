@@ -102,6 +102,7 @@ impl Activity {
             Outcome::Waiting => "waiting",
             Outcome::Retry => "retry",
             Outcome::Dead => "dead",
+            Outcome::Recreating => "recreate",
             _ => "failed",
         };
         metrics::counter!("sync_pushes_total", "syncer" => syncer.to_owned(), "outcome" => label)
@@ -158,6 +159,15 @@ pub(crate) async fn flush(
     let now = now_ms();
     for (syncer, c) in activity.take() {
         let clean = c.failed == 0;
+        tracing::info!(
+            %syncer,
+            attempted = c.attempted,
+            pushed = c.pushed,
+            skipped = c.skipped,
+            failed = c.failed,
+            seconds = (now - started_at) / 1000,
+            "synced"
+        );
         let db = engine.db();
         write_run(
             db,

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use sync_core::ops::{ForgetScope, RetryScope};
 use sync_core::{EngineConfig, Registry};
 
-use crate::{Error, Worker, WorkerSettings};
+use crate::{Error, Worker, WorkerSettings, ops};
 
 /// A sync worker.
 #[derive(Debug, Parser)]
@@ -119,7 +120,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Make failed or dead groups due now: one group, one syncer's, or all dead ones.
+    /// Make failed or dead groups due now: one group, one syncer's, or all dead ones. Exits
+    /// non-zero when `--group` names no failed or dead group, or (with `--wait`) when groups are
+    /// left failed or dead.
     Retry {
         /// The group's id (as `failed` shows it).
         #[arg(long, conflicts_with_all = ["syncer", "dead"])]
@@ -130,11 +133,36 @@ pub enum Command {
         /// Every dead group.
         #[arg(long)]
         dead: bool,
+        /// Push them now and wait for the outcome.
+        #[arg(long)]
+        wait: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
-    /// A full run: push every group of a syncer, ignoring digests, and wait until done.
+    /// The remote lost records: forget their remote ids so that they are created again. One
+    /// group, or every failed or dead group whose remote answered 404. Exits non-zero when
+    /// `--group` names a group that cannot be forgotten, or (with `--wait`) when groups are left
+    /// failed or dead.
+    Forget {
+        /// The group's id (as `failed` shows it).
+        #[arg(long, conflicts_with_all = ["missing", "syncer"])]
+        group: Option<i64>,
+        /// Every failed or dead group whose last push the remote answered with 404.
+        #[arg(long)]
+        missing: bool,
+        /// With `--missing`: only this syncer's groups.
+        #[arg(long, requires = "missing")]
+        syncer: Option<String>,
+        /// Create them now and wait for the outcome.
+        #[arg(long)]
+        wait: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A full run: push every group of a syncer, ignoring digests, and wait until done. Exits
+    /// non-zero when groups are left failed or dead.
     Resync {
         /// The syncer.
         syncer: String,
@@ -192,9 +220,10 @@ impl Settings {
         engine.lease = Duration::from_secs(self.lease_secs);
         engine.push_timeout = Duration::from_secs(self.push_timeout_secs);
         engine.max_attempts = self.max_attempts;
-        engine
-            .validate()
-            .map_err(|e| Error::Config(format!("{e} (see --help)")))?;
+        engine.validate().map_err(|e| match e {
+            sync_core::Error::Config(message) => Error::Config(format!("{message} (see --help)")),
+            other => Error::Sync(other),
+        })?;
         Ok(WorkerSettings {
             engine,
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
@@ -203,8 +232,10 @@ impl Settings {
     }
 }
 
-/// Parses the command line, builds the registry with `syncers`, and runs the subcommand.
-/// Errors are printed as one line on stderr; the exit code is 2 for bad settings, 1 otherwise.
+/// Parses the command line, builds the registry with `syncers` (only for the subcommands that
+/// push or translate), and runs the subcommand. Errors are printed as one line on stderr; the
+/// exit code is 2 for bad settings (and a database without the framework's tables), 1 for
+/// anything else that was not done.
 pub async fn main<F>(syncers: F) -> ExitCode
 where
     F: FnOnce(&Settings) -> sync_core::Result<Registry>,
@@ -229,39 +260,135 @@ where
     F: FnOnce(&Settings) -> sync_core::Result<Registry>,
 {
     let settings = cli.settings.worker_settings()?;
-    let registry = syncers(&cli.settings)?;
     let db = sync_core::connect(&cli.settings.database_url, cli.settings.pool_size).await?;
-    let command = cli.command.unwrap_or(Command::Run { once: false });
-    if let Command::Run { once } = command {
-        let mut settings = settings;
-        settings.report.run_interval = Duration::from_millis(cli.settings.run_interval_ms.max(100));
-        if let Some(url) = cli.settings.alert_webhook.clone() {
-            settings.report.alerts = settings.report.alerts.webhook(url);
+    sync_core::check_schema(&db).await?;
+    let command = cli.command.clone().unwrap_or(Command::Run { once: false });
+    // Commands that only read or mark groups need no remote: they do not build the registry
+    // (whose syncers may need settings such as remote URLs).
+    let registry = || syncers(&cli.settings);
+    match command {
+        Command::Run { once } => run_worker(&cli.settings, db, registry()?, settings, once).await,
+        Command::Status { json } => ops::status(&db, &[], json).await,
+        Command::Failed {
+            syncer,
+            limit,
+            json,
+        } => ops::failed(&db, syncer.as_deref(), limit, json).await,
+        Command::Retry {
+            group,
+            syncer,
+            dead,
+            wait,
+            json,
+        } => {
+            let scope = match (group, syncer, dead) {
+                (Some(id), _, _) => RetryScope::Group(id),
+                (None, Some(name), _) => RetryScope::Syncer(name),
+                (None, None, true) => RetryScope::AllDead,
+                (None, None, false) => {
+                    return Err(Error::Config(
+                        "say what to retry: --group ID, --syncer NAME or --dead".into(),
+                    ));
+                }
+            };
+            let wait = if wait {
+                Some((registry()?, settings))
+            } else {
+                None
+            };
+            ops::retry(&db, scope, ops::Then { wait, json }).await
         }
-        if let Some(addr) = cli.settings.metrics_listen {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(addr)
-                .install()
-                .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
-            tracing::info!(%addr, "serving Prometheus metrics");
+        Command::Forget {
+            group,
+            missing,
+            syncer,
+            wait,
+            json,
+        } => {
+            let scope = match (group, missing) {
+                (Some(id), _) => ForgetScope::Group(id),
+                (None, true) => ForgetScope::Missing { syncer },
+                (None, false) => {
+                    return Err(Error::Config(
+                        "say what to forget: --group ID, or --missing for every group whose \
+                         remote answered 404"
+                            .into(),
+                    ));
+                }
+            };
+            let wait = if wait {
+                Some((registry()?, settings))
+            } else {
+                None
+            };
+            ops::forget(&db, scope, ops::Then { wait, json }).await
         }
-        let worker = Worker::new(db, registry, settings)?;
-        if once {
-            let report = worker.run_until_idle(usize::MAX).await?;
-            println!(
-                "pushed {}, skipped {}, deleted {}, waiting {}, failed {}, dead {}",
-                report.pushed,
-                report.skipped,
-                report.deleted,
-                report.waiting,
-                report.failed,
-                report.dead
-            );
-            return Ok(());
+        Command::Resync {
+            syncer,
+            no_wait,
+            json,
+        } => ops::resync(&db, &registry()?, settings, &syncer, no_wait, json).await,
+        Command::Backfill {
+            syncer,
+            batch,
+            json,
+        } => ops::backfill(&db, &registry()?, &syncer, batch, json).await,
+        Command::Plan {
+            syncer,
+            all,
+            full,
+            payloads,
+            limit,
+            json,
+        } => {
+            let request = ops::PlanRequest {
+                syncer,
+                all,
+                full,
+                payloads,
+                limit,
+                json,
+            };
+            ops::plan(&db, &registry()?, request).await
         }
-        return worker.run().await;
     }
-    crate::ops::run(command, db, registry, settings).await
+}
+
+/// `run`: the worker, until a signal (or, with `once`, until nothing is due).
+async fn run_worker(
+    cli: &Settings,
+    db: sea_orm::DatabaseConnection,
+    registry: Registry,
+    mut settings: WorkerSettings,
+    once: bool,
+) -> Result<(), Error> {
+    settings.report.run_interval = Duration::from_millis(cli.run_interval_ms.max(100));
+    if let Some(url) = cli.alert_webhook.clone() {
+        settings.report.alerts = settings.report.alerts.webhook(url);
+    }
+    if let Some(addr) = cli.metrics_listen {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
+        tracing::info!(%addr, "serving Prometheus metrics");
+    }
+    let worker = Worker::new(db, registry, settings)?;
+    if once {
+        let report = worker.run_until_idle(usize::MAX).await?;
+        println!(
+            "pushed {}, skipped {}, deleted {}, waiting {}, failed {}, dead {}, recreating {}",
+            report.pushed,
+            report.skipped,
+            report.deleted,
+            report.waiting,
+            report.failed,
+            report.dead,
+            report.recreating
+        );
+        return Ok(());
+    }
+    worker.run().await
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). Does nothing if a subscriber is
@@ -269,8 +396,10 @@ where
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Colours only on a terminal: a log written to a file carries no escape codes.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

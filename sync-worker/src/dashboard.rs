@@ -12,7 +12,8 @@
 //! Pages: an overview per syncer with Run now and Full run, the failed and dead groups with
 //! their errors and a Retry button, and one group's attempt history and last payload. The JSON
 //! API: `GET api/status`, `GET api/groups?state=failed`, `GET api/groups/{id}`, `GET api/runs`,
-//! `POST api/groups/{id}/retry`, `POST api/syncers/{name}/run`, `POST api/syncers/{name}/resync`.
+//! `POST api/groups/{id}/retry`, `POST api/groups/{id}/forget`, `POST api/syncers/{name}/run`,
+//! `POST api/syncers/{name}/resync`.
 //!
 //! Every route is behind the [`Auth`] guard: a bearer token in the `Authorization` header (for
 //! scripts) or in a cookie set by the login form (for browsers). Pages show data and errors, never
@@ -30,10 +31,10 @@ use maud::{DOCTYPE, Markup, html};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::json;
-use sync_core::ops::{self, RetryScope};
+use sync_core::ops::{self, ForgetScope, RetryScope};
 use sync_core::{Secret, now_ms};
 
-use crate::ops::age;
+use crate::format::age;
 
 const COOKIE: &str = "sync_dashboard";
 
@@ -143,12 +144,14 @@ impl Dashboard {
             .route("/", get(overview))
             .route("/groups/{id}", get(group_page))
             .route("/groups/{id}/retry", post(retry_form))
+            .route("/groups/{id}/forget", post(forget_form))
             .route("/syncers/{name}/run", post(run_form))
             .route("/syncers/{name}/resync", post(resync_form))
             .route("/api/status", get(api_status))
             .route("/api/groups", get(api_groups))
             .route("/api/groups/{id}", get(api_group))
             .route("/api/groups/{id}/retry", post(api_retry))
+            .route("/api/groups/{id}/forget", post(api_forget))
             .route("/api/syncers/{name}/run", post(api_run))
             .route("/api/syncers/{name}/resync", post(api_resync))
             .route("/api/runs", get(api_runs))
@@ -348,13 +351,19 @@ async fn group_page(State(d): Shared, Path(id): Path<i64>) -> Answer<Response> {
             table {
                 tr { th { "state" } td class=(g.state) id="state" { (g.state) } }
                 tr { th { "version / synced" } td { (g.version) " / " (g.synced_version) } }
-                tr { th { "remote id" } td { (g.remote_id.as_deref().unwrap_or("-")) } }
+                tr { th { "remote id" } td id="remote-id" { (g.remote_id.as_deref().unwrap_or("-")) } }
                 tr { th { "attempts" } td { (g.attempts) } }
+                tr { th { "last status" } td { (g.last_status.map_or("-".to_owned(), |s| s.to_string())) } }
                 tr { th { "last error" } td class="error" { (g.last_error.as_deref().unwrap_or("-")) } }
                 tr { th { "touched" } td { (age(now - g.touched_at)) " ago" } }
             }
             @if matches!(g.state.as_str(), "failed" | "dead") {
                 form method="post" action={ (d.base) "/groups/" (g.id) "/retry" } { button { "Retry" } }
+            }
+            @if g.remote_id.is_some() && g.state != "deleted" {
+                form method="post" action={ (d.base) "/groups/" (g.id) "/forget" } {
+                    button id="forget" title="The remote lost this record: forget its id and create it again" { "Forget remote id and recreate" }
+                }
             }
             h3 { "Attempts" }
             table {
@@ -386,6 +395,15 @@ fn back(d: &Dashboard, headers: &HeaderMap) -> Redirect {
 
 async fn retry_form(State(d): Shared, Path(id): Path<i64>, headers: HeaderMap) -> Answer<Redirect> {
     ops::retry(&d.db, &RetryScope::Group(id), now_ms()).await?;
+    Ok(back(&d, &headers))
+}
+
+async fn forget_form(
+    State(d): Shared,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Answer<Redirect> {
+    ops::forget(&d.db, &ForgetScope::Group(id), now_ms()).await?;
     Ok(back(&d, &headers))
 }
 
@@ -460,6 +478,12 @@ async fn api_group(State(d): Shared, Path(id): Path<i64>) -> Answer<Response> {
 async fn api_retry(State(d): Shared, Path(id): Path<i64>) -> Answer<Json<serde_json::Value>> {
     Ok(Json(
         json!({"retried": ops::retry(&d.db, &RetryScope::Group(id), now_ms()).await?}),
+    ))
+}
+
+async fn api_forget(State(d): Shared, Path(id): Path<i64>) -> Answer<Json<serde_json::Value>> {
+    Ok(Json(
+        json!({"forgotten": ops::forget(&d.db, &ForgetScope::Group(id), now_ms()).await?}),
     ))
 }
 

@@ -13,6 +13,10 @@ pub enum Error {
     /// The runtime failed.
     #[error("worker runtime error: {0}")]
     Runtime(String),
+    /// A command could not do all it was asked (groups left failed, a group not found); the
+    /// message says what is left and how to look into it.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// `Result` with [`Error`].

@@ -1,5 +1,7 @@
-//! The operator subcommands: `status`, `failed`, `retry`, `resync`, `backfill`, `plan`.
-//! Human output by default, `--json` for scripts; progress bars on stderr.
+//! The operator subcommands: `status`, `failed`, `retry`, `forget`, `resync`, `backfill`,
+//! `plan`. Human output by default, `--json` for scripts; progress on stderr (a bar on a
+//! terminal, a line every few seconds otherwise). A command that could not do what it was asked
+//! fails with [`Error::Incomplete`], so that its exit code is not 0.
 
 use std::time::Duration;
 
@@ -11,253 +13,395 @@ macro_rules! say {
     }};
 }
 
-use indicatif::{ProgressBar, ProgressStyle};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
-use sync_core::ops::{self, RetryScope};
+use sync_core::ops::{self, ForgetScope, RetryScope};
 use sync_core::{Registry, now_ms};
 
-use crate::cli::Command;
+use crate::format::age;
+use crate::progress::Progress;
 use crate::{Error, Result, Worker, WorkerSettings};
 
-pub(crate) async fn run(
-    command: Command,
-    db: DatabaseConnection,
-    registry: Registry,
-    settings: WorkerSettings,
+/// `status`: per syncer, groups by state, work left, last success, recent failures.
+pub(crate) async fn status(db: &DatabaseConnection, known: &[String], json: bool) -> Result<()> {
+    let now = now_ms();
+    let status = ops::status(db, known, now).await?;
+    if json {
+        return print_json(&status);
+    }
+    say!(
+        "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}",
+        "syncer",
+        "pending",
+        "synced",
+        "failed",
+        "dead",
+        "deleted",
+        "to do",
+        "oldest to do",
+        "last success",
+        "fails/1h"
+    );
+    for s in status {
+        let n = |state: &str| s.groups.get(state).copied().unwrap_or(0);
+        let health = if s.healthy { "" } else { "  FAILING" };
+        let paused = s
+            .paused_until
+            .map(|u| format!("  paused {}", age(u - now)))
+            .unwrap_or_default();
+        say!(
+            "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}{health}{paused}",
+            s.syncer,
+            n("pending"),
+            n("synced"),
+            n("failed"),
+            n("dead"),
+            n("deleted"),
+            s.dirty,
+            s.oldest_dirty_ms.map_or("-".into(), age),
+            s.last_success_at
+                .map_or("never".into(), |t| format!("{} ago", age(now - t))),
+            s.failures_last_hour,
+        );
+    }
+    Ok(())
+}
+
+/// `failed`: failed and dead groups with their last error.
+pub(crate) async fn failed(
+    db: &DatabaseConnection,
+    syncer: Option<&str>,
+    limit: u64,
+    json: bool,
 ) -> Result<()> {
     let now = now_ms();
-    match command {
-        Command::Run { .. } => unreachable!("handled by the caller"),
-        Command::Status { json } => {
-            let status = ops::status(&db, &registry.names(), now).await?;
-            if json {
-                return print_json(&status);
-            }
-            say!(
-                "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}",
-                "syncer",
-                "pending",
-                "synced",
-                "failed",
-                "dead",
-                "deleted",
-                "dirty",
-                "oldest dirty",
-                "last success",
-                "fails/1h"
-            );
-            for s in status {
-                let n = |state: &str| s.groups.get(state).copied().unwrap_or(0);
-                let health = if s.healthy { "" } else { "  FAILING" };
-                let paused = s
-                    .paused_until
-                    .map(|u| format!("  paused {}", age(u - now)))
-                    .unwrap_or_default();
-                say!(
-                    "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}{health}{paused}",
-                    s.syncer,
-                    n("pending"),
-                    n("synced"),
-                    n("failed"),
-                    n("dead"),
-                    n("deleted"),
-                    s.dirty,
-                    s.oldest_dirty_ms.map_or("-".into(), age),
-                    s.last_success_at
-                        .map_or("never".into(), |t| format!("{} ago", age(now - t))),
-                    s.failures_last_hour,
-                );
-            }
-            Ok(())
+    let groups = ops::problems(db, syncer, limit).await?;
+    if json {
+        let rows: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                json!({"id": g.id, "syncer": g.syncer, "root_key": g.root_key, "state": g.state,
+                       "attempts": g.attempts, "next_attempt_at": g.next_attempt_at, "last_error": g.last_error,
+                       "last_status": g.last_status, "remote_id": g.remote_id,
+                       "version": g.version, "synced_version": g.synced_version})
+            })
+            .collect();
+        return print_json(&rows);
+    }
+    if groups.is_empty() {
+        say!("no failed or dead groups");
+        return Ok(());
+    }
+    for g in groups {
+        let next = if g.state == "dead" {
+            "never (retry it)".to_owned()
+        } else {
+            format!("in {}", age(g.next_attempt_at - now))
+        };
+        let lost = if g.last_status == Some(404) && g.remote_id.is_some() {
+            "  (the remote lost its record: `forget` it to create it again)"
+        } else {
+            ""
+        };
+        say!(
+            "#{:<6} {:<20} {:<12} {:<6} attempts {:<3} next {}{lost}\n        {}",
+            g.id,
+            g.syncer,
+            g.root_key,
+            g.state,
+            g.attempts,
+            next,
+            g.last_error.as_deref().unwrap_or("(no error recorded)")
+        );
+    }
+    Ok(())
+}
+
+/// What `retry` and `forget` apply to, and whether they then wait for the pushes.
+#[derive(Debug)]
+pub(crate) struct Then {
+    /// Push the groups and wait, with the syncers of this registry.
+    pub(crate) wait: Option<(Registry, WorkerSettings)>,
+    pub(crate) json: bool,
+}
+
+/// `retry`: makes failed or dead groups due now (and with `--wait`, pushes them).
+pub(crate) async fn retry(db: &DatabaseConnection, scope: RetryScope, then: Then) -> Result<()> {
+    let retried = ops::retry(db, &scope, now_ms()).await?;
+    if let RetryScope::Group(id) = scope
+        && retried == 0
+    {
+        return Err(Error::Incomplete(not_retried(db, id).await?));
+    }
+    let syncer = match &scope {
+        RetryScope::Syncer(name) => Some(name.clone()),
+        RetryScope::Group(id) => ops::group(db, *id).await?.map(|g| g.syncer),
+        _ => None,
+    };
+    let report = wait_for(db, syncer.as_deref(), retried, &then, "retry").await?;
+    if then.json {
+        print_json(&json!({"retried": retried, "failed_or_dead": report}))?;
+    } else if retried == 0 {
+        say!("nothing to retry: no group matches");
+    } else {
+        say!("{retried} group(s) due again now");
+    }
+    left_over(report, syncer.as_deref())
+}
+
+async fn not_retried(db: &DatabaseConnection, id: i64) -> Result<String> {
+    Ok(match ops::group(db, id).await? {
+        None => format!("there is no group {id} (`failed` lists the groups to retry)"),
+        Some(g) => format!(
+            "group {id} (`{}` {}) is {}, not failed or dead: nothing to retry",
+            g.syncer, g.root_key, g.state
+        ),
+    })
+}
+
+/// `forget`: forgets the remote ids of groups whose remote lost the record, so that they are
+/// created again (and with `--wait`, pushes them).
+pub(crate) async fn forget(db: &DatabaseConnection, scope: ForgetScope, then: Then) -> Result<()> {
+    let forgotten = ops::forget(db, &scope, now_ms()).await?;
+    if let ForgetScope::Group(id) = scope
+        && forgotten == 0
+    {
+        let reason = match ops::group(db, id).await? {
+            None => format!("there is no group {id}"),
+            Some(g) if g.state == "deleted" => format!(
+                "group {id} is closed (its root is deleted): there is nothing to create again"
+            ),
+            Some(_) => format!(
+                "group {id} is being pushed by a worker right now; try again when its lease ends"
+            ),
+        };
+        return Err(Error::Incomplete(reason));
+    }
+    let syncer = match &scope {
+        ForgetScope::Missing { syncer } => syncer.clone(),
+        ForgetScope::Group(id) => ops::group(db, *id).await?.map(|g| g.syncer),
+        _ => None,
+    };
+    let report = wait_for(db, syncer.as_deref(), forgotten, &then, "recreate").await?;
+    if then.json {
+        print_json(&json!({"forgotten": forgotten, "failed_or_dead": report}))?;
+    } else if forgotten == 0 {
+        say!("no group's remote record is known to be lost (none failed with a 404)");
+    } else {
+        say!("{forgotten} group(s) forgotten: their records will be created again");
+    }
+    left_over(report, syncer.as_deref())
+}
+
+/// With `then.wait`, pushes until the groups of `syncer` (or all) are no longer in progress;
+/// returns how many are then failed or dead (`None` without waiting).
+async fn wait_for(
+    db: &DatabaseConnection,
+    syncer: Option<&str>,
+    total: u64,
+    then: &Then,
+    what: &str,
+) -> Result<Option<u64>> {
+    let Some((registry, settings)) = &then.wait else {
+        return Ok(None);
+    };
+    if total == 0 {
+        return Ok(Some(0));
+    }
+    let registry = match syncer {
+        Some(name) => registry
+            .only(name)
+            .ok_or_else(|| unknown_syncer(name, registry))?,
+        None => registry.clone(),
+    };
+    let worker = Worker::new(db.clone(), registry, settings.clone())?;
+    drain(db, &worker, syncer, total, then.json, what).await?;
+    Ok(Some(ops::problem_count(db, syncer).await?))
+}
+
+/// Fails when groups are left failed or dead after waiting.
+fn left_over(report: Option<u64>, syncer: Option<&str>) -> Result<()> {
+    match report {
+        Some(n) if n > 0 => Err(Error::Incomplete(format!(
+            "{n} group(s){} are failed or dead; `failed{}` shows why",
+            syncer.map(|s| format!(" of `{s}`")).unwrap_or_default(),
+            syncer.map(|s| format!(" --syncer {s}")).unwrap_or_default(),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Runs passes of `worker` until no group of `syncer` is in progress (see
+/// [`ops::in_progress`]); groups that failed and wait for a later retry end the wait.
+async fn drain(
+    db: &DatabaseConnection,
+    worker: &Worker,
+    syncer: Option<&str>,
+    total: u64,
+    quiet: bool,
+    what: &str,
+) -> Result<()> {
+    let label = match syncer {
+        Some(name) => format!("{what} `{name}`"),
+        None => what.to_owned(),
+    };
+    let mut progress = Progress::new(&label, total, quiet);
+    loop {
+        let pass = worker.run_once().await?;
+        let left = ops::in_progress(db, syncer, now_ms()).await?;
+        let problems = ops::problem_count(db, syncer).await?;
+        let done = total.saturating_sub(left);
+        progress.set(done, &format!("done, {problems} failed or dead"));
+        if left == 0 {
+            progress.finish(done, &format!("done, {problems} failed or dead"));
+            return Ok(());
         }
-        Command::Failed {
-            syncer,
-            limit,
-            json,
-        } => {
-            let groups = ops::problems(&db, syncer.as_deref(), limit).await?;
-            if json {
-                let rows: Vec<_> = groups
-                    .iter()
-                    .map(|g| {
-                        json!({"id": g.id, "syncer": g.syncer, "root_key": g.root_key, "state": g.state,
-                               "attempts": g.attempts, "next_attempt_at": g.next_attempt_at, "last_error": g.last_error,
-                               "version": g.version, "synced_version": g.synced_version})
-                    })
-                    .collect();
-                return print_json(&rows);
-            }
-            if groups.is_empty() {
-                say!("no failed or dead groups");
-                return Ok(());
-            }
-            for g in groups {
-                let next = if g.state == "dead" {
-                    "never (retry it)".to_owned()
-                } else {
-                    format!("in {}", age(g.next_attempt_at - now))
-                };
-                say!(
-                    "#{:<6} {:<20} {:<12} {:<6} attempts {:<3} next {}\n        {}",
-                    g.id,
-                    g.syncer,
-                    g.root_key,
-                    g.state,
-                    g.attempts,
-                    next,
-                    g.last_error.as_deref().unwrap_or("(no error recorded)")
-                );
-            }
-            Ok(())
-        }
-        Command::Retry {
-            group,
-            syncer,
-            dead,
-            json,
-        } => {
-            let scope = match (group, syncer, dead) {
-                (Some(id), _, _) => RetryScope::Group(id),
-                (None, Some(name), _) => RetryScope::Syncer(name),
-                (None, None, true) => RetryScope::AllDead,
-                (None, None, false) => {
-                    return Err(Error::Config(
-                        "say what to retry: --group ID, --syncer NAME or --dead".into(),
-                    ));
-                }
-            };
-            let n = ops::retry(&db, &scope, now).await?;
-            if json {
-                return print_json(&json!({"retried": n}));
-            }
-            say!("{n} group(s) due again now");
-            Ok(())
-        }
-        Command::Resync {
-            syncer,
-            no_wait,
-            json,
-        } => {
-            let only = registry.only(&syncer).ok_or_else(|| {
-                Error::Config(format!(
-                    "no syncer `{syncer}` is registered; known: {}",
-                    registry.names().join(", ")
-                ))
-            })?;
-            let total = ops::request_full_run(&db, &syncer, now).await?;
-            if !no_wait {
-                let worker = Worker::new(db.clone(), only, settings)?;
-                let bar = progress(total, json, "pushing");
-                loop {
-                    let pass = worker.run_once().await?;
-                    let left = ops::remaining(&db, &syncer).await?;
-                    bar.set_position(total.saturating_sub(left));
-                    if left == 0 {
-                        break;
-                    }
-                    if pass.claimed == 0 {
-                        // What is left waits for a retry time or for another worker's lease.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-                bar.finish_and_clear();
-            }
-            let problems = ops::problems(&db, Some(&syncer), 1_000_000).await?.len();
-            if json {
-                return print_json(
-                    &json!({"syncer": syncer, "groups": total, "waited": !no_wait, "failed_or_dead": problems}),
-                );
-            }
-            if no_wait {
-                say!(
-                    "{total} group(s) of `{syncer}` marked for a full run; running workers will push them"
-                );
-            } else {
-                say!(
-                    "full run of `{syncer}`: {total} group(s) pushed ignoring digests; {problems} failed or dead (see `failed`)"
-                );
-            }
-            Ok(())
-        }
-        Command::Backfill {
-            syncer,
-            batch,
-            json,
-        } => {
-            let source = registry.root_source(&syncer).ok_or_else(|| {
-                Error::Config(format!(
-                    "no root entity is declared for syncer `{syncer}`; call `registry.roots::<your_root::Entity>()` in the worker binary"
-                ))
-            })?;
-            let bar = progress(0, json, "roots");
-            let (mut after, mut created, mut batches) = (None, 0, 0);
-            loop {
-                let (last, n) = source
-                    .backfill_batch(&db, &syncer, after, batch, now_ms())
-                    .await?;
-                created += n;
-                batches += 1;
-                bar.inc(batch);
-                bar.set_message(format!("{created} registered"));
-                match last {
-                    Some(last) => after = Some(last),
-                    None => break,
-                }
-            }
-            bar.finish_and_clear();
-            if json {
-                return print_json(
-                    &json!({"syncer": syncer, "registered": created, "batches": batches}),
-                );
-            }
-            say!(
-                "backfill of `{syncer}`: {created} new group(s) registered; the workers will push them"
-            );
-            Ok(())
-        }
-        Command::Plan {
-            syncer,
-            all,
-            full,
-            payloads,
-            limit,
-            json,
-        } => {
-            let items = ops::plan(&db, &registry, syncer.as_deref(), all, full, limit).await?;
-            if json {
-                return print_json(&items);
-            }
-            let mut counts = std::collections::BTreeMap::new();
-            for item in &items {
-                *counts.entry(item.action).or_insert(0) += 1;
-                let reason = item
-                    .reason
-                    .as_deref()
-                    .map(|r| format!("  ({r})"))
-                    .unwrap_or_default();
-                say!(
-                    "{:<7} {:<20} {}{reason}",
-                    item.action,
-                    item.syncer,
-                    item.root_key
-                );
-                if payloads && let Some(payload) = &item.payload {
-                    say!("        {payload}");
-                }
-            }
-            let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
-            say!(
-                "plan: {} (nothing was pushed)",
-                if summary.is_empty() {
-                    "nothing to do".into()
-                } else {
-                    summary.join(", ")
-                }
-            );
-            Ok(())
+        if pass.claimed == 0 {
+            // What is left waits for a prerequisite, a retry time or another worker's lease.
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+fn unknown_syncer(name: &str, registry: &Registry) -> Error {
+    Error::Config(format!(
+        "no syncer `{name}` is registered; known: {}",
+        registry.names().join(", ")
+    ))
+}
+
+/// `resync`: a full run of one syncer, ignoring digests.
+pub(crate) async fn resync(
+    db: &DatabaseConnection,
+    registry: &Registry,
+    settings: WorkerSettings,
+    syncer: &str,
+    no_wait: bool,
+    json: bool,
+) -> Result<()> {
+    let only = registry
+        .only(syncer)
+        .ok_or_else(|| unknown_syncer(syncer, registry))?;
+    let total = ops::request_full_run(db, syncer, now_ms()).await?;
+    if no_wait {
+        if json {
+            return print_json(&json!({"syncer": syncer, "groups": total, "waited": false}));
+        }
+        say!(
+            "{total} group(s) of `{syncer}` marked for a full run; running workers will push them"
+        );
+        return Ok(());
+    }
+    let worker = Worker::new(db.clone(), only, settings)?;
+    drain(db, &worker, Some(syncer), total, json, "full run of").await?;
+    let problems = ops::problem_count(db, Some(syncer)).await?;
+    if json {
+        print_json(
+            &json!({"syncer": syncer, "groups": total, "waited": true, "failed_or_dead": problems}),
+        )?;
+    } else {
+        say!(
+            "full run of `{syncer}`: {total} group(s) pushed ignoring digests; {problems} failed or dead"
+        );
+    }
+    left_over(Some(problems), Some(syncer))
+}
+
+/// `backfill`: registers every existing root of a syncer that has no group yet.
+pub(crate) async fn backfill(
+    db: &DatabaseConnection,
+    registry: &Registry,
+    syncer: &str,
+    batch: u64,
+    json: bool,
+) -> Result<()> {
+    let source = registry.root_source(syncer).ok_or_else(|| {
+        Error::Config(format!(
+            "no root entity is declared for syncer `{syncer}`; call `registry.roots::<your_root::Entity>()` in the worker binary"
+        ))
+    })?;
+    let mut progress = Progress::new(&format!("backfill of `{syncer}`"), 0, json);
+    let (mut after, mut created, mut batches, mut read) = (None, 0, 0, 0);
+    loop {
+        let (last, n) = source
+            .backfill_batch(db, syncer, after, batch, now_ms())
+            .await?;
+        created += n;
+        batches += 1;
+        read += batch;
+        progress.set(read, &format!("roots read, {created} registered"));
+        match last {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    progress.finish(created, "registered");
+    if json {
+        return print_json(&json!({"syncer": syncer, "registered": created, "batches": batches}));
+    }
+    say!("backfill of `{syncer}`: {created} new group(s) registered; the workers will push them");
+    Ok(())
+}
+
+/// What `plan` shows.
+#[derive(Debug)]
+pub(crate) struct PlanRequest {
+    pub(crate) syncer: Option<String>,
+    pub(crate) all: bool,
+    pub(crate) full: bool,
+    pub(crate) payloads: bool,
+    pub(crate) limit: u64,
+    pub(crate) json: bool,
+}
+
+/// `plan`: a dry run.
+pub(crate) async fn plan(
+    db: &DatabaseConnection,
+    registry: &Registry,
+    request: PlanRequest,
+) -> Result<()> {
+    let items = ops::plan(
+        db,
+        registry,
+        request.syncer.as_deref(),
+        request.all,
+        request.full,
+        request.limit,
+    )
+    .await?;
+    if request.json {
+        return print_json(&items);
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for item in &items {
+        *counts.entry(item.action).or_insert(0) += 1;
+        let reason = item
+            .reason
+            .as_deref()
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default();
+        say!(
+            "{:<7} {:<20} {}{reason}",
+            item.action,
+            item.syncer,
+            item.root_key
+        );
+        if request.payloads
+            && let Some(payload) = &item.payload
+        {
+            say!("        {payload}");
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    say!(
+        "plan: {} (nothing was pushed)",
+        if summary.is_empty() {
+            "nothing to do".into()
+        } else {
+            summary.join(", ")
+        }
+    );
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
@@ -266,33 +410,4 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
         serde_json::to_string_pretty(value).map_err(|e| Error::Runtime(e.to_string()))?
     );
     Ok(())
-}
-
-fn progress(total: u64, hidden: bool, unit: &str) -> ProgressBar {
-    if hidden {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    let template = if total > 0 {
-        format!("{{bar:40}} {{pos}}/{{len}} {unit} {{msg}} ({{eta}} left)")
-    } else {
-        format!("{{spinner}} {{pos}} {unit} read, {{msg}}")
-    };
-    bar.set_style(
-        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
-/// `1h 2m`, `3m 4s`, `5s`, `120ms`.
-pub(crate) fn age(ms: i64) -> String {
-    let ms = ms.max(0);
-    let s = ms / 1000;
-    match s {
-        0 => format!("{ms}ms"),
-        1..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
-    }
 }

@@ -162,11 +162,30 @@ struct Inner {
     records: BTreeMap<String, BTreeMap<String, Value>>,
     next_id: u64,
     faults: VecDeque<Fault>,
-    idempotent: HashMap<(String, String, String), (u16, Value)>,
+    /// (key, method, path) → the first request's answer.
+    idempotent: HashMap<(String, String, String), FirstAnswer>,
     hold: Option<HoldState>,
     upsert_on_put: bool,
     string_ids: bool,
+    idempotency: Idempotency,
 }
+
+/// How the mock remote treats the `Idempotency-Key` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Idempotency {
+    /// A repeated key gets the first answer again, whatever the body (the default).
+    #[default]
+    Replay,
+    /// A repeated key with the same body gets the first answer again; with a different body,
+    /// 422 (as some payment APIs do).
+    Strict,
+    /// The header is ignored: every request is applied (a plain REST server).
+    Ignore,
+}
+
+/// The status, answer and request body of the first request with an idempotency key.
+type FirstAnswer = (u16, Value, Option<Value>);
 
 /// A mock REST remote on `127.0.0.1`. Stops when dropped.
 #[derive(Clone)]
@@ -234,6 +253,20 @@ impl MockRemote {
     /// Gives created records string ids (`"r-1"`) instead of numbers.
     pub fn string_ids(&self, on: bool) {
         self.lock().string_ids = on;
+    }
+
+    /// How repeated `Idempotency-Key`s are treated.
+    pub fn idempotency(&self, mode: Idempotency) {
+        self.lock().idempotency = mode;
+    }
+
+    /// Deletes a record behind the client's back, as an administrator of the remote might.
+    /// Returns whether it existed.
+    pub fn remove_record(&self, collection: &str, id: &str) -> bool {
+        self.lock()
+            .records
+            .get_mut(collection.trim_matches('/'))
+            .is_some_and(|records| records.remove(id).is_some())
     }
 
     /// Every request so far, in arrival order.
@@ -316,6 +349,7 @@ async fn serve(inner: Arc<Mutex<Inner>>, request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
     let headers = request.headers().clone();
     let bytes = to_bytes(request.into_body(), 16 << 20)
         .await
@@ -423,6 +457,10 @@ async fn serve(inner: Arc<Mutex<Inner>>, request: Request) -> Response {
             )
         }
         Some(kind) => (fault_response(kind), false),
+        None if method == Method::GET && query.is_some() => (
+            search(&inner, &path, query.as_deref().unwrap_or_default()),
+            false,
+        ),
         None => apply(
             &inner,
             &method,
@@ -480,6 +518,33 @@ fn fault_response(kind: FaultKind) -> Response {
     }
 }
 
+/// `GET {collection}?field=value&…`: the records whose fields equal the values, as a JSON
+/// array (as json-server answers).
+fn search(inner: &Arc<Mutex<Inner>>, path: &str, query: &str) -> Response {
+    let filters: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let state = inner.lock().expect("lock");
+    let found: Vec<Value> = state
+        .records
+        .get(path.trim_matches('/'))
+        .map(|records| {
+            records
+                .values()
+                .filter(|r| {
+                    filters.iter().all(|(field, value)| match r.get(field) {
+                        Some(Value::String(s)) => s == value,
+                        Some(other) => *other.to_string() == **value,
+                        None => false,
+                    })
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    axum::Json(Value::Array(found)).into_response()
+}
+
 /// Applies a request to the stored records. Returns the answer and whether it was replayed.
 fn apply(
     inner: &Arc<Mutex<Inner>>,
@@ -489,14 +554,27 @@ fn apply(
     body: Option<Value>,
 ) -> (Response, bool) {
     let mut state = inner.lock().expect("lock");
-    let replay_key = idempotency_key.map(|k| (k.to_owned(), method.to_string(), path.to_owned()));
-    if let Some((status, body)) = replay_key
+    let mode = state.idempotency;
+    let replay_key = idempotency_key
+        .filter(|_| mode != Idempotency::Ignore)
+        .map(|k| (k.to_owned(), method.to_string(), path.to_owned()));
+    if let Some((status, first_body, first_request)) = replay_key
         .as_ref()
         .and_then(|k| state.idempotent.get(k))
         .cloned()
     {
-        return (answer(status, body), true);
+        if mode == Idempotency::Strict && first_request != body {
+            return (
+                answer(
+                    422,
+                    json!({"error": "Keys for idempotent requests can only be used with the same parameters they were first used with"}),
+                ),
+                false,
+            );
+        }
+        return (answer(status, first_body), true);
     }
+    let request_body = body.clone();
     let trimmed = path.trim_matches('/');
     let (status, answer_body) = match *method {
         Method::POST => {
@@ -555,7 +633,9 @@ fn apply(
         _ => (405, json!({"error": "method not allowed"})),
     };
     if let Some(key) = replay_key {
-        state.idempotent.insert(key, (status, answer_body.clone()));
+        state
+            .idempotent
+            .insert(key, (status, answer_body.clone(), request_body));
     }
     (answer(status, answer_body), false)
 }

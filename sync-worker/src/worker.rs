@@ -134,7 +134,11 @@ impl Worker {
     }
 
     /// Runs until `stop` completes, then shuts down as [`run`](Worker::run) does.
+    ///
+    /// Fails at once, naming the missing migrations, when the database lacks the framework's
+    /// tables ([`sync_core::check_schema`]).
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        sync_core::check_schema(self.engine.db()).await?;
         let config = self.engine.config().clone();
         // The apalis timeout is a backstop around translate, push and record; the engine
         // already bounds the push itself (and keeps its lease alive meanwhile).

@@ -118,9 +118,7 @@ impl WorkerProcess {
 pub async fn wait_until_synced(db: &DatabaseConnection, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        sync_core::apply_touches(db)
-            .await
-            .expect("apply logged touches");
+        crate::apply_all_touches(db).await;
         let groups = sync_group::Entity::find()
             .all(db)
             .await

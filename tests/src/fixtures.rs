@@ -65,9 +65,7 @@ pub async fn line_item<C: ConnectionTrait>(db: &C, order_id: i32, sku: &str) -> 
 
 /// Applies the logged touches, then marks every group clean, as a completed sync would.
 pub async fn mark_all_synced(db: &sea_orm::DatabaseConnection) {
-    sync_core::apply_touches(db)
-        .await
-        .expect("apply logged touches");
+    crate::apply_all_touches(db).await;
     db.execute_unprepared(
         "UPDATE sync_groups SET synced_version = version, state = 'synced', synced_at = touched_at",
     )

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod fixtures;
 pub mod models;
 pub mod proxy;
+pub mod stepping;
 pub mod syncers;
 
 use std::future::Future;
@@ -200,9 +201,7 @@ impl TestDb {
     /// Every row of `sync_groups`, ordered by syncer and root key, after applying the logged
     /// touches.
     pub async fn groups(&self) -> Vec<sync_group::Model> {
-        sync_core::apply_touches(&self.db)
-            .await
-            .expect("apply logged touches");
+        apply_all_touches(&self.db).await;
         sync_group::Entity::find()
             .order_by_asc(sync_group::Column::Syncer)
             .order_by_asc(sync_group::Column::RootKey)
@@ -228,6 +227,25 @@ impl TestDb {
             .map(|g| (g.syncer, g.root_key, g.version, g.state))
             .collect()
     }
+}
+
+/// Applies the logged touches until none is left: when a worker is applying some at the same
+/// moment (they are locked, and skipped, until it commits), waits for it.
+pub async fn apply_all_touches(db: &DatabaseConnection) {
+    for _ in 0..500 {
+        sync_core::apply_touches(db)
+            .await
+            .expect("apply logged touches");
+        if sync_core::ops::logged_touches(db)
+            .await
+            .expect("count logged touches")
+            == 0
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("logged touches were not applied within 5 s");
 }
 
 /// The version the group (`syncer`, `key`) has as `db` sees it, counting the touches logged and

@@ -18,6 +18,10 @@ pub struct Knobs {
     pub sabotage: Mutex<Option<(String, String, &'static str)>>,
     /// Limits of `erp.customer`.
     pub erp_customer_limits: Mutex<Option<sync_core::Limits>>,
+    /// What `erp.customer` does when an update answers 404.
+    pub erp_customer_when_missing: Mutex<sync_core::WhenMissing>,
+    /// Read when the registry is built: every remote finds repeated creates by this field.
+    pub lookup_field: Mutex<Option<String>>,
 }
 
 impl Knobs {
@@ -63,6 +67,10 @@ impl Syncer for ErpCustomer {
 
     fn limits(&self) -> Option<sync_core::Limits> {
         *self.knobs.erp_customer_limits.lock().expect("knobs")
+    }
+
+    fn when_missing(&self) -> sync_core::WhenMissing {
+        *self.knobs.erp_customer_when_missing.lock().expect("knobs")
     }
 
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
@@ -197,10 +205,14 @@ pub fn registry(base_url: &str, knobs: &Arc<Knobs>) -> Registry {
 
 /// Like [`registry`], failing on a bad URL.
 pub fn try_registry(base_url: &str, knobs: &Arc<Knobs>) -> Result<Registry> {
+    let lookup = knobs.lookup_field.lock().expect("knobs").clone();
     let remote = |prefix: &str, collection: &str| {
-        HttpRemote::builder(format!("{base_url}/{prefix}"), collection)
-            .request_timeout(std::time::Duration::from_secs(2))
-            .build()
+        let mut builder = HttpRemote::builder(format!("{base_url}/{prefix}"), collection)
+            .request_timeout(std::time::Duration::from_secs(2));
+        if let Some(field) = &lookup {
+            builder = builder.lookup_field(field.clone());
+        }
+        builder.build()
     };
     let mut registry = Registry::new();
     registry

@@ -375,3 +375,74 @@ async fn application_transactions_never_deadlock_with_hooks_or_workers() {
     })
     .await;
 }
+
+/// Two transactions updating two rows in opposite orders: one is the database's deadlock
+/// victim. `write_transaction` runs the victim again.
+async fn opposite_orders(
+    db: &DatabaseConnection,
+    a: i32,
+    b: i32,
+    attempts: u32,
+) -> Vec<Result<(), DbErr>> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let mut tasks = Vec::new();
+    for (first, second) in [(a, b), (b, a)] {
+        let (db, barrier) = (db.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let tries = Arc::new(AtomicUsize::new(0));
+            sync_core::write_transaction(&db, attempts, move |txn| {
+                let (barrier, tries) = (barrier.clone(), tries.clone());
+                Box::pin(async move {
+                    let update =
+                        |id: i32| format!("UPDATE customers SET notes = 'n' WHERE id = {id}");
+                    txn.execute_unprepared(&update(first)).await?;
+                    if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                        // Both hold their first row before either asks for its second.
+                        barrier.wait().await;
+                    }
+                    txn.execute_unprepared(&update(second)).await?;
+                    Ok(())
+                })
+            })
+            .await
+        }));
+    }
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_transaction_runs_a_deadlock_victim_again() {
+    // SQLite runs one write transaction at a time: no deadlock to make.
+    for backend in sync_tests::backends()
+        .into_iter()
+        .filter(|b| *b != Backend::Sqlite)
+    {
+        let t = sync_tests::TestDb::new(backend).await;
+        let a = fixtures::customer(&t.db, "A").await.id;
+        let b = fixtures::customer(&t.db, "B").await.id;
+
+        let once = opposite_orders(&t.db, a, b, 1).await;
+        let victims: Vec<&DbErr> = once.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(
+            victims.len(),
+            1,
+            "{backend:?}: one deadlock victim: {once:?}"
+        );
+        assert!(
+            sync_core::is_transient_conflict(victims[0]),
+            "{:?}",
+            victims[0]
+        );
+
+        let again = opposite_orders(&t.db, a, b, 3).await;
+        assert!(
+            again.iter().all(Result::is_ok),
+            "{backend:?}: the victim ran again: {again:?}"
+        );
+        t.cleanup_handle().run().await;
+    }
+}

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel};
 use serde_json::Value;
 use sync_core::entity::{sync_attempt, sync_run};
 use sync_tests::syncers::{Knobs, registry};
-use sync_tests::{TestDb, fixtures, on_each_backend};
+use sync_tests::{Backend, TestDb, fixtures, on_each_backend};
 use sync_worker::dashboard::{Auth, Dashboard};
 use sync_worker::testing::{Fault, FaultKind, MockRemote};
 use sync_worker::{AlertSink, Worker, WorkerSettings};
@@ -380,6 +380,28 @@ async fn the_dashboard_api_is_guarded_and_steers_groups() {
         )
         .await;
         assert_eq!(json(&body)["marked"], 1);
+        // The remote lost the record: forget its id so that the next push creates it again.
+        t.db.execute_unprepared(&format!(
+            "UPDATE sync_groups SET remote_id = '77', last_digest = 'x' WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+        let (_, body, _) = call(
+            &app,
+            "POST",
+            &format!("/sync/api/groups/{id}/forget"),
+            Some("s3cret"),
+        )
+        .await;
+        assert_eq!(json(&body)["forgotten"], 1);
+        let g = t.group("erp.customer", c.id).await.unwrap();
+        assert_eq!(
+            (g.remote_id, g.last_digest, g.state.as_str()),
+            (None, None, "pending")
+        );
+        let (status, _, _) =
+            call(&app, "POST", &format!("/sync/api/groups/{id}/forget"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guarded like the others");
         let (_, body, _) = call(&app, "GET", "/sync/api/runs", Some("s3cret")).await;
         assert_eq!(json(&body)[0]["failed"], 1);
     })
@@ -437,5 +459,130 @@ async fn the_worker_serves_prometheus_metrics() {
     assert!(
         body.contains("sync_oldest_dirty_seconds") && body.contains("sync_dead_groups"),
         "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_recreates_lost_records_and_exits_non_zero_when_work_is_left() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let ada = fixtures::customer(&t.db, "Ada").await;
+        let bob = fixtures::customer(&t.db, "Bob").await;
+        let (code, _, err) = cli(&t, &remote, &["run", "--once"]);
+        assert_eq!(code, 0, "{err}");
+        // The remote loses Ada's record; an edit then answers 404 until she is dead.
+        let lost = t.group("erp.customer", ada.id).await.unwrap();
+        assert!(remote.remove_record("erp/customers", lost.remote_id.as_deref().unwrap()));
+        let mut am = ada.clone().into_active_model();
+        am.name = sea_orm::ActiveValue::Set("Ada Lovelace".into());
+        sea_orm::ActiveModelTrait::update(am, &t.db).await.unwrap();
+        let (code, _, _) = cli(&t, &remote, &["run", "--once", "--max-attempts", "1"]);
+        assert_eq!(code, 0);
+        let (_, human, _) = cli(&t, &remote, &["failed"]);
+        assert!(human.contains("the remote lost its record"), "{human}");
+
+        // `retry --wait` pushes to the missing id again: not done, so not 0.
+        let (code, out, err) = cli(
+            &t,
+            &remote,
+            &[
+                "retry",
+                "--syncer",
+                "erp.customer",
+                "--wait",
+                "--max-attempts",
+                "1",
+            ],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains("1 group(s) of `erp.customer` are failed or dead"),
+            "{err}"
+        );
+
+        // Nothing to forget for a group that does not exist, or one that did not lose anything.
+        let (code, _, err) = cli(&t, &remote, &["forget", "--group", "999999"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("there is no group 999999"), "{err}");
+        let (code, _, err) = cli(&t, &remote, &["retry", "--group", "999999"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("there is no group 999999"), "{err}");
+
+        // `forget --missing --wait`: created again, and done.
+        let (code, out, err) = cli(&t, &remote, &["forget", "--missing", "--wait", "--json"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(json(&out)["forgotten"], 1);
+        assert_eq!(json(&out)["failed_or_dead"], 0);
+        let g = t.group("erp.customer", ada.id).await.unwrap();
+        assert_eq!(g.state, "synced");
+        assert_ne!(g.remote_id, lost.remote_id);
+        assert_eq!(
+            remote
+                .record("erp/customers", g.remote_id.as_deref().unwrap())
+                .unwrap()["name"],
+            "Ada Lovelace"
+        );
+
+        // `resync` of a syncer whose remote refuses one record: it ends, shows its progress
+        // (stderr is not a terminal here) and says the run is not done.
+        remote.push_fault(
+            Fault::new(FaultKind::Status(422, serde_json::json!({"error": "no"})))
+                .body_contains("\"Bob\""),
+        );
+        let (code, out, err) = cli(&t, &remote, &["resync", "erp.customer"]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains("full run of `erp.customer`: 2/2"), "{err}");
+        assert!(
+            err.contains("1 group(s) of `erp.customer` are failed or dead"),
+            "{err}"
+        );
+        assert_eq!(
+            t.group("erp.customer", bob.id).await.unwrap().state,
+            "failed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_cli_needs_no_remote_to_read_and_names_missing_migrations() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    fixtures::customer(&t.db, "Ada").await;
+    // The test worker's syncers need `TEST_REMOTE_URL`; reading the status does not.
+    let out = Command::new(WORKER)
+        .env("DATABASE_URL", &t.url)
+        .env_remove("TEST_REMOTE_URL")
+        .env("RUST_LOG", "info")
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(status[0]["syncer"], "erp.customer");
+    assert_eq!(status[0]["dirty"], 1);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains('\u{1b}'),
+        "no colour escapes in a log that is not a terminal"
+    );
+
+    // A database without the framework's tables.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("empty.db").display()
+    );
+    let out = Command::new(WORKER)
+        .env("DATABASE_URL", &empty)
+        .args(["status"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "these migrations have not run: sync_core::m20261101_000001_create_sync_groups"
+        ) && err.contains("sync_migrations::migrations()")
+            && err.contains("the worker does not run migrations"),
+        "{err}"
     );
 }

@@ -802,3 +802,34 @@ async fn saves_of_one_shape_each_bind_their_own_row_and_values() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_closed_group_stays_clean_when_dependents_of_its_archived_root_change() {
+    on_each_backend(|t| async move {
+        let c = new_customer(&t, "Ada").await;
+        let a = new_address(&t, c.id, "Paris").await;
+        let mut am = c.clone().into_active_model();
+        am.deleted_at = Set(Some(1));
+        am.update(&t.db).await.unwrap();
+        // The worker deleted the remote copy and closed the group.
+        t.groups().await;
+        t.db.execute_unprepared(
+            "UPDATE sync_groups SET state = 'deleted', synced_version = version WHERE syncer = 'erp.customer'",
+        )
+        .await
+        .unwrap();
+        let closed = t.group("erp.customer", c.id).await.unwrap();
+
+        let mut am = a.into_active_model();
+        am.city = Set("Lyon".into());
+        am.update(&t.db).await.unwrap();
+        new_address(&t, c.id, "Nice").await;
+
+        let after = t.group("erp.customer", c.id).await.unwrap();
+        assert_eq!(after, closed, "a closed group is not touched");
+        let status = sync_core::ops::status(&t.db, &[], sync_core::now_ms()).await.unwrap();
+        let erp = status.iter().find(|s| s.syncer == "erp.customer").unwrap();
+        assert_eq!((erp.dirty, erp.oldest_dirty_ms), (0, None), "nothing for a worker to do");
+    })
+    .await;
+}

@@ -61,13 +61,29 @@ impl IntoResponse for ApiError {
 
 impl From<DbErr> for ApiError {
     fn from(error: DbErr) -> Self {
-        match error.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => {
+        match (&error, error.sql_err()) {
+            // The row was deleted by a concurrent request between this one's read and write.
+            (DbErr::RecordNotUpdated | DbErr::RecordNotFound(_), _) => {
+                ApiError::not_found("the row no longer exists (deleted by another request)")
+            }
+            (_, Some(SqlErr::UniqueConstraintViolation(_))) => {
                 ApiError::conflict("a row with the same unique value already exists")
+            }
+            (_, Some(SqlErr::ForeignKeyConstraintViolation(_))) => ApiError::conflict(
+                "the request conflicts with a concurrent change of related rows; try again",
+            ),
+            _ if is_lock_conflict(&error) => {
+                ApiError::conflict("the request conflicted with a concurrent one; try again")
             }
             _ => ApiError::internal(&error),
         }
     }
+}
+
+/// A deadlock victim or a serialization failure: the database gave up this transaction in
+/// favour of a concurrent one; repeating the request is safe.
+fn is_lock_conflict(error: &DbErr) -> bool {
+    sync_core::is_transient_conflict(error)
 }
 
 impl From<sync_core::Error> for ApiError {
@@ -128,5 +144,20 @@ where
         let axum::extract::Path(value) =
             axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(Path(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_deleted_by_a_concurrent_request_is_a_404_not_a_500() {
+        let gone = ApiError::from(DbErr::RecordNotUpdated).into_response();
+        assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+        let missing = ApiError::from(DbErr::RecordNotFound("customer 7".into())).into_response();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let other = ApiError::from(DbErr::Custom("disk full".into())).into_response();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

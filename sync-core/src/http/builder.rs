@@ -257,6 +257,12 @@ impl HttpRemoteBuilder {
                     "the lookup field `{field}` is not a field name; give one such as `external_id`"
                 )));
             }
+            Some(_) if self.bulk.is_some() => {
+                return Err(config(
+                    "a lookup field does not apply to bulk pushes; configure one or the other"
+                        .into(),
+                ));
+            }
             Some(_) if self.create_mode == CreateMode::PutByExternalKey => {
                 return Err(config(
                     "a lookup field is for `POST` creates; with `CreateMode::PutByExternalKey` \

@@ -225,14 +225,12 @@ impl HttpRemote {
     ) -> Result<RemoteId> {
         let inner = &*self.inner;
         let with_key;
-        let payload = match (&inner.lookup_field, payload) {
-            (Some(field), Value::Object(map)) => {
-                let mut map = map.clone();
-                map.insert(field.clone(), Value::String(external_key.to_owned()));
-                with_key = Value::Object(map);
+        let payload = match self.with_lookup_key(payload, Some(external_key)) {
+            Some(keyed) => {
+                with_key = keyed;
                 &with_key
             }
-            _ => payload,
+            None => payload,
         };
         let (method, url) = match inner.create_mode {
             CreateMode::Post => (Method::POST, inner.collection_url.clone()),
@@ -280,12 +278,28 @@ impl HttpRemote {
         idempotency_key: &str,
     ) -> Result<RemoteId> {
         if let Some(field) = &self.inner.lookup_field
-            && let Some(id) = self.find(field, external_key, idempotency_key).await?
+            && let Some(id) = self
+                .find(field, external_key, idempotency_key)
+                .await
+                .map_err(lookup_failed)?
         {
             tracing::info!(%id, external_key, "a create repeated after a crash found its record: no second create");
             return Ok(id);
         }
         self.create(payload, external_key, idempotency_key).await
+    }
+
+    /// `payload` with `external_key` in the lookup field, when one is set and the payload is
+    /// an object.
+    fn with_lookup_key(&self, payload: &Value, external_key: Option<&str>) -> Option<Value> {
+        let (Some(field), Some(key), Value::Object(map)) =
+            (&self.inner.lookup_field, external_key, payload)
+        else {
+            return None;
+        };
+        let mut map = map.clone();
+        map.insert(field.clone(), Value::String(key.to_owned()));
+        Some(Value::Object(map))
     }
 
     /// `GET {collection}?{field}={value}`: the id of the record found, if any.
@@ -358,6 +372,28 @@ impl HttpRemote {
         payload: &Value,
         idempotency_key: &str,
     ) -> Result<()> {
+        self.update_keyed(remote_id, None, payload, idempotency_key)
+            .await
+    }
+
+    /// [`update`](Self::update), the payload carrying `external_key` in the
+    /// [`lookup_field`](HttpRemoteBuilder::lookup_field) when one is set (so that a record
+    /// replaced by `PUT` can still be found by it).
+    pub async fn update_keyed(
+        &self,
+        remote_id: &str,
+        external_key: Option<&str>,
+        payload: &Value,
+        idempotency_key: &str,
+    ) -> Result<()> {
+        let with_key;
+        let payload = match (external_key, self.with_lookup_key(payload, external_key)) {
+            (Some(_), Some(keyed)) => {
+                with_key = keyed;
+                &with_key
+            }
+            _ => payload,
+        };
         let method = match self.inner.update_method {
             UpdateMethod::Put => Method::PUT,
             UpdateMethod::Patch => Method::PATCH,
@@ -542,6 +578,23 @@ impl HttpRemote {
             "the answer has no id at `{}` (found {found}); set `id_pointer` to where the id is",
             inner.id_pointer
         )))
+    }
+}
+
+/// A failed lookup says so, and carries no status: the pending create is kept and repeated
+/// (a status would tell the worker the remote refused the create itself).
+fn lookup_failed(error: Error) -> Error {
+    let message = format!("looking up a record before repeating its create failed: {error}");
+    match error {
+        Error::Retryable { retry_after, .. } => Error::Retryable {
+            message,
+            status: None,
+            retry_after,
+        },
+        _ => Error::Permanent {
+            message,
+            status: None,
+        },
     }
 }
 
