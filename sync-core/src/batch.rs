@@ -120,7 +120,7 @@ async fn send(syncer: Arc<dyn Syncer>, batch: Vec<Waiting>) {
         Err(panic) => {
             let message = format!(
                 "the syncer panicked in push_many: {}",
-                crate::engine::panic_message(&panic)
+                crate::panic::panic_message(&panic)
             );
             for reply in replies {
                 let _ = reply.send(Err(Error::permanent(message.clone())));

@@ -1,8 +1,73 @@
-//! Keep other systems in step with a SeaORM application's own data.
+//! Keep other systems — a CRM, an ERP, a webhook consumer — in step with a SeaORM
+//! application's own data.
 //!
-//! See the README for the overview. This crate holds the runtime library: the [`Syncable`]
-//! trait and its derive, the hooks that mark sync groups dirty in the same transaction as the
-//! application's write, and the helpers for writes that run no hooks.
+//! # The pieces
+//!
+//! 1. **Declare what to sync.** `#[derive(Syncable)]` on a model names the *sync group* (one
+//!    remote entity) it feeds, and the columns whose change matters; see
+//!    [Declaring what to sync](#declaring-what-to-sync-derivesyncable) below. Saving a model
+//!    through its `ActiveModel` logs a touch of its group in the same transaction.
+//! 2. **Write a [`Syncer`]** per remote entity: [`Syncer::translate`] builds the payload from
+//!    the local rows; the built-in [`HttpRemote`] pushes it (plain REST, idempotency keys,
+//!    timeouts, `Retry-After`), or the syncer implements `create`, `update` and `delete` itself.
+//! 3. **Run a worker**: `sync_worker::cli::main` (a worker binary with the operator commands)
+//!    or `sync_worker::Worker` in the application's process. It claims dirty groups, translates
+//!    them, skips payloads the remote already holds, pushes the rest and records the outcome.
+//! 4. **Operate it**: [`ops`] (status, failed groups, retry, forget, full runs, backfill,
+//!    dry-run plans), which the CLI and the dashboard of `sync-worker` are built on.
+//!
+//! ```no_run
+//! use serde_json::{Value, json};
+//! use sync_core::{HttpRemote, Registry, Result, Syncer, TranslateContext, async_trait};
+//!
+//! struct ContactSyncer {
+//!     remote: HttpRemote,
+//! }
+//!
+//! #[async_trait]
+//! impl Syncer for ContactSyncer {
+//!     fn name(&self) -> &str {
+//!         "crm.contact"
+//!     }
+//!
+//!     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
+//!         let id: i32 = cx.key()?;
+//!         // Read the customer (and its dependents) through `cx.db()`; `Ok(None)` when it is
+//!         // gone, and the worker deletes the remote copy.
+//!         Ok(Some(json!({ "id": id })))
+//!     }
+//!
+//!     fn remote(&self) -> Option<&HttpRemote> {
+//!         Some(&self.remote)
+//!     }
+//! }
+//!
+//! # fn demo() -> Result<()> {
+//! let mut syncers = Registry::new();
+//! syncers.register(ContactSyncer {
+//!     remote: HttpRemote::from_env("CRM", "contacts")?,
+//! })?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Where things happen
+//!
+//! - The hooks and the helpers for writes that run no hooks ([`touch`], [`touch_matching`],
+//!   [`mark_deleted`], [`sync`]) append to the touch log, `sync_touches`, through the
+//!   connection they are given. Appending takes no lock anyone waits for: the framework adds no
+//!   deadlock to the application. Workers apply the log ([`apply_touches`]) to `sync_groups`,
+//!   one row per group, which is the queue.
+//! - [`Engine`] is one worker's claim → translate → push → record cycle. Tests and one-shot
+//!   runs step it with [`Engine::run_once`] and [`Engine::run`]. The worker's scheduler — the
+//!   one a deployment runs, which claims ahead, keeps every push slot busy and records in group
+//!   commits — is the apalis runtime of `sync_worker::Worker`.
+//! - [`entity`] has SeaORM entities of the framework's tables, for reading them; the framework's
+//!   migrations are in the `sync-migrations` crate, for the application's migrator.
+//!
+//! The guarantees — no lost change, coalescing, single flight, creates that survive crashes, no
+//! added deadlocks — are listed with the tests that prove them in the repository's
+//! `GUARANTEES.md`.
+//!
 #![doc = include_str!("../DERIVE.md")]
 
 mod batch;
@@ -10,15 +75,16 @@ mod clock;
 mod connect;
 mod decide;
 mod digest;
-pub mod engine;
+mod engine;
 pub mod entity;
 mod error;
 pub mod hooks;
 mod http;
 mod key;
-pub mod limits;
+mod limits;
 pub mod ops;
-pub mod queue;
+mod panic;
+mod queue;
 mod remote_id;
 pub mod retry;
 mod schema;
@@ -26,7 +92,8 @@ mod state;
 mod store;
 mod syncable;
 mod syncer;
-pub mod touch_log;
+mod touch_log;
+#[doc(hidden)]
 pub mod wake;
 
 #[doc(inline)]
@@ -34,9 +101,7 @@ pub use clock::{Clock, ManualClock, SystemClock, now_ms};
 #[doc(inline)]
 pub use connect::{begin_write, connect, is_transient_conflict, redact_url, write_transaction};
 #[doc(inline)]
-pub use digest::digest;
-#[doc(inline)]
-pub use engine::{Engine, EngineConfig, Operation, Outcome, PassPhases, PassReport, PreparedGroup};
+pub use engine::{Engine, EngineConfig, Operation, Outcome, PassReport, RunOptions};
 #[doc(inline)]
 pub use error::{Disposition, Error, Result};
 #[doc(inline)]
@@ -114,5 +179,58 @@ pub mod __private {
         found: Result<Option<K>, sea_orm::DbErr>,
     ) -> Result<Option<RootKey>, sea_orm::DbErr> {
         found.map(|key| key.map(Into::into))
+    }
+}
+
+/// What `sync-worker` (the worker runtime, its recorder and listener) and the repository's own
+/// benchmarks and crash tests need from the engine's inside. Not public API: it changes without
+/// notice.
+#[doc(hidden)]
+pub mod __worker {
+    use std::time::Duration;
+
+    pub use crate::digest::digest;
+    pub use crate::engine::{Attempt, PassPhases, PreparedGroup, Recorded};
+    pub use crate::limits::record_health;
+    pub use crate::queue::{ClaimRequest, Synced, claim as claim_groups};
+
+    use crate::{ClaimedGroup, Engine, Outcome, Result};
+
+    /// `engine`, telling `observer` about every recorded attempt.
+    pub fn observed(
+        engine: Engine,
+        observer: impl Fn(&str, Outcome, Duration) + Send + Sync + 'static,
+    ) -> Engine {
+        engine.with_observer(std::sync::Arc::new(observer))
+    }
+
+    /// Applies the touch log, then claims up to `limit` due groups.
+    pub async fn claim(engine: &Engine, limit: u32) -> Result<Vec<ClaimedGroup>> {
+        engine.claim(limit).await
+    }
+
+    /// Claims, translates in batches and records the creates of up to `limit` due groups.
+    pub async fn claim_prepared(engine: &Engine, limit: u32) -> Result<Vec<PreparedGroup>> {
+        engine.claim_prepared(limit).await
+    }
+
+    /// Translates and pushes one claimed group.
+    pub async fn process(engine: &Engine, group: ClaimedGroup, full: bool) -> Attempt {
+        engine.process(group, full).await
+    }
+
+    /// Pushes one prepared group.
+    pub async fn process_prepared(engine: &Engine, prepared: PreparedGroup, full: bool) -> Attempt {
+        engine.process_prepared(prepared, full).await
+    }
+
+    /// Records attempts, in one transaction.
+    pub async fn record(engine: &Engine, attempts: &[Attempt]) -> Result<Vec<Recorded>> {
+        engine.record(attempts).await
+    }
+
+    /// Gives back claims this worker will not work on.
+    pub async fn release(engine: &Engine, ids: &[i64]) -> Result<u64> {
+        engine.release(ids).await
     }
 }

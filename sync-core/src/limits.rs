@@ -91,7 +91,7 @@ async fn ensure_row<C: ConnectionTrait>(
 
 /// Takes one request from the syncer's token bucket. `Ok(None)`: go ahead. `Ok(Some(wait))`:
 /// no token (or the syncer is paused); try again after `wait`.
-pub async fn acquire<C: ConnectionTrait>(
+pub(crate) async fn acquire<C: ConnectionTrait>(
     db: &C,
     syncer: &str,
     limits: &Limits,
@@ -158,7 +158,7 @@ pub async fn acquire<C: ConnectionTrait>(
 
 /// Pauses the syncer for every worker until `until` (a remote answered 429 with
 /// `Retry-After`). A pause never shortens one already in place.
-pub async fn pause<C: ConnectionTrait>(
+pub(crate) async fn pause<C: ConnectionTrait>(
     db: &C,
     syncer: &str,
     until: i64,
@@ -177,7 +177,7 @@ pub async fn pause<C: ConnectionTrait>(
 }
 
 /// Syncers paused at `now`, with the end of their pause.
-pub async fn paused<C: ConnectionTrait>(db: &C, now: i64) -> Result<Vec<(String, i64)>> {
+pub(crate) async fn paused<C: ConnectionTrait>(db: &C, now: i64) -> Result<Vec<(String, i64)>> {
     let backend = db.get_database_backend();
     let rows = db
         .query_all_raw(statement(
@@ -200,7 +200,7 @@ pub async fn paused<C: ConnectionTrait>(db: &C, now: i64) -> Result<Vec<(String,
 /// How many more groups of `syncer` may be claimed now without exceeding `max_in_flight`
 /// pushes in flight across all workers; runs `claim` with that number while holding the
 /// syncer's row lock, so concurrent claimers cannot both take the last slots.
-pub async fn claim_within<C, F, T>(
+pub(crate) async fn claim_within<C, F, T>(
     db: &C,
     syncer: &str,
     max_in_flight: u32,

@@ -10,10 +10,11 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::digest::digest;
 use crate::entity::{sync_attempt, sync_group, sync_run, sync_syncer};
 use crate::store::statement;
 use crate::syncable::{Link, Syncable};
-use crate::{ClaimedGroup, Error, GroupState, Registry, Result, RootKey, TranslateContext, digest};
+use crate::{ClaimedGroup, Error, GroupState, Registry, Result, RootKey, TranslateContext};
 
 /// One syncer at a glance.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

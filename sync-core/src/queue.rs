@@ -165,7 +165,7 @@ pub enum Synced {
 /// push was a repeated create of older data, see [`Synced::Pushed`]). Any pending create is
 /// forgotten: the remote id is known now. Returns `false` if this worker no longer holds the
 /// lease (nothing was written).
-pub async fn complete<C: ConnectionTrait>(
+pub(crate) async fn complete<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
     synced: &Synced,
@@ -240,7 +240,7 @@ pub async fn complete<C: ConnectionTrait>(
 
 /// Records many successful attempts at once (one statement on PostgreSQL and SQLite), with the
 /// same meaning as [`complete`] for each. Returns the ids whose lease was still held.
-pub async fn complete_many<C: ConnectionTrait>(
+pub(crate) async fn complete_many<C: ConnectionTrait>(
     db: &C,
     done: &[(&ClaimedGroup, &Synced)],
     now: i64,
@@ -385,7 +385,7 @@ struct CompletionRow<'a> {
 /// A failed attempt, as [`fail`] records it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Failure<'a> {
+pub(crate) struct Failure<'a> {
     /// Failed attempts in a row, this one included.
     pub attempts: i32,
     /// What went wrong, for people.
@@ -404,7 +404,7 @@ pub struct Failure<'a> {
 /// Records a failed attempt: the group is `failed` until `next_attempt_at`, or `dead` — unless
 /// it was touched during this attempt, in which case the new data gets one more try before it
 /// is declared dead. Returns `false` if this worker no longer holds the lease.
-pub async fn fail<C: ConnectionTrait>(
+pub(crate) async fn fail<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
     failure: &Failure<'_>,
@@ -450,7 +450,7 @@ pub async fn fail<C: ConnectionTrait>(
 /// [`WhenMissing::Recreate`](crate::WhenMissing): the remote id and digest are forgotten and
 /// the group is due at once, to be created again — or `dead` when `dead` is set. Returns
 /// `false` if this worker no longer holds the lease.
-pub async fn forget_lost_record<C: ConnectionTrait>(
+pub(crate) async fn forget_lost_record<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
     attempts: i32,
@@ -484,15 +484,100 @@ pub async fn forget_lost_record<C: ConnectionTrait>(
 }
 
 /// Records, before they are sent, the creates of claimed groups: per group id, the idempotency
-/// key and the body (see [`PendingCreate`]). One statement per 50 groups. Returns the ids
-/// whose lease `owner` still held (the others must not be pushed).
-pub async fn record_pending_creates<C: ConnectionTrait>(
+/// key and the body (see [`PendingCreate`]). One statement (per 50 groups on MariaDB). Returns
+/// the ids whose lease `owner` still held (the others must not be pushed).
+pub(crate) async fn record_pending_creates(
+    db: &sea_orm::DatabaseConnection,
+    owner: &str,
+    creates: &[(i64, &str, &str)],
+) -> Result<std::collections::HashSet<i64>> {
+    // SQLite takes the batch in one statement. Elsewhere a large batch takes several (kept
+    // under 12 KB each): one transaction makes them one commit, one flush of the database's log.
+    let size: usize = creates.iter().map(|(_, k, p)| 40 + k.len() + p.len()).sum();
+    let several = match db.get_database_backend() {
+        DbBackend::Sqlite => false,
+        DbBackend::MySql => creates.len() > 50,
+        _ => size > 12_000,
+    };
+    if !several {
+        return record_pending_creates_in(db, owner, creates).await;
+    }
+    let txn = db
+        .begin()
+        .await
+        .map_err(Error::db_while("recording creates before sending them"))?;
+    let held = record_pending_creates_in(&txn, owner, creates).await?;
+    txn.commit()
+        .await
+        .map_err(Error::db_while("recording creates before sending them"))?;
+    Ok(held)
+}
+
+async fn record_pending_creates_in<C: ConnectionTrait>(
     db: &C,
     owner: &str,
     creates: &[(i64, &str, &str)],
 ) -> Result<std::collections::HashSet<i64>> {
     let backend = db.get_database_backend();
     let mut held = std::collections::HashSet::new();
+    if backend != DbBackend::MySql {
+        // One statement for the whole batch, the rows bound as one JSON document (as
+        // `complete_many` does), returning the ids whose lease is still ours.
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            id: i64,
+            key: &'a str,
+            payload: &'a str,
+        }
+        // PostgreSQL statements stay under 12 KB, as in `complete_many`.
+        let mut chunks: Vec<Vec<Row<'_>>> = vec![Vec::new()];
+        let mut size = 0;
+        for (id, key, payload) in creates {
+            let row_size = 40 + key.len() + payload.len();
+            if backend == DbBackend::Postgres
+                && size + row_size > 12_000
+                && chunks.last().is_some_and(|c| !c.is_empty())
+            {
+                chunks.push(Vec::new());
+                size = 0;
+            }
+            size += row_size;
+            chunks.last_mut().expect("one chunk").push(Row {
+                id: *id,
+                key,
+                payload,
+            });
+        }
+        let source = match backend {
+            DbBackend::Postgres => {
+                "json_to_recordset(CAST(? AS json)) AS v(id bigint, key text, payload text)"
+            }
+            _ => {
+                "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.key') AS key, \
+                 json_extract(value, '$.payload') AS payload FROM jsonb_each(?)) AS v"
+            }
+        };
+        let sql = format!(
+            "UPDATE sync_groups SET create_key = v.key, create_payload = v.payload FROM {source} \
+             WHERE sync_groups.id = v.id AND sync_groups.lease_owner = ? RETURNING sync_groups.id"
+        );
+        for rows in chunks {
+            let document = serde_json::to_string(&rows)
+                .map_err(|e| Error::permanent(format!("cannot encode the creates: {e}")))?;
+            let rows = db
+                .query_all_raw(statement(
+                    backend,
+                    &sql,
+                    vec![document.into(), owner.into()],
+                ))
+                .await
+                .map_err(Error::db_while("recording creates before sending them"))?;
+            for row in rows {
+                held.insert(row.try_get::<i64>("", "id")?);
+            }
+        }
+        return Ok(held);
+    }
     for chunk in creates.chunks(50) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5 + 1);
         let mut keys = String::from("create_key = CASE id");
@@ -543,7 +628,7 @@ pub async fn record_pending_creates<C: ConnectionTrait>(
 
 /// Records a "not ready" answer: the group keeps its state and is due again at
 /// `next_attempt_at`; `deferrals` counts these answers. Returns `false` if the lease was lost.
-pub async fn defer<C: ConnectionTrait>(
+pub(crate) async fn defer<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
     deferrals: i32,
@@ -572,13 +657,13 @@ pub async fn defer<C: ConnectionTrait>(
 
 /// Gives back claims this worker will not work on (on shutdown): they are due again at once for
 /// any worker. Returns how many were released.
-pub async fn release<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64]) -> Result<u64> {
+pub(crate) async fn release<C: ConnectionTrait>(db: &C, owner: &str, ids: &[i64]) -> Result<u64> {
     lease_update(db, owner, ids, None).await
 }
 
 /// Extends this worker's leases on `ids` until `lease_until` (for pushes longer than the lease).
 /// Returns how many are still held.
-pub async fn renew<C: ConnectionTrait>(
+pub(crate) async fn renew<C: ConnectionTrait>(
     db: &C,
     owner: &str,
     ids: &[i64],
@@ -622,7 +707,7 @@ async fn lease_update<C: ConnectionTrait>(
 
 /// Syncers that have dirty groups but are not in `known`, with how many: such groups are never
 /// claimed by a worker that does not know their syncer, so they are reported instead.
-pub async fn unknown_syncers<C: ConnectionTrait>(
+pub(crate) async fn unknown_syncers<C: ConnectionTrait>(
     db: &C,
     known: &[String],
 ) -> Result<Vec<(String, i64)>> {
@@ -654,7 +739,7 @@ pub async fn unknown_syncers<C: ConnectionTrait>(
 
 /// One row of the attempt log.
 #[derive(Debug, Clone)]
-pub struct AttemptRecord {
+pub(crate) struct AttemptRecord {
     /// The group.
     pub group_id: i64,
     /// Its syncer.
@@ -678,7 +763,10 @@ pub struct AttemptRecord {
 }
 
 /// Appends attempts to `sync_attempts`, in one statement per 100 rows.
-pub async fn log_attempts<C: ConnectionTrait>(db: &C, attempts: &[AttemptRecord]) -> Result<()> {
+pub(crate) async fn log_attempts<C: ConnectionTrait>(
+    db: &C,
+    attempts: &[AttemptRecord],
+) -> Result<()> {
     let backend = db.get_database_backend();
     for chunk in attempts.chunks(100) {
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");

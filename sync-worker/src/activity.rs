@@ -180,7 +180,7 @@ pub(crate) async fn flush(
         )
         .await?;
         let changed =
-            sync_core::limits::record_health(db, &syncer, clean, c.pushed + c.skipped > 0, now)
+            sync_core::__worker::record_health(db, &syncer, clean, c.pushed + c.skipped > 0, now)
                 .await?;
         if changed {
             let alert = Alert {

@@ -21,7 +21,8 @@ use apalis_core::task::task_id::RandomId;
 use apalis_core::worker::context::WorkerContext;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sync_core::{Engine, PreparedGroup};
+use sync_core::__worker::{self, PreparedGroup};
+use sync_core::Engine;
 use tower::layer::util::Identity;
 
 /// How the backend waits for work.
@@ -100,7 +101,7 @@ impl GroupBackend {
         let limit = self.settings.claim_batch.max(1);
         let generation = sync_core::wake::generation();
         self.state = State::Claiming(
-            tokio::spawn(async move { engine.claim_prepared(limit).await }),
+            tokio::spawn(async move { __worker::claim_prepared(&engine, limit).await }),
             generation,
         );
     }
@@ -243,7 +244,7 @@ impl Backend for GroupBackend {
                             if ids.is_empty() {
                                 return;
                             }
-                            match engine.release(&ids).await {
+                            match __worker::release(&engine, &ids).await {
                                 Ok(n) => tracing::info!(released = n, "released claimed groups that were not started"),
                                 Err(error) => tracing::warn!(%error, "could not release claims; their leases will expire"),
                             }

@@ -9,16 +9,13 @@
 //! is bounded: when the recorder falls behind, tasks wait to hand over (and so claim no more).
 //! At shutdown the runtime stops first, then [`RecorderTask::finish`] records what is queued.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::BoxDynError;
+use sync_core::__worker::{self, Attempt};
 use sync_core::Engine;
-use sync_core::engine::Attempt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-use crate::activity::Activity;
 
 /// How long the recorder waits for more attempts before a commit that would carry few.
 const LINGER: Duration = Duration::from_millis(2);
@@ -35,11 +32,7 @@ pub(crate) struct RecorderTask(JoinHandle<()>);
 impl Recorder {
     /// Starts the recorder, writing at most `max_batch` attempts per transaction and holding at
     /// most `max_batch` more in its queue.
-    pub(crate) fn spawn(
-        engine: Engine,
-        activity: Arc<Activity>,
-        max_batch: usize,
-    ) -> (Self, RecorderTask) {
+    pub(crate) fn spawn(engine: Engine, max_batch: usize) -> (Self, RecorderTask) {
         let (tx, mut rx) = mpsc::channel::<Attempt>(max_batch.max(1));
         let task = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -56,11 +49,8 @@ impl Recorder {
                     }
                 }
                 let count = attempts.len();
-                let recorded = engine
-                    .record_observed(attempts, |syncer, outcome, duration| {
-                        activity.record(syncer, outcome, duration);
-                    })
-                    .await;
+                // The engine's observer counts each recorded attempt in the activity.
+                let recorded = __worker::record(&engine, &attempts).await;
                 // `record` already tried again. Nothing of this batch was written: the groups
                 // keep their claims and are attempted again when the leases expire.
                 if let Err(error) = recorded {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use sea_orm::DatabaseConnection;
-use sync_core::{Engine, EngineConfig, PassReport, PreparedGroup, Registry};
+use sync_core::__worker::{self, PreparedGroup};
+use sync_core::{Engine, EngineConfig, PassReport, Registry};
 
 use crate::activity::{Activity, ReportSettings};
 use crate::backend::{GroupBackend, PollSettings};
@@ -64,23 +65,25 @@ impl Worker {
             ));
         }
         let engine = Engine::new(db, registry, settings.engine.clone())?;
-        Ok(Worker {
-            engine,
-            settings,
-            activity: Arc::default(),
-        })
+        Ok(Self::from_engine(engine, settings))
     }
 
     /// A worker around an engine built elsewhere (e.g. with a test clock).
     pub fn from_engine(engine: Engine, settings: WorkerSettings) -> Self {
+        let activity = Arc::<Activity>::default();
+        let counts = activity.clone();
+        // Every attempt the engine records is counted for runs, alerts and metrics.
+        let engine = __worker::observed(engine, move |syncer, outcome, duration| {
+            counts.record(syncer, outcome, duration);
+        });
         Worker {
             engine,
             settings,
-            activity: Arc::default(),
+            activity,
         }
     }
 
-    /// The engine (claim, process, record).
+    /// The engine it runs.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -89,25 +92,17 @@ impl Worker {
     /// `claimed == 0` means nothing was due.
     pub async fn run_once(&self) -> Result<PassReport> {
         let started = sync_core::now_ms();
-        let report = self.engine.run_pass_observed(false, self.observer()).await;
+        let report = self.engine.run_once().await;
         self.flushed(started, report).await
     }
 
-    /// Passes until nothing is due (at most `max_passes`), summed, each recorded while the next
-    /// one pushes ([`Engine::run_until_idle_observed`]); then writes the run and health rows
-    /// once. For one-shot runs (`run --once`) and tests.
+    /// Passes until nothing is due (at most `max_passes`), summed ([`Engine::run`]); then
+    /// writes the run and health rows once. For one-shot runs (`run --once`), operator commands
+    /// and tests; a deployed worker runs [`run`](Worker::run).
     pub async fn run_until_idle(&self, max_passes: usize) -> Result<PassReport> {
         let started = sync_core::now_ms();
-        let report = self
-            .engine
-            .run_until_idle_observed(false, max_passes, self.observer())
-            .await;
+        let report = self.engine.run_until_idle(max_passes).await;
         self.flushed(started, report).await
-    }
-
-    /// Counts every recorded attempt in this worker's activity.
-    fn observer(&self) -> impl FnMut(&str, sync_core::Outcome, Duration) + '_ {
-        |syncer, outcome, duration| self.activity.record(syncer, outcome, duration)
     }
 
     /// Writes the run and health rows of what was recorded since `started` (also when the run
@@ -164,7 +159,7 @@ impl Worker {
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
         report_unknown_syncers(&engine).await;
         let listener = crate::listener::spawn(self.engine.db());
-        let (recorder, recording) = Recorder::spawn(engine.clone(), activity.clone(), 500);
+        let (recorder, recording) = Recorder::spawn(engine.clone(), 500);
         let result = Monitor::new()
             .register(move |_restart| {
                 WorkerBuilder::new(config.worker_id.clone())
@@ -223,7 +218,7 @@ async fn handle(
     engine: Data<Engine>,
     recorder: Data<Recorder>,
 ) -> std::result::Result<(), BoxDynError> {
-    let attempt = engine.process_prepared(prepared, false).await;
+    let attempt = __worker::process_prepared(&engine, prepared, false).await;
     recorder.submit(attempt).await
 }
 

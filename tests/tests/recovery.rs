@@ -9,6 +9,7 @@ use sea_orm::ActiveModelTrait;
 use sea_orm::ActiveValue::Set;
 use sea_orm::IntoActiveModel;
 use serde_json::json;
+use sync_core::__worker;
 use sync_core::ops::{self, ForgetScope};
 use sync_core::{Clock, WhenMissing};
 use sync_tests::models::customer;
@@ -25,12 +26,10 @@ async fn rename(h: &Harness, c: &customer::Model, name: &str) {
 /// A worker claims the customer's group and sends its create, which the remote accepts; then
 /// the worker dies before recording the answer. Its lease runs out.
 async fn create_then_crash(h: &Harness) {
-    let claimed = h.engine.claim_prepared(10).await.unwrap();
+    let claimed = __worker::claim_prepared(&h.engine, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    let attempt = h
-        .engine
-        .process_prepared(claimed.into_iter().next().unwrap(), false)
-        .await;
+    let attempt =
+        __worker::process_prepared(&h.engine, claimed.into_iter().next().unwrap(), false).await;
     assert!(attempt.result.is_ok(), "{:?}", attempt.result);
     drop(attempt);
     h.clock.advance(Duration::from_secs(31));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
+use sync_core::__worker;
 use sync_core::{
     ClaimedGroup, Engine, EngineConfig, HttpRemote, Registry, Result, Syncer, TranslateContext,
     async_trait,
@@ -215,7 +216,7 @@ async fn a_prepared_group_that_waited_renews_its_lease_or_is_not_pushed() {
         let mut config = config();
         config.lease = Duration::from_secs(1);
         let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config).unwrap();
-        let mut prepared = engine.claim_prepared(10).await.unwrap();
+        let mut prepared = __worker::claim_prepared(&engine, 10).await.unwrap();
         assert_eq!(prepared.len(), 2);
         prepared.sort_by_key(|p| p.group.id);
         let (for_bob, for_ada) = (prepared.pop().unwrap(), prepared.pop().unwrap());
@@ -233,9 +234,9 @@ async fn a_prepared_group_that_waited_renews_its_lease_or_is_not_pushed() {
         .await
         .unwrap();
 
-        let attempt = engine.process_prepared(for_ada, false).await;
+        let attempt = __worker::process_prepared(&engine, for_ada, false).await;
         assert!(attempt.result.is_ok(), "{:?}", attempt.result);
-        let attempt = engine.process_prepared(for_bob, false).await;
+        let attempt = __worker::process_prepared(&engine, for_bob, false).await;
         let error = attempt.result.unwrap_err().to_string();
         assert!(error.contains("lost the lease"), "{error}");
         let requests = remote.requests_matching("POST", "/erp/customers");

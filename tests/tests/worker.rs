@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QueryOrder};
-use sync_core::Clock;
+use sync_core::__worker;
 use sync_core::entity::sync_attempt;
+use sync_core::{Clock, RunOptions};
 use sync_tests::models::{customer, line_item};
 use sync_tests::stepping::harness;
 use sync_tests::syncers::registry;
@@ -130,7 +131,7 @@ async fn an_unchanged_payload_is_skipped_and_a_full_run_pushes_it_anyway() {
         sync_core::touch(&h.t.db, "erp.customer", c.id)
             .await
             .unwrap();
-        let pass = h.engine.run_once_full().await.unwrap();
+        let pass = h.engine.run(RunOptions::once().full()).await.unwrap();
         assert_eq!(pass.pushed, 1, "a full run ignores the digest");
         assert_eq!(h.pushes("PUT", "/erp/customers/"), 1);
     })
@@ -445,8 +446,8 @@ async fn a_repeated_push_after_a_crash_carries_the_same_idempotency_key() {
         let h = harness(t, |_| {}).await;
         let c = fixtures::customer(&h.t.db, "Ada").await;
         // A worker claims and pushes, then dies before recording anything.
-        let claimed = h.engine.claim(10).await.unwrap();
-        let attempt = h.engine.process(claimed[0].clone(), false).await;
+        let claimed = __worker::claim(&h.engine, 10).await.unwrap();
+        let attempt = __worker::process(&h.engine, claimed[0].clone(), false).await;
         assert!(attempt.result.is_ok());
         drop(attempt);
 

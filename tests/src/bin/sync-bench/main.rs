@@ -647,15 +647,14 @@ async fn throughput(
     }
 }
 
-/// Passes until nothing is due — one `run_once` after the other (`sequential`), or overlapped by
-/// `run_until_idle` (each pass recorded while the next pushes) — groups pushed per second, and
-/// where a pass's time went.
+/// Passes until nothing is due — one `run_once` after the other (`sequential`), or one
+/// `run_until_idle` — groups pushed per second, and where a pass's time went.
 async fn engine_rate(engine: &Engine, sequential: bool) -> (f64, String) {
     let cpu = cpu_time(std::process::id());
     let start = Instant::now();
     let mut pushed = 0;
     let mut passes = 0u32;
-    let mut phases = sync_core::PassPhases::default();
+    let mut phases = sync_core::__worker::PassPhases::default();
     if sequential {
         loop {
             let pass = engine.run_once().await.unwrap();
@@ -664,7 +663,9 @@ async fn engine_rate(engine: &Engine, sequential: bool) -> (f64, String) {
                 break;
             }
             passes += 1;
-            phases = phases.plus(pass.phases);
+            phases.claim += pass.phases.claim;
+            phases.push += pass.phases.push;
+            phases.record += pass.phases.record;
         }
     } else {
         let report = engine.run_until_idle(usize::MAX).await.unwrap();
@@ -678,16 +679,10 @@ async fn engine_rate(engine: &Engine, sequential: bool) -> (f64, String) {
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(passes.max(1));
     let profile = format!(
-        "per pass: claim {:.1} ms, translate {:.1} ms, push {:.1} ms, record {:.1} ms{}",
+        "per pass: claim and translate {:.1} ms, push {:.1} ms, record {:.1} ms",
         ms(phases.claim),
-        ms(phases.translate),
         ms(phases.push),
         ms(phases.record),
-        if sequential {
-            ""
-        } else {
-            " (during the next pass's translate and push)"
-        }
     );
     let rate = pushed as f64 / start.elapsed().as_secs_f64();
     let profile = format!(
@@ -957,9 +952,9 @@ async fn scan(args: &[String]) {
                 .await
                 .unwrap();
                 let start = Instant::now();
-                let claimed = sync_core::queue::claim(
+                let claimed = sync_core::__worker::claim_groups(
                     &t.db,
-                    &sync_core::queue::ClaimRequest {
+                    &sync_core::__worker::ClaimRequest {
                         owner: "scan",
                         syncers: &["erp.customer".to_owned()],
                         limit: 100,

@@ -1,0 +1,234 @@
+//! Claiming: apply the touch log, take due groups with a lease (respecting pauses and caps on
+//! pushes in flight), translate them in one batch per syncer, and record their creates before
+//! any is sent — the claim and the recorded creates commit together.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use futures::FutureExt;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use serde_json::Value;
+
+use super::report::{PreparedGroup, RecordedCreate};
+use super::{Engine, millis, payload_text};
+use crate::queue::{self, ClaimRequest};
+use crate::{ClaimedGroup, Error, Result, digest};
+
+impl Engine {
+    /// Applies the logged touches ([`crate::apply_touches`]), then claims up to `limit` due
+    /// groups of the registered syncers.
+    pub(crate) async fn claim(&self, limit: u32) -> Result<Vec<ClaimedGroup>> {
+        crate::touch_log::apply_touches(&self.db).await?;
+        self.claim_on(&self.db, limit).await
+    }
+
+    /// Claims, through `db`, up to `limit` due groups of the registered syncers that are not
+    /// paused; syncers with a cap on pushes in flight get what is left of their cap.
+    async fn claim_on<C>(&self, db: &C, limit: u32) -> Result<Vec<ClaimedGroup>>
+    where
+        C: ConnectionTrait + TransactionTrait,
+    {
+        let now = self.clock.now_ms();
+        let lease_until = now + millis(self.config.lease);
+        let paused: Vec<String> = {
+            let found = crate::limits::paused(db, now).await?;
+            let mut known = self.paused.lock().expect("pause table");
+            known.retain(|_, until| *until > now);
+            known.extend(found.iter().cloned());
+            found.into_iter().map(|(name, _)| name).collect()
+        };
+        let (capped, free): (Vec<&String>, Vec<&String>) = self
+            .syncer_names
+            .iter()
+            .filter(|name| !paused.contains(name))
+            .partition(|name| self.max_in_flight(name).is_some());
+        let owner = &self.config.worker_id;
+        let free: Vec<String> = free.into_iter().cloned().collect();
+        let request = ClaimRequest {
+            owner,
+            syncers: &free,
+            limit,
+            now,
+            lease_until,
+        };
+        let mut claimed = queue::claim(db, &request).await?;
+        // Syncers with a cap on pushes in flight: claim what is left of the cap, counted across
+        // all workers under a lock on the syncer's row.
+        for name in capped {
+            let room = limit.saturating_sub(claimed.len() as u32);
+            if room == 0 {
+                break;
+            }
+            let max = self.max_in_flight(name).unwrap_or(u32::MAX);
+            let syncers = [name.clone()];
+            let more = crate::limits::claim_within(db, name, max, now, async |txn, free| {
+                let request = ClaimRequest {
+                    owner,
+                    syncers: &syncers,
+                    limit: free.min(room),
+                    now,
+                    lease_until,
+                };
+                queue::claim(txn, &request).await
+            })
+            .await?;
+            claimed.extend(more);
+        }
+        Ok(claimed)
+    }
+
+    fn max_in_flight(&self, syncer: &str) -> Option<u32> {
+        self.registry.get(syncer)?.limits()?.max_in_flight
+    }
+
+    /// Claims up to `limit` due groups, translates them in one batch per syncer
+    /// ([`Syncer::translate_many`](crate::Syncer::translate_many)), and records the creates
+    /// among them before any is sent. Push each with [`Engine::process_prepared`].
+    ///
+    /// The claim commits before the translation, which reads through the pool: no transaction
+    /// (and on SQLite, no write lock) is held while waiting for a connection.
+    pub(crate) async fn claim_prepared(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
+        let claimed_at = Instant::now();
+        let groups = self.claim(limit).await?;
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut translations = self.translate_batch(&groups).await;
+        let creates = self.record_creates(&groups, &mut translations).await;
+        Ok(groups
+            .into_iter()
+            .zip(translations)
+            .zip(creates)
+            .map(|((group, translated), create)| PreparedGroup {
+                group,
+                translated,
+                create,
+                claimed_at,
+            })
+            .collect())
+    }
+
+    /// Translates the live groups of a batch with each syncer's `translate_many` (one query for a
+    /// batch, where the syncer implements it). `None` for groups translated one by one later:
+    /// deleted roots, and every group of a batch whose `translate_many` panicked or timed out.
+    async fn translate_batch(&self, groups: &[ClaimedGroup]) -> Vec<Option<Result<Option<Value>>>> {
+        let mut out: Vec<Option<Result<Option<Value>>>> = (0..groups.len()).map(|_| None).collect();
+        let mut by_syncer: std::collections::BTreeMap<&str, Vec<usize>> =
+            std::collections::BTreeMap::new();
+        for (i, g) in groups.iter().enumerate() {
+            if !g.root_deleted {
+                by_syncer.entry(g.syncer.as_str()).or_default().push(i);
+            }
+        }
+        for (name, indexes) in by_syncer {
+            let Some(syncer) = self.registry.get(name) else {
+                continue;
+            };
+            // The usual batch (one syncer, no deleted root) is handed over as it is; otherwise
+            // this syncer's groups are copied out.
+            let copied: Vec<ClaimedGroup>;
+            let batch: &[ClaimedGroup] = if indexes.len() == groups.len() {
+                groups
+            } else {
+                copied = indexes.iter().map(|i| groups[*i].clone()).collect();
+                &copied
+            };
+            let work = AssertUnwindSafe(syncer.translate_many(&self.db, batch)).catch_unwind();
+            if let Ok(Ok(results)) = tokio::time::timeout(self.config.push_timeout, work).await
+                && results.len() == batch.len()
+            {
+                for (i, result) in indexes.into_iter().zip(results) {
+                    out[i] = Some(result);
+                }
+            }
+        }
+        out
+    }
+
+    /// Records the creates the translated `groups` are about to send (see
+    /// [`crate::PendingCreate`]), in one transaction. A group whose create could not be recorded
+    /// (its lease was taken over, the database failed) gets that error as its translation, so
+    /// that it is not pushed.
+    async fn record_creates(
+        &self,
+        groups: &[ClaimedGroup],
+        translations: &mut [Option<Result<Option<Value>>>],
+    ) -> Vec<Option<RecordedCreate>> {
+        let mut creates: Vec<Option<RecordedCreate>> = groups
+            .iter()
+            .zip(translations.iter())
+            .map(|(group, translated)| self.create_to_record(group, translated.as_ref()))
+            .collect();
+        let rows: Vec<(i64, &str, &str)> = groups
+            .iter()
+            .zip(&creates)
+            .filter_map(|(g, c)| {
+                c.as_ref()
+                    .map(|c| (g.id, c.key.as_str(), c.payload.as_str()))
+            })
+            .collect();
+        if rows.is_empty() {
+            return creates;
+        }
+        let held = queue::record_pending_creates(&self.db, &self.config.worker_id, &rows).await;
+        for (i, group) in groups.iter().enumerate() {
+            if creates[i].is_none() {
+                continue;
+            }
+            let refused = match &held {
+                Ok(held) if held.contains(&group.id) => continue,
+                Ok(_) => Error::retryable(
+                    "lost the lease before the create was recorded: another worker took the group over",
+                ),
+                Err(error) => Error::retryable(format!(
+                    "could not record the create before sending it: {error}"
+                )),
+            };
+            creates[i] = None;
+            translations[i] = Some(Err(refused));
+        }
+        creates
+    }
+
+    /// The create `group` will send, when it is a fresh create (no remote id, no create of an
+    /// earlier attempt pending) of a syncer whose creates do not upsert.
+    pub(super) fn create_to_record(
+        &self,
+        group: &ClaimedGroup,
+        translated: Option<&Result<Option<Value>>>,
+    ) -> Option<RecordedCreate> {
+        if group.remote_id.is_some() || group.pending_create.is_some() || group.root_deleted {
+            return None;
+        }
+        let Some(Ok(Some(payload))) = translated else {
+            return None;
+        };
+        let syncer = self.registry.get(&group.syncer)?;
+        if syncer.creates_upsert() {
+            return None;
+        }
+        let digest = digest::digest(syncer.name(), syncer.payload_version(), payload);
+        Some(RecordedCreate {
+            key: group.idempotency_key(&digest),
+            payload: payload_text(payload),
+            digest,
+        })
+    }
+
+    /// Syncers with dirty groups that this engine does not know (and so never claims), with how
+    /// many groups each.
+    pub async fn unknown_syncers(&self) -> Result<Vec<(String, i64)>> {
+        queue::unknown_syncers(&self.db, &self.syncer_names).await
+    }
+
+    /// Gives back claimed groups that will not be processed.
+    pub(crate) async fn release(&self, ids: &[i64]) -> Result<u64> {
+        queue::release(&self.db, &self.config.worker_id, ids).await
+    }
+
+    /// Extends the leases on `ids`.
+    pub(crate) async fn renew(&self, ids: &[i64]) -> Result<u64> {
+        let until = self.clock.now_ms() + millis(self.config.lease);
+        queue::renew(&self.db, &self.config.worker_id, ids, until).await
+    }
+}

@@ -1,0 +1,209 @@
+//! Recording attempts: successes complete their groups, failures are decided
+//! (see `decide.rs`) and written, and every attempt goes to the attempt log — one transaction
+//! per batch of attempts.
+
+use std::time::Duration;
+
+use sea_orm::TransactionTrait;
+
+use super::report::{Attempt, Operation, Outcome, Recorded};
+use super::{Engine, millis};
+use crate::decide::{Decision, decide};
+use crate::queue::{self, AttemptRecord, Failure, Synced};
+use crate::{ClaimedGroup, Error, Result};
+
+impl Engine {
+    /// Writes the attempts' results to their groups (compare-and-set on the lease) and to the
+    /// attempt log, in one transaction, and tells the engine's observer. Returns, in the
+    /// attempts' order, how each was recorded.
+    pub(crate) async fn record(&self, attempts: &[Attempt]) -> Result<Vec<Recorded>> {
+        // Rows are written in id order, so that concurrent recorders (other workers) lock them
+        // in one order; the outcomes come back in the caller's order.
+        let mut order: Vec<usize> = (0..attempts.len()).collect();
+        order.sort_by_key(|&i| attempts[i].group.id);
+        let sorted: Vec<&Attempt> = order.iter().map(|&i| &attempts[i]).collect();
+        // A failed transaction wrote nothing; a deadlock or a dropped connection is worth
+        // another try before the attempts are given up (and pushed again after the leases).
+        let mut tries = 0;
+        let recorded = loop {
+            match self.record_sorted(&sorted).await {
+                Ok(recorded) => break recorded,
+                Err(error) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(%error, attempts = sorted.len(), "recording attempts failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(25 << tries)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let mut in_order = vec![
+            Recorded {
+                outcome: Outcome::Skipped,
+                lease_held: false,
+            };
+            recorded.len()
+        ];
+        for (i, recorded) in order.into_iter().zip(recorded) {
+            in_order[i] = recorded;
+        }
+        if let Some(observe) = &self.observer {
+            for (attempt, recorded) in attempts.iter().zip(&in_order) {
+                observe(&attempt.group.syncer, recorded.outcome, attempt.duration);
+            }
+        }
+        Ok(in_order)
+    }
+
+    async fn record_sorted(&self, attempts: &[&Attempt]) -> Result<Vec<Recorded>> {
+        let txn = self
+            .db
+            .begin()
+            .await
+            .map_err(Error::db_while("recording attempts"))?;
+        let now = self.clock.now_ms();
+        let mut outcomes = Vec::with_capacity(attempts.len());
+        let mut log = Vec::with_capacity(attempts.len());
+        let successes: Vec<(&ClaimedGroup, &Synced)> = attempts
+            .iter()
+            .filter_map(|a| a.result.as_ref().ok().map(|s| (&a.group, s)))
+            .collect();
+        let completed = queue::complete_many(&txn, &successes, now).await?;
+
+        for attempt in attempts {
+            let group = &attempt.group;
+            let (outcome, held, error) = match &attempt.result {
+                Ok(synced) => {
+                    let outcome = match synced {
+                        Synced::Pushed { .. } => Outcome::Pushed,
+                        Synced::Skipped => Outcome::Skipped,
+                        Synced::Deleted => Outcome::Deleted,
+                    };
+                    (outcome, completed.contains(&group.id), None)
+                }
+                Err(error) => {
+                    let (outcome, held) = self
+                        .record_error(&txn, group, attempt.operation, error, now)
+                        .await?;
+                    (outcome, held, Some(error))
+                }
+            };
+            if !held {
+                tracing::warn!(group = group.id, syncer = %group.syncer, "lease lost before the attempt was recorded; another worker took the group over");
+            }
+            match (outcome, error) {
+                (
+                    Outcome::Retry | Outcome::Failed | Outcome::Dead | Outcome::Recreating,
+                    Some(e),
+                ) => {
+                    tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
+                }
+                _ => {
+                    tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded");
+                }
+            }
+            log.push(AttemptRecord {
+                group_id: group.id,
+                syncer: group.syncer.clone(),
+                version: group.version,
+                operation: attempt.operation.as_str(),
+                outcome: outcome.label(),
+                status_code: error.and_then(Error::status),
+                error: error.map(ToString::to_string),
+                duration_ms: attempt.duration.as_millis() as i64,
+                worker: self.config.worker_id.clone(),
+                started_at: attempt.started_at,
+            });
+            outcomes.push(Recorded {
+                outcome,
+                lease_held: held,
+            });
+        }
+        queue::log_attempts(&txn, &log).await?;
+        txn.commit()
+            .await
+            .map_err(Error::db_while("recording attempts"))?;
+        Ok(outcomes)
+    }
+
+    async fn record_error<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        group: &ClaimedGroup,
+        operation: Operation,
+        error: &Error,
+        now: i64,
+    ) -> Result<(Outcome, bool)> {
+        let when_missing = self
+            .registry
+            .get(&group.syncer)
+            .map(|s| s.when_missing())
+            .unwrap_or_default();
+        match decide(
+            error,
+            operation,
+            group,
+            when_missing,
+            &self.config,
+            self.retry.as_ref(),
+        ) {
+            Decision::Wait {
+                deferrals,
+                delay,
+                message,
+            } => {
+                let next = now + millis(delay);
+                let held = queue::defer(db, group, deferrals, &message, next).await?;
+                Ok((Outcome::Waiting, held))
+            }
+            Decision::Recreate {
+                attempts,
+                dead,
+                message,
+            } => {
+                let held =
+                    queue::forget_lost_record(db, group, attempts, &message, now, dead).await?;
+                Ok((
+                    if dead {
+                        Outcome::Dead
+                    } else {
+                        Outcome::Recreating
+                    },
+                    held,
+                ))
+            }
+            Decision::Fail {
+                attempts,
+                delay,
+                dead,
+                message,
+                status,
+                forget_create,
+                pause,
+            } => {
+                if let Some(pause) = pause {
+                    let until = now + millis(pause);
+                    crate::limits::pause(db, &group.syncer, until, &message).await?;
+                    self.paused
+                        .lock()
+                        .expect("pause table")
+                        .insert(group.syncer.clone(), until);
+                }
+                let failure = Failure {
+                    attempts,
+                    error: &message,
+                    status,
+                    next_attempt_at: now + millis(delay),
+                    dead,
+                    forget_create,
+                };
+                let held = queue::fail(db, group, &failure).await?;
+                let outcome = match (dead, error.disposition()) {
+                    (true, _) => Outcome::Dead,
+                    (false, crate::Disposition::Retry { .. }) => Outcome::Retry,
+                    (false, _) => Outcome::Failed,
+                };
+                Ok((outcome, held))
+            }
+        }
+    }
+}
