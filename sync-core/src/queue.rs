@@ -486,8 +486,8 @@ pub(crate) async fn forget_lost_record<C: ConnectionTrait>(
 /// Records, before they are sent, the creates of claimed groups: per group id, the idempotency
 /// key and the body (see [`PendingCreate`]). One statement (per 50 groups on MariaDB). Returns
 /// the ids whose lease `owner` still held (the others must not be pushed).
-pub(crate) async fn record_pending_creates(
-    db: &sea_orm::DatabaseConnection,
+pub(crate) async fn record_pending_creates<C: ConnectionTrait + TransactionTrait>(
+    db: &C,
     owner: &str,
     creates: &[(i64, &str, &str)],
 ) -> Result<std::collections::HashSet<i64>> {

@@ -86,7 +86,7 @@ impl Engine {
     /// among them before any is sent. Push each with [`Engine::process_prepared`].
     ///
     /// The claim commits before the translation, which reads through the pool: no transaction
-    /// (and on SQLite, no write lock) is held while waiting for a connection.
+    /// (and on SQLite, no write lock) is held while the translation waits for a connection.
     pub(crate) async fn claim_prepared(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
         let claimed_at = Instant::now();
         let groups = self.claim(limit).await?;
@@ -94,7 +94,9 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut translations = self.translate_batch(&groups).await;
-        let creates = self.record_creates(&groups, &mut translations).await;
+        let creates = self
+            .record_creates(&self.db, &groups, &mut translations)
+            .await;
         Ok(groups
             .into_iter()
             .zip(translations)
@@ -149,8 +151,9 @@ impl Engine {
     /// [`crate::PendingCreate`]), in one transaction. A group whose create could not be recorded
     /// (its lease was taken over, the database failed) gets that error as its translation, so
     /// that it is not pushed.
-    async fn record_creates(
+    async fn record_creates<C: ConnectionTrait + TransactionTrait>(
         &self,
+        db: &C,
         groups: &[ClaimedGroup],
         translations: &mut [Option<Result<Option<Value>>>],
     ) -> Vec<Option<RecordedCreate>> {
@@ -170,7 +173,7 @@ impl Engine {
         if rows.is_empty() {
             return creates;
         }
-        let held = queue::record_pending_creates(&self.db, &self.config.worker_id, &rows).await;
+        let held = queue::record_pending_creates(db, &self.config.worker_id, &rows).await;
         for (i, group) in groups.iter().enumerate() {
             if creates[i].is_none() {
                 continue;
