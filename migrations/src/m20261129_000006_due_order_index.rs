@@ -1,8 +1,8 @@
 //! PostgreSQL and SQLite: a partial index of the due groups in claim order. The claim selects
 //! `state IN ('pending', 'failed') … ORDER BY next_attempt_at, id LIMIT n`; on the
 //! `(state, next_attempt_at)` index that is two ranges to merge, so the database read and sorted
-//! every dirty group for each claim — 720 ms per claim with a backlog of a million groups on
-//! PostgreSQL. This index holds only the dirty groups, already in claim order: a claim reads the
+//! every dirty group for each claim, a cost that grows with the backlog (BENCHMARKS.md,
+//! `scan`). This index holds only the dirty groups, already in claim order: a claim reads the
 //! first `n` entries whatever the backlog. MariaDB has no partial indexes and keeps the
 //! `(state, next_attempt_at)` index alone.
 

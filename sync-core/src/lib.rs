@@ -140,9 +140,34 @@ pub use async_trait::async_trait;
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
+    pub use inventory;
     pub use sea_orm;
 
-    use crate::RootKey;
+    pub use crate::hooks;
+    pub use crate::{BoxFuture, ColumnOf, Link, Membership, RootKey, Syncable};
+
+    /// One `#[sync(...)]` attribute, as the derive writes it.
+    pub const fn membership<C: Copy + 'static>(
+        syncer: &'static str,
+        watch: &'static [C],
+        link: Link<C>,
+        register_on_insert: bool,
+        soft_delete: Option<C>,
+    ) -> Membership<C> {
+        Membership::new(syncer, watch, link, register_on_insert, soft_delete)
+    }
+
+    /// A syncer name a model declares, collected from every model linked into the program, so
+    /// that a worker can check its registry against them at start.
+    #[derive(Debug)]
+    pub struct DeclaredSyncer {
+        /// The name in the model's `#[sync(syncer = ...)]`.
+        pub syncer: &'static str,
+        /// The model, as `module::path::Model`.
+        pub model: &'static str,
+    }
+
+    inventory::collect!(DeclaredSyncer);
 
     /// Column types that can hold a root's key: integers, strings and UUIDs, optionally nullable.
     #[diagnostic::on_unimplemented(

@@ -273,7 +273,7 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
          state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
     // Statements stay under 12 KB. sqlx 0.9.0 does not set TCP_NODELAY on its sockets, and a
     // message the kernel takes in two writes (over the 16 KB initial send buffer) waits for the
-    // server's delayed ACK: ~40 ms per statement, measured on loopback.
+    // server's delayed ACK.
     let mut chunks: Vec<Vec<CompletionRow<'_>>> = vec![Vec::new()];
     let mut size = 0;
     for (group, synced) in done {
@@ -328,11 +328,9 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
     for rows in chunks {
         // The whole batch travels as one JSON parameter: one short statement, prepared once per
         // connection, whatever the batch size (a VALUES list of bound parameters is re-planned
-        // for every size and costs more to bind than the update itself). On SQLite,
-        // `jsonb_each` (3.45+; sqlx bundles 3.51) hands each row over in binary form, where
-        // `json_each` turned each row into text for `json_extract` to parse
-        // again (the record step of 200 went from 3.6–4.2 to 2.8–3.4 ms in `sync-bench
-        // throughput`).
+        // for every size). On SQLite, `jsonb_each` (3.45+; sqlx bundles 3.51) hands each row over
+        // in binary form, where `json_each` would turn each row into text for `json_extract` to
+        // parse again.
         let source = match backend {
             DbBackend::Postgres => {
                 "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, kind text, \

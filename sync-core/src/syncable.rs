@@ -59,9 +59,8 @@ pub struct Membership<C: 'static> {
 }
 
 impl<C: Copy + 'static> Membership<C> {
-    /// Built by the derive; not part of the stable API.
-    #[doc(hidden)]
-    pub const fn __new(
+    /// Built by the derive, through `__private::membership`.
+    pub(crate) const fn new(
         syncer: &'static str,
         watch: &'static [C],
         link: Link<C>,

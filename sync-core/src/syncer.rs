@@ -509,6 +509,76 @@ impl Registry {
             .map(|(_, source)| source)
     }
 
+    /// Checks the registered syncers against the syncer names that the models linked into this
+    /// program declare in their `#[sync(syncer = "...")]` attributes.
+    ///
+    /// A registered syncer that no model declares can never have a group: that is an error
+    /// naming both spellings when they differ only slightly (`shop.catalog-item` registered,
+    /// `shop.catalog_item` declared). A declared syncer that is not registered is returned as a
+    /// warning: this worker will not push its groups (fine for a worker dedicated to some
+    /// syncers, a mistake otherwise). When no model is linked in, there is nothing to check.
+    pub fn check_declared(&self) -> Result<Vec<String>> {
+        let declared: Vec<&crate::__private::DeclaredSyncer> =
+            inventory::iter::<crate::__private::DeclaredSyncer>
+                .into_iter()
+                .collect();
+        if declared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let models_of = |name: &str| {
+            let mut models: Vec<&str> = declared
+                .iter()
+                .filter(|d| d.syncer == name)
+                .map(|d| d.model)
+                .collect();
+            models.sort_unstable();
+            models.dedup();
+            models.join(", ")
+        };
+        let mut names: Vec<&str> = declared.iter().map(|d| d.syncer).collect();
+        names.sort_unstable();
+        names.dedup();
+        let registered = self.names();
+        let mut errors = Vec::new();
+        for name in &registered {
+            if names.contains(&name.as_str()) {
+                continue;
+            }
+            let close = names.iter().find(|n| similar(n, name));
+            errors.push(match close {
+                Some(declared) => format!(
+                    "syncer `{name}` is registered, but the models declare `{declared}` ({}), not \
+                     `{name}`: the name in `Syncer::name` must equal the one in \
+                     `#[sync(syncer = \"...\")]`",
+                    models_of(declared)
+                ),
+                None => format!(
+                    "syncer `{name}` is registered, but no model declares it in a \
+                     `#[sync(syncer = \"...\")]` attribute (the models declare {})",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(Error::Config(errors.join("; ")));
+        }
+        Ok(names
+            .iter()
+            .filter(|n| !registered.iter().any(|r| r == *n))
+            .map(|n| {
+                format!(
+                    "the models declare syncer `{n}` ({}), but no syncer of that name is \
+                     registered: this worker does not push its groups",
+                    models_of(n)
+                )
+            })
+            .collect())
+    }
+
     /// A registry with only `syncer` (and its root source), for work on one syncer.
     pub fn only(&self, syncer: &str) -> Option<Registry> {
         let found = self.get(syncer)?.clone();
@@ -521,5 +591,53 @@ impl Registry {
                 .cloned()
                 .collect(),
         })
+    }
+}
+
+/// Whether two syncer names differ only in case, `-` for `_`, or by one character.
+fn similar(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.to_lowercase().replace('-', "_");
+    let (a, b) = (norm(a), norm(b));
+    if a == b {
+        return true;
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    // One edit apart.
+    let (mut i, mut j, mut edits) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] == b[j] {
+            i += 1;
+            j += 1;
+            continue;
+        }
+        edits += 1;
+        if edits > 1 {
+            return false;
+        }
+        match a.len().cmp(&b.len()) {
+            std::cmp::Ordering::Greater => i += 1,
+            std::cmp::Ordering::Less => j += 1,
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    edits + (a.len() - i) + (b.len() - j) <= 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::similar;
+
+    #[test]
+    fn near_misses_are_similar() {
+        assert!(similar("shop.catalog-item", "shop.catalog_item"));
+        assert!(similar("crm.Contact", "crm.contact"));
+        assert!(similar("crm.contacts", "crm.contact"));
+        assert!(!similar("crm.contact", "erp.customer"));
     }
 }

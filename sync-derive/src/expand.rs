@@ -53,14 +53,14 @@ fn with_fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
     quote! {
         #errors
 
-        impl ::sync_core::Syncable for #ident {
-            const MEMBERSHIPS: &'static [::sync_core::Membership<::sync_core::ColumnOf<Self>>] = &[];
+        impl #private::Syncable for #ident {
+            const MEMBERSHIPS: &'static [#private::Membership<#private::ColumnOf<Self>>] = &[];
 
             fn resolve_root<'a, C>(
                 &'a self,
                 _: usize,
                 _: &'a C,
-            ) -> ::sync_core::BoxFuture<'a, ::core::result::Result<::core::option::Option<::sync_core::RootKey>, #orm::DbErr>>
+            ) -> #private::BoxFuture<'a, ::core::result::Result<::core::option::Option<#private::RootKey>, #orm::DbErr>>
             where
                 C: #orm::ConnectionTrait,
             {
@@ -69,6 +69,7 @@ fn with_fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
         }
 
         #hooks
+
     }
 }
 
@@ -99,6 +100,7 @@ fn expand(input: &Checked<'_>) -> TokenStream {
     let mut memberships = Vec::new();
     let mut resolvers = Vec::new();
     let mut key_checks = Vec::new();
+    let mut declarations = Vec::new();
     for (index, m) in input.memberships.iter().enumerate() {
         let syncer = &m.syncer;
         let watch = m.watch.iter().map(|(field, written)| {
@@ -106,7 +108,7 @@ fn expand(input: &Checked<'_>) -> TokenStream {
             quote_spanned!(written.span()=> Column::#variant)
         });
         let link = match &m.link {
-            Link::Root => quote!(::sync_core::Link::Root),
+            Link::Root => quote!(#private::Link::Root),
             Link::Column(field, written) => {
                 let variant = &field.variant;
                 // A type that cannot hold a key is reported at the column named in `root = `.
@@ -114,7 +116,7 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                 key_checks.push(quote_spanned! {written.span()=>
                     #private::assert_key_column::<#ty>();
                 });
-                quote!(::sync_core::Link::Column(Column::#variant))
+                quote!(#private::Link::Column(Column::#variant))
             }
             Link::Function(path, via) => {
                 let via = via.iter().map(|(field, written)| {
@@ -127,7 +129,7 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                 resolvers.push(quote! {
                     #index => #call,
                 });
-                quote!(::sync_core::Link::Function { via: &[#(#via),*] })
+                quote!(#private::Link::Function { via: &[#(#via),*] })
             }
         };
         let register = m.register_on_insert;
@@ -139,7 +141,15 @@ fn expand(input: &Checked<'_>) -> TokenStream {
             None => quote!(::core::option::Option::None),
         };
         memberships.push(quote! {
-            ::sync_core::Membership::__new(#syncer, &[#(#watch),*], #link, #register, #soft_delete)
+            #private::membership(#syncer, &[#(#watch),*], #link, #register, #soft_delete)
+        });
+        declarations.push(quote! {
+            #private::inventory::submit! {
+                #private::DeclaredSyncer {
+                    syncer: #syncer,
+                    model: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                }
+            }
         });
     }
 
@@ -153,11 +163,11 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                 root_fn: F,
                 model: &'a M,
                 db: &'a C,
-            ) -> ::core::result::Result<::core::option::Option<::sync_core::RootKey>, #orm::DbErr>
+            ) -> ::core::result::Result<::core::option::Option<#private::RootKey>, #orm::DbErr>
             where
                 F: ::core::ops::FnOnce(&'a M, &'a C) -> Fut,
                 Fut: ::core::future::Future<Output = ::core::result::Result<::core::option::Option<K>, #orm::DbErr>>,
-                K: ::core::convert::Into<::sync_core::RootKey>,
+                K: ::core::convert::Into<#private::RootKey>,
             {
                 #private::into_root(root_fn(model, db).await)
             }
@@ -174,28 +184,28 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                 where
                     C: #orm::ConnectionTrait,
                 {
-                    ::sync_core::hooks::before_save(self, db, insert).await
+                    #private::hooks::before_save(self, db, insert).await
                 }
 
                 async fn after_save<C>(model: #ident, db: &C, insert: bool) -> ::core::result::Result<#ident, #orm::DbErr>
                 where
                     C: #orm::ConnectionTrait,
                 {
-                    ::sync_core::hooks::after_save(model, db, insert).await
+                    #private::hooks::after_save(model, db, insert).await
                 }
 
                 async fn before_delete<C>(self, db: &C) -> ::core::result::Result<Self, #orm::DbErr>
                 where
                     C: #orm::ConnectionTrait,
                 {
-                    ::sync_core::hooks::before_delete(self, db).await
+                    #private::hooks::before_delete(self, db).await
                 }
 
                 async fn after_delete<C>(self, db: &C) -> ::core::result::Result<Self, #orm::DbErr>
                 where
                     C: #orm::ConnectionTrait,
                 {
-                    ::sync_core::hooks::after_delete(self, db).await
+                    #private::hooks::after_delete(self, db).await
                 }
             }
         }
@@ -203,8 +213,8 @@ fn expand(input: &Checked<'_>) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        impl ::sync_core::Syncable for #ident {
-            const MEMBERSHIPS: &'static [::sync_core::Membership<::sync_core::ColumnOf<Self>>] = {
+        impl #private::Syncable for #ident {
+            const MEMBERSHIPS: &'static [#private::Membership<#private::ColumnOf<Self>>] = {
                 #(#key_checks)*
                 &[#(#memberships),*]
             };
@@ -213,7 +223,7 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                 &'a self,
                 index: usize,
                 db: &'a C,
-            ) -> ::sync_core::BoxFuture<'a, ::core::result::Result<::core::option::Option<::sync_core::RootKey>, #orm::DbErr>>
+            ) -> #private::BoxFuture<'a, ::core::result::Result<::core::option::Option<#private::RootKey>, #orm::DbErr>>
             where
                 C: #orm::ConnectionTrait,
             {
@@ -229,5 +239,7 @@ fn expand(input: &Checked<'_>) -> TokenStream {
         }
 
         #hooks
+
+        #(#declarations)*
     }
 }

@@ -265,7 +265,13 @@ where
     let command = cli.command.clone().unwrap_or(Command::Run { once: false });
     // Commands that only read or mark groups need no remote: they do not build the registry
     // (whose syncers may need settings such as remote URLs).
-    let registry = || syncers(&cli.settings);
+    let registry = || -> Result<Registry, Error> {
+        let registry = syncers(&cli.settings)?;
+        for warning in registry.check_declared()? {
+            tracing::warn!("{warning}");
+        }
+        Ok(registry)
+    };
     match command {
         Command::Run { once } => run_worker(&cli.settings, db, registry()?, settings, once).await,
         Command::Status { json } => ops::status(&db, &[], json).await,

@@ -64,6 +64,8 @@ impl Worker {
                 "the poll interval must be longer than zero".into(),
             ));
         }
+        // A syncer no model declares (a misspelt name) can never have a group: refuse it.
+        registry.check_declared()?;
         let engine = Engine::new(db, registry, settings.engine.clone())?;
         Ok(Self::from_engine(engine, settings))
     }
@@ -134,6 +136,9 @@ impl Worker {
     /// tables ([`sync_core::check_schema`]).
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         sync_core::check_schema(self.engine.db()).await?;
+        for warning in self.engine.registry().check_declared()? {
+            tracing::warn!("{warning}");
+        }
         let config = self.engine.config().clone();
         // The apalis timeout is a backstop around translate, push and record; the engine
         // already bounds the push itself (and keeps its lease alive meanwhile).

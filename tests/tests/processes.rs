@@ -334,6 +334,15 @@ async fn startup_refuses_bad_configuration_with_a_clear_message() {
         "{stderr}"
     );
 
+    let (code, stderr) = run(&[("TEST_RENAME_ERP_CUSTOMER", "erp.customers")], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(
+            "syncer `erp.customers` is registered, but the models declare `erp.customer`"
+        ),
+        "{stderr}"
+    );
+
     let (code, stderr) = run(&[], &["--concurrency", "0"]);
     assert_eq!(code, Some(2));
     assert!(

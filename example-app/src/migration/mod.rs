@@ -1,5 +1,5 @@
-//! The application's migrator: the framework's tables (`sync_groups`, `sync_attempts`), then the
-//! application's own.
+//! The application's migrator: the framework's tables (`sync_groups`, `sync_touches`,
+//! `sync_attempts`, `sync_syncers`, `sync_runs`), then the application's own.
 //!
 //! Run it with `example-app migrate` (`serve` and `demo` run it themselves).
 

@@ -5,7 +5,27 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use sync_core::{Error, Limits};
+use sync_core::{Error, Limits, Syncer, TranslateContext, async_trait};
+
+/// A syncer under another name.
+struct Renamed {
+    name: String,
+    syncer: Arc<dyn Syncer>,
+}
+
+#[async_trait]
+impl Syncer for Renamed {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn translate(
+        &self,
+        cx: &TranslateContext<'_>,
+    ) -> sync_core::Result<Option<serde_json::Value>> {
+        self.syncer.translate(cx).await
+    }
+}
 use sync_tests::syncers::{Knobs, try_registry};
 
 #[tokio::main]
@@ -32,6 +52,19 @@ async fn main() -> ExitCode {
             *knobs.erp_customer_limits.lock().expect("knobs") = Some(limits);
         }
         let mut registry = try_registry(&url, &knobs)?;
+        // `TEST_RENAME_ERP_CUSTOMER=name` registers `erp.customer` under another name, to test
+        // that startup refuses a syncer no model declares.
+        if let Ok(name) = std::env::var("TEST_RENAME_ERP_CUSTOMER") {
+            let syncer = registry.get("erp.customer").expect("registered").clone();
+            let mut renamed = sync_core::Registry::new();
+            renamed.register(Renamed { name, syncer })?;
+            for other in registry.names() {
+                if other != "erp.customer" {
+                    renamed.register_arc(registry.get(&other).expect("registered").clone())?;
+                }
+            }
+            registry = renamed;
+        }
         if std::env::var_os("TEST_REGISTER_TWICE").is_some() {
             let again = registry.get("erp.customer").expect("registered").clone();
             registry.register_arc(again)?;

@@ -1,11 +1,13 @@
-//! Benchmarks: `cargo run --release -p sync-tests --bin sync-bench -- <scenario> [--db sqlite|postgres]`.
+//! Benchmarks: `cargo bench -p sync-tests --bench sync-bench -- <scenario> [--db sqlite|postgres]`
+//! (BENCHMARKS.md has every scenario, its options and the latest results).
 //!
 //! - `write-path`: a save of a `Syncable` model against the same model without the derive, each
 //!   save its own committed transaction, (a) only an unwatched column changed, (b) a watched one.
 //! - `throughput`: groups synced per second against a loopback remote that answers at once: the
 //!   framework's engine passes, the apalis worker runtime, and a minimal hand-written loop (the
 //!   floor), side by side on one database, interleaved over `--rounds` rounds (5 by default);
-//!   `--only engine|run-once|batch|worker|floor` runs one of them alone (to profile it).
+//!   `--only engine|run-once|batch|worker|floor|floor-processes` runs one of them alone (to
+//!   profile it).
 //! - `scan`: claim latency with 10k, 100k and 1M clean groups and 100 dirty ones (PostgreSQL),
 //!   custom and generic plans, with the query plan.
 //! - `latency`: commit of a watched change to the remote receiving the push, idle worker process
@@ -71,7 +73,9 @@ async fn main() {
         "worker" => bench_worker(&args).await,
         "floor-worker" => floor_worker(&args).await,
         _ => {
-            eprintln!("usage: sync-bench write-path|throughput|scan|latency [--db sqlite|postgres]")
+            eprintln!(
+                "usage: sync-bench write-path|throughput|coalescing|scan|latency|memory [--db sqlite|postgres]"
+            )
         }
     }
 }
