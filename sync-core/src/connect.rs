@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -16,7 +15,11 @@ use crate::{Error, Result};
 /// in-process worker deadlock; this opens `pool_size` connections in WAL mode with a busy timeout,
 /// and creates the file if missing. On PostgreSQL and MySQL it sets the pool size and a connect
 /// timeout. SQL statement logging is off (the worker logs what it does).
+///
+/// Fails with [`Error::Config`] when the URL names a database whose driver this build lacks
+/// (see the crate's `sqlx-sqlite`, `sqlx-postgres` and `sqlx-mysql` features).
 pub async fn connect(url: &str, pool_size: u32) -> Result<DatabaseConnection> {
+    check_driver(url)?;
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(pool_size.max(1))
@@ -24,7 +27,9 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<DatabaseConnection> {
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
+    #[cfg(feature = "sqlx-sqlite")]
     if url.starts_with("sqlite:") {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
         options.map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -38,6 +43,26 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<DatabaseConnection> {
             redact_url(url)
         ))
     })
+}
+
+/// Fails when the URL's database has no driver in this build, naming the feature to enable.
+fn check_driver(url: &str) -> Result<()> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    let (enabled, feature) = match scheme {
+        "sqlite" => (cfg!(feature = "sqlx-sqlite"), "sqlx-sqlite"),
+        "postgres" | "postgresql" => (cfg!(feature = "sqlx-postgres"), "sqlx-postgres"),
+        "mysql" | "mariadb" => (cfg!(feature = "sqlx-mysql"), "sqlx-mysql"),
+        _ => return Ok(()),
+    };
+    if enabled {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "the database at `{}` needs the `{feature}` feature, which this build lacks: enable it on \
+         `sync-core` and `sync-worker` (e.g. `sync-worker = {{ version = \"0.1\", features = \
+         [\"{feature}\"] }}`)",
+        redact_url(url)
+    )))
 }
 
 /// The URL without its password, for messages.
@@ -78,6 +103,24 @@ pub fn is_transient_conflict(error: &DbErr) -> bool {
     let (DbErr::Exec(runtime) | DbErr::Query(runtime) | DbErr::Conn(runtime)) = error else {
         return false;
     };
+    sqlx_conflict(runtime)
+}
+
+#[cfg(not(any(
+    feature = "sqlx-sqlite",
+    feature = "sqlx-postgres",
+    feature = "sqlx-mysql"
+)))]
+fn sqlx_conflict(_: &sea_orm::RuntimeErr) -> bool {
+    false
+}
+
+#[cfg(any(
+    feature = "sqlx-sqlite",
+    feature = "sqlx-postgres",
+    feature = "sqlx-mysql"
+))]
+fn sqlx_conflict(runtime: &sea_orm::RuntimeErr) -> bool {
     let sea_orm::RuntimeErr::SqlxError(sqlx) = runtime else {
         return false;
     };

@@ -373,11 +373,7 @@ async fn run_worker(
         settings.report.alerts = settings.report.alerts.webhook(url);
     }
     if let Some(addr) = cli.metrics_listen {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
-        tracing::info!(%addr, "serving Prometheus metrics");
+        serve_metrics(addr)?;
     }
     let worker = Worker::new(db, registry, settings)?;
     if once {
@@ -395,6 +391,24 @@ async fn run_worker(
         return Ok(());
     }
     worker.run().await
+}
+
+#[cfg(feature = "metrics")]
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), Error> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
+    tracing::info!(%addr, "serving Prometheus metrics");
+    Ok(())
+}
+
+#[cfg(not(feature = "metrics"))]
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<(), Error> {
+    Err(Error::Config(format!(
+        "cannot serve metrics on {addr}: this worker was built without the `metrics` feature of \
+         sync-worker"
+    )))
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`). Does nothing if a subscriber is

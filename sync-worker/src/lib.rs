@@ -25,13 +25,16 @@
 mod activity;
 mod backend;
 pub mod cli;
+#[cfg(feature = "dashboard")]
 pub mod dashboard;
 mod error;
 mod format;
+#[cfg(feature = "sqlx-postgres")]
 mod listener;
 mod ops;
 mod progress;
 mod recorder;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod worker;
 

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "progress")]
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// How often a line is written when stderr is not a terminal.
@@ -20,8 +21,11 @@ pub(crate) struct Progress {
 #[derive(Debug)]
 enum Shown {
     Hidden,
+    #[cfg(feature = "progress")]
     Bar(ProgressBar),
-    Lines { last: Instant },
+    Lines {
+        last: Instant,
+    },
 }
 
 impl Progress {
@@ -29,18 +33,8 @@ impl Progress {
     pub(crate) fn new(label: &str, total: u64, quiet: bool) -> Self {
         let shown = if quiet {
             Shown::Hidden
-        } else if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(total);
-            let template = if total > 0 {
-                "{bar:40} {pos}/{len} {msg} ({eta} left)"
-            } else {
-                "{spinner} {pos} {msg}"
-            };
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            Shown::Bar(bar)
+        } else if cfg!(feature = "progress") && std::io::stderr().is_terminal() {
+            Self::bar(total)
         } else {
             Shown::Lines {
                 last: Instant::now(),
@@ -53,10 +47,33 @@ impl Progress {
         }
     }
 
+    #[cfg(not(feature = "progress"))]
+    fn bar(_: u64) -> Shown {
+        Shown::Hidden
+    }
+
+    #[cfg(feature = "progress")]
+    fn bar(total: u64) -> Shown {
+        {
+            let bar = ProgressBar::new(total);
+            let template = if total > 0 {
+                "{bar:40} {pos}/{len} {msg} ({eta} left)"
+            } else {
+                "{spinner} {pos} {msg}"
+            };
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            Shown::Bar(bar)
+        }
+    }
+
     /// `done` of the total so far, with a short `detail`.
     pub(crate) fn set(&mut self, done: u64, detail: &str) {
         match &mut self.shown {
             Shown::Hidden => {}
+            #[cfg(feature = "progress")]
             Shown::Bar(bar) => {
                 bar.set_position(done);
                 bar.set_message(detail.to_owned());
@@ -83,6 +100,7 @@ impl Progress {
     pub(crate) fn finish(self, done: u64, detail: &str) {
         match self.shown {
             Shown::Hidden => {}
+            #[cfg(feature = "progress")]
             Shown::Bar(bar) => bar.finish_and_clear(),
             Shown::Lines { .. } => eprintln!("{}", self.line(done, detail)),
         }

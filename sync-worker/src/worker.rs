@@ -163,6 +163,7 @@ impl Worker {
         ));
         tracing::info!(worker = %config.worker_id, syncers = ?engine.registry().names(), concurrency = config.concurrency, "sync worker starting");
         report_unknown_syncers(&engine).await;
+        #[cfg(feature = "sqlx-postgres")]
         let listener = crate::listener::spawn(self.engine.db());
         let (recorder, recording) = Recorder::spawn(engine.clone(), 500);
         let result = Monitor::new()
@@ -186,6 +187,7 @@ impl Worker {
             .map_err(|e| Error::Runtime(e.to_string()));
         // The monitor is gone, and with it every task's recorder handle: record what is queued.
         recording.finish(self.settings.shutdown_timeout).await;
+        #[cfg(feature = "sqlx-postgres")]
         if let Some(listener) = listener {
             listener.abort();
         }
