@@ -79,6 +79,7 @@ mod engine;
 pub mod entity;
 mod error;
 pub mod hooks;
+#[cfg(feature = "http")]
 mod http;
 mod key;
 mod limits;
@@ -104,8 +105,9 @@ pub use connect::{begin_write, connect, is_transient_conflict, redact_url, write
 pub use engine::{Engine, EngineConfig, Operation, Outcome, PassReport, RunOptions};
 #[doc(inline)]
 pub use error::{Disposition, Error, Result};
+#[cfg(feature = "http")]
 #[doc(inline)]
-pub use http::{BulkItem, CreateMode, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
+pub use http::{CreateMode, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
 #[doc(inline)]
 pub use key::RootKey;
 #[doc(inline)]
@@ -124,8 +126,8 @@ pub use store::{
 pub use syncable::{BoxFuture, ColumnOf, Link, Membership, Syncable};
 #[doc(inline)]
 pub use syncer::{
-    ClaimedGroup, PendingCreate, PushContext, Registry, RootSource, Syncer, TranslateContext,
-    WhenMissing,
+    BulkItem, ClaimedGroup, PendingCreate, PushContext, Registry, RootSource, Syncer,
+    TranslateContext, WhenMissing,
 };
 #[doc(inline)]
 pub use touch_log::apply_touches;

@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::Value;
 
+#[cfg(feature = "http")]
+use crate::HttpRemote;
 use crate::entity::sync_group;
-use crate::{Error, HttpRemote, RemoteId, Result, RootKey};
+use crate::{Error, RemoteId, Result, RootKey};
 
 /// One kind of remote entity: how to build its payload from the local rows, and how to push it.
 ///
@@ -80,15 +82,23 @@ pub trait Syncer: Send + Sync + 'static {
     /// through the built-in [`HttpRemote`] (see
     /// [`HttpRemoteBuilder::lookup_field`](crate::HttpRemoteBuilder::lookup_field)).
     async fn create(&self, cx: &PushContext<'_>, payload: &Value) -> Result<RemoteId> {
-        let remote = self.require_remote()?;
-        if cx.is_repeat() {
-            remote
-                .create_again(payload, cx.external_key(), cx.idempotency_key())
-                .await
-        } else {
-            remote
-                .create(payload, cx.external_key(), cx.idempotency_key())
-                .await
+        #[cfg(feature = "http")]
+        {
+            let remote = require_remote(self)?;
+            if cx.is_repeat() {
+                remote
+                    .create_again(payload, cx.external_key(), cx.idempotency_key())
+                    .await
+            } else {
+                remote
+                    .create(payload, cx.external_key(), cx.idempotency_key())
+                    .await
+            }
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = (cx, payload);
+            Err(no_remote(self))
         }
     }
 
@@ -97,8 +107,12 @@ pub trait Syncer: Send + Sync + 'static {
     /// sends creates without first recording them (see [`PendingCreate`]). The default: whether
     /// the built-in remote creates with [`CreateMode::PutByExternalKey`](crate::CreateMode).
     fn creates_upsert(&self) -> bool {
-        self.remote()
-            .is_some_and(|r| r.create_mode() == crate::CreateMode::PutByExternalKey)
+        #[cfg(feature = "http")]
+        return self
+            .remote()
+            .is_some_and(|r| r.create_mode() == crate::CreateMode::PutByExternalKey);
+        #[cfg(not(feature = "http"))]
+        false
     }
 
     /// What to do when an update answers 404: the remote has lost (or someone deleted) the
@@ -110,36 +124,58 @@ pub trait Syncer: Send + Sync + 'static {
 
     /// Replaces the remote entity `remote_id` with `payload`.
     async fn update(&self, cx: &PushContext<'_>, remote_id: &str, payload: &Value) -> Result<()> {
-        self.require_remote()?
+        #[cfg(feature = "http")]
+        return require_remote(self)?
             .update_keyed(
                 remote_id,
                 Some(cx.external_key()),
                 payload,
                 cx.idempotency_key(),
             )
-            .await
+            .await;
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = (cx, remote_id, payload);
+            Err(no_remote(self))
+        }
     }
 
     /// Deletes the remote entity `remote_id`. Deleting what is already gone succeeds.
     async fn delete(&self, cx: &PushContext<'_>, remote_id: &str) -> Result<()> {
-        self.require_remote()?
+        #[cfg(feature = "http")]
+        return require_remote(self)?
             .delete(remote_id, cx.idempotency_key())
-            .await
+            .await;
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = (cx, remote_id);
+            Err(no_remote(self))
+        }
     }
 
     /// How many entities one request may carry when this syncer pushes creates and updates in
     /// batches. `None` pushes one request per entity: the default, unless the remote has a bulk
     /// endpoint ([`HttpRemoteBuilder::bulk`](crate::HttpRemoteBuilder::bulk)).
     fn batch_limit(&self) -> Option<usize> {
-        self.remote().and_then(HttpRemote::bulk_limit)
+        #[cfg(feature = "http")]
+        return self.remote().and_then(HttpRemote::bulk_limit);
+        #[cfg(not(feature = "http"))]
+        None
     }
 
     /// Creates or updates several entities in one request; called only when
     /// [`batch_limit`](Self::batch_limit) is set, with at most that many items. One result per
     /// item, in order: the entity's remote id. The default uses the remote's bulk endpoint.
-    async fn push_many(&self, items: &[crate::BulkItem]) -> Vec<Result<RemoteId>> {
-        match self.require_remote() {
+    async fn push_many(&self, items: &[BulkItem]) -> Vec<Result<RemoteId>> {
+        #[cfg(feature = "http")]
+        let remote = require_remote(self);
+        #[cfg(not(feature = "http"))]
+        let remote: Result<std::convert::Infallible> = Err(no_remote(self));
+        match remote {
+            #[cfg(feature = "http")]
             Ok(remote) => remote.push_many(items).await,
+            #[cfg(not(feature = "http"))]
+            Ok(never) => match never {},
             Err(error) => {
                 let message = error.to_string();
                 items
@@ -156,21 +192,37 @@ pub trait Syncer: Send + Sync + 'static {
         None
     }
 
-    /// The built-in HTTP remote the default `create`, `update` and `delete` use.
+    /// The built-in HTTP remote the default `create`, `update` and `delete` use (with the
+    /// crate's `http` feature, on by default).
+    #[cfg(feature = "http")]
     fn remote(&self) -> Option<&HttpRemote> {
         None
     }
+}
 
-    #[doc(hidden)]
-    fn require_remote(&self) -> Result<&HttpRemote> {
-        self.remote().ok_or_else(|| {
-            Error::Config(format!(
-                "syncer `{}` neither returns an `HttpRemote` from `remote()` nor implements \
-                 `create`, `update` and `delete`",
-                self.name()
-            ))
-        })
-    }
+/// One entity of a batch push ([`Syncer::push_many`]).
+#[derive(Debug, Clone)]
+pub struct BulkItem {
+    /// The entity's remote id, `None` to create it.
+    pub remote_id: Option<RemoteId>,
+    /// The idempotency key of this push.
+    pub idempotency_key: String,
+    /// The payload.
+    pub payload: Value,
+}
+
+/// The syncer's built-in remote, or an error saying what to implement instead.
+#[cfg(feature = "http")]
+fn require_remote<S: Syncer + ?Sized>(syncer: &S) -> Result<&HttpRemote> {
+    syncer.remote().ok_or_else(|| no_remote(syncer))
+}
+
+fn no_remote<S: Syncer + ?Sized>(syncer: &S) -> Error {
+    Error::Config(format!(
+        "syncer `{}` neither returns an `HttpRemote` from `remote()` nor implements `create`, \
+         `update` and `delete`",
+        syncer.name()
+    ))
 }
 
 /// A group claimed by a worker: what it read at claim time.

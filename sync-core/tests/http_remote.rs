@@ -1,5 +1,6 @@
 //! The built-in HTTP remote against real HTTP servers on loopback: what it sends, and how it
 //! classifies what it gets back.
+#![cfg(feature = "http")]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};

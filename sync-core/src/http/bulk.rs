@@ -10,18 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{HttpRemote, answer};
-use crate::{Error, RemoteId, Result};
-
-/// One entity of a bulk push.
-#[derive(Debug, Clone)]
-pub struct BulkItem {
-    /// The entity's remote id, `None` to create it.
-    pub remote_id: Option<RemoteId>,
-    /// The idempotency key of this push.
-    pub idempotency_key: String,
-    /// The payload.
-    pub payload: Value,
-}
+use crate::{BulkItem, Error, RemoteId, Result};
 
 impl HttpRemote {
     /// The most items one bulk request carries, when a bulk endpoint is configured

@@ -15,7 +15,6 @@ use serde_json::Value;
 use url::Url;
 
 pub use builder::{CreateMode, HttpRemoteBuilder, UpdateMethod};
-pub use bulk::BulkItem;
 pub use secret::Secret;
 
 use crate::{Error, RemoteId, Result};

@@ -54,7 +54,8 @@ mod catalog {
     pub enum Relation {}
 }
 
-fn main() {
+#[test]
+fn generates_its_memberships() {
     use sync_core::Syncable;
 
     assert!(sku::Model::MEMBERSHIPS[0].is_root());

@@ -22,7 +22,8 @@ mod address {
     pub enum Relation {}
 }
 
-fn main() {
+#[test]
+fn generates_its_memberships() {
     use sync_core::{Link, Syncable};
 
     let [erp, crm] = address::Model::MEMBERSHIPS else {

@@ -46,4 +46,5 @@ mod product {
     }
 }
 
-fn main() {}
+#[test]
+fn generates_its_memberships() {}

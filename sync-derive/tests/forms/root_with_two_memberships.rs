@@ -27,7 +27,8 @@ fn names(columns: &[customer::Column]) -> Vec<&'static str> {
     columns.iter().map(sea_orm::IdenStatic::as_str).collect()
 }
 
-fn main() {
+#[test]
+fn generates_its_memberships() {
     use sync_core::Syncable;
 
     let [erp, crm] = customer::Model::MEMBERSHIPS else {

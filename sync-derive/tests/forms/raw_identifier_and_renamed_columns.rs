@@ -24,7 +24,8 @@ mod customer {
     pub enum Relation {}
 }
 
-fn main() {
+#[test]
+fn generates_its_memberships() {
     use sea_orm::IdenStatic;
     use sync_core::Syncable;
 

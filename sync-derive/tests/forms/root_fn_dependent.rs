@@ -54,7 +54,7 @@ mod line_item {
         where
             C: ConnectionTrait,
         {
-            let order = crate::order::Entity::find_by_id(item.order_id)
+            let order = super::super::order::Entity::find_by_id(item.order_id)
                 .one(db)
                 .await?;
             Ok(order.map(|o| o.region))
@@ -65,7 +65,8 @@ mod line_item {
     pub enum Relation {}
 }
 
-fn main() {
+#[test]
+fn generates_its_memberships() {
     use sync_core::{Link, Syncable};
 
     let [by_column, by_fn, by_path] = line_item::Model::MEMBERSHIPS else {

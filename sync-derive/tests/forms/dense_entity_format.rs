@@ -36,7 +36,8 @@ mod order {
     }
 }
 
-fn main() {
+#[test]
+fn generates_its_memberships() {
     use sync_core::Syncable;
 
     assert_eq!(customer::Model::MEMBERSHIPS.len(), 1);
