@@ -4,20 +4,20 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use sea_orm::sea_query::Expr;
-use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use serde_json::{Value, json};
-use sync_core::entity::sync_group;
+use sync_worker::testing::{self, TestDatabase};
 use tower::ServiceExt;
 
 use example_app::api::app;
 use example_app::migration::Migrator;
 
-/// A migrated database in a temporary SQLite file, and the app over it.
+/// A migrated database in a temporary SQLite file (the framework's test kit), and the app over
+/// it.
 struct TestApp {
     db: DatabaseConnection,
-    _dir: tempfile::TempDir,
+    _database: TestDatabase,
 }
 
 /// A group as the tests compare it: `(syncer, root key, version, state, root deleted)`.
@@ -25,11 +25,12 @@ type Group = (String, String, i64, String, bool);
 
 impl TestApp {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("api.db").display());
-        let db = sync_core::connect(&url, 4).await.unwrap();
-        Migrator::up(&db, None).await.unwrap();
-        TestApp { db, _dir: dir }
+        let database = TestDatabase::sqlite().await.unwrap();
+        Migrator::up(&database.db, None).await.unwrap();
+        TestApp {
+            db: database.db.clone(),
+            _database: database,
+        }
     }
 
     /// Calls the app with a JSON body (none for `Value::Null`).
@@ -65,14 +66,9 @@ impl TestApp {
         answer
     }
 
-    /// The groups, after applying the touches the app's writes logged (as the worker does
-    /// before every claim).
+    /// The groups as a worker sees them (the touches the app's writes logged applied).
     async fn groups(&self) -> Vec<Group> {
-        sync_core::apply_touches(&self.db).await.unwrap();
-        sync_group::Entity::find()
-            .order_by_asc(sync_group::Column::Syncer)
-            .order_by_asc(sync_group::Column::RootKey)
-            .all(&self.db)
+        testing::groups(&self.db)
             .await
             .unwrap()
             .into_iter()
@@ -82,16 +78,7 @@ impl TestApp {
 
     /// Pretends the worker pushed everything: every group clean.
     async fn mark_all_synced(&self) {
-        sync_core::apply_touches(&self.db).await.unwrap();
-        sync_group::Entity::update_many()
-            .col_expr(
-                sync_group::Column::SyncedVersion,
-                Expr::col(sync_group::Column::Version),
-            )
-            .col_expr(sync_group::Column::State, Expr::val("synced"))
-            .exec(&self.db)
-            .await
-            .unwrap();
+        testing::mark_all_synced(&self.db).await.unwrap();
     }
 
     async fn create_customer(&self, name: &str, city: &str) -> Value {

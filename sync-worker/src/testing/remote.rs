@@ -1,15 +1,4 @@
-//! Tools for testing an application's syncers: a mock REST remote on loopback that records
-//! every request, stores what it was sent, honours idempotency keys, and can be told to fail,
-//! answer 429, hang, or hold requests until the test releases them.
-//!
-//! ```no_run
-//! # async fn demo() {
-//! let remote = sync_worker::testing::MockRemote::start().await;
-//! let url = remote.url(); // point an `HttpRemote` at `{url}/crm`
-//! // … run the worker …
-//! assert_eq!(remote.requests_matching("POST", "/crm/contacts").len(), 1);
-//! # }
-//! ```
+//! A mock REST remote on loopback.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -281,6 +270,16 @@ impl MockRemote {
             .filter(|r| {
                 (method.is_empty() || r.method == method) && r.path.starts_with(path_prefix)
             })
+            .collect()
+    }
+
+    /// Every request so far as `METHOD /path`, in arrival order: to assert that the remote
+    /// received exactly these requests, e.g.
+    /// `assert_eq!(remote.calls(), ["POST /crm/contacts", "PUT /crm/contacts/1"])`.
+    pub fn calls(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
             .collect()
     }
 
