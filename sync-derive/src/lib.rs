@@ -1,8 +1,8 @@
 //! `#[derive(Syncable)]`, re-exported by `sync-core`; see its documentation.
 //!
-//! The pipeline: [`ast`] parses the input into a small typed tree that keeps the original syn
-//! nodes for spans, [`valid`] checks everything in one place, and [`expand`] writes the impls.
-//! Both parsing and checking go on after a mistake and add it to [`errors::Errors`], so one
+//! The pipeline: `ast` parses the input into a small typed tree that keeps the original syn
+//! nodes for spans, `valid` checks everything in one place, and `expand` writes the impls.
+//! Both parsing and checking go on after a mistake and add it to `errors::Errors`, so one
 //! compilation reports every mistake, each at the token it is about.
 
 mod ast;

@@ -14,10 +14,15 @@ use crate::syncers::{Knobs, registry};
 /// The database, the remote, the syncers' knobs, the clock and the engine of one test.
 #[derive(Debug)]
 pub struct Harness {
+    /// The database.
     pub t: TestDb,
+    /// The remote the syncers push to.
     pub remote: MockRemote,
+    /// What the test syncers do, turned by the test.
     pub knobs: Arc<Knobs>,
+    /// The engine's clock, moved by the test.
     pub clock: ManualClock,
+    /// The engine, stepped by the test.
     pub engine: Engine,
 }
 

@@ -11,17 +11,23 @@ use sync_core::Syncable;
 // The CRM contact only lists cities: a new street changes nothing there.
 #[sync(syncer = "crm.contact", watch(city), root = customer_id)]
 pub struct Model {
+    /// The primary key.
     #[sea_orm(primary_key)]
     pub id: i32,
+    /// The customer it belongs to.
     pub customer_id: i32,
+    /// The street.
     pub street: String,
+    /// The city.
     pub city: String,
     /// "home", "work"…: for the app's own screens, not synced.
     pub label: String,
 }
 
+/// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// The customer it belongs to.
     #[sea_orm(
         belongs_to = "super::customer::Entity",
         from = "Column::CustomerId",

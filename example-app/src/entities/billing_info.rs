@@ -13,19 +13,26 @@ use sync_core::Syncable;
     root = order_id
 )]
 pub struct Model {
+    /// The primary key.
     #[sea_orm(primary_key)]
     pub id: i32,
+    /// The order it belongs to.
     #[sea_orm(unique)]
     pub order_id: i32,
+    /// The company.
     pub company: String,
+    /// The customer's VAT identification number.
     pub vat_id: String,
+    /// The address.
     pub address: String,
     /// For the accounts team: not synced.
     pub internal_note: String,
 }
 
+/// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// The order it belongs to.
     #[sea_orm(
         belongs_to = "super::order::Entity",
         from = "Column::OrderId",

@@ -18,10 +18,14 @@ use sync_core::Syncable;
 // (see `api::customers::create`). The CRM does not show phone numbers, so it does not watch them.
 #[sync(syncer = "crm.contact", watch(name, email), soft_delete = deleted_at)]
 pub struct Model {
+    /// The primary key.
     #[sea_orm(primary_key)]
     pub id: i32,
+    /// The name.
     pub name: String,
+    /// The email.
     pub email: String,
+    /// The phone.
     pub phone: Option<String>,
     /// For staff only: no remote sees it, so changing it pushes nothing.
     pub internal_note: String,
@@ -31,10 +35,13 @@ pub struct Model {
     pub deleted_at: Option<DateTimeUtc>,
 }
 
+/// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// Its addresses.
     #[sea_orm(has_many = "super::address::Entity")]
     Address,
+    /// Its orders.
     #[sea_orm(has_many = "super::order::Entity")]
     Order,
 }

@@ -14,9 +14,12 @@ use sync_core::Syncable;
     register_on_insert
 )]
 pub struct Model {
+    /// The primary key.
     #[sea_orm(primary_key)]
     pub id: i32,
+    /// The customer it belongs to.
     pub customer_id: i32,
+    /// The order's reference, unique.
     #[sea_orm(unique)]
     pub reference: String,
     /// `open`, `confirmed`, `shipped` or `cancelled`.
@@ -25,16 +28,20 @@ pub struct Model {
     pub internal_note: String,
 }
 
+/// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    /// The customer it belongs to.
     #[sea_orm(
         belongs_to = "super::customer::Entity",
         from = "Column::CustomerId",
         to = "super::customer::Column::Id"
     )]
     Customer,
+    /// Its line items.
     #[sea_orm(has_many = "super::line_item::Entity")]
     LineItem,
+    /// Its billing info.
     #[sea_orm(has_one = "super::billing_info::Entity")]
     BillingInfo,
 }

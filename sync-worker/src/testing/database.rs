@@ -1,6 +1,8 @@
 //! A database for tests, and what writes did to its groups.
 
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+};
 use sync_core::entity::sync_group;
 use sync_core::{RootKey, apply_touches};
 
@@ -23,11 +25,7 @@ impl TestDatabase {
         })?;
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
         let db = sync_core::connect(&url, 5).await?;
-        Ok(TestDatabase {
-            db,
-            url,
-            _dir: dir,
-        })
+        Ok(TestDatabase { db, url, _dir: dir })
     }
 
     /// The database's URL, for a worker process started by the test.

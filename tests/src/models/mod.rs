@@ -10,10 +10,17 @@
 //! - `product`: a root whose `ActiveModelBehavior` is written by hand (`manual_hooks`).
 //! - `plain_customer`: `customer` without the derive, for benchmarks.
 
+/// The `address` model (see above).
 pub mod address;
+/// The `billing_info` model (see above).
 pub mod billing_info;
+/// The `customer` model (see above).
 pub mod customer;
+/// The `line_item` model (see above).
 pub mod line_item;
+/// The `order` model (see above).
 pub mod order;
+/// The `plain_customer` model (see above).
 pub mod plain_customer;
+/// The `product` model (see above).
 pub mod product;

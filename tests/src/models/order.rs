@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 use sync_core::Syncable;
 
+/// A row of `orders`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "orders")]
 #[sync(
@@ -9,14 +10,19 @@ use sync_core::Syncable;
     register_on_insert
 )]
 pub struct Model {
+    /// The primary key.
     #[sea_orm(primary_key)]
     pub id: i32,
+    /// The customer it belongs to.
     pub customer_id: i32,
+    /// The reference.
     pub reference: String,
+    /// The status.
     pub status: String,
     /// Not watched.
     pub internal_note: String,
 }
 
+/// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

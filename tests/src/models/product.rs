@@ -1,19 +1,24 @@
 use sea_orm::entity::prelude::*;
 use sync_core::Syncable;
 
+/// A row of `products`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "products")]
 #[sync(syncer = "shop.product", watch(name, price_cents), register_on_insert)]
 #[syncable(manual_hooks)]
 pub struct Model {
+    /// The primary key.
     #[sea_orm(primary_key)]
     pub id: i32,
+    /// The name.
     pub name: String,
+    /// The price cents.
     pub price_cents: i64,
     /// Kept by the hand-written `before_save`, not watched.
     pub revision: i32,
 }
 
+/// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
