@@ -171,7 +171,6 @@ pub(crate) async fn complete<C: ConnectionTrait>(
     synced: &Synced,
     now: i64,
 ) -> Result<bool> {
-    let backend = db.get_database_backend();
     let (remote_sets, mut values): (&str, Vec<Value>) = match synced {
         Synced::Pushed {
             remote_id,
@@ -228,11 +227,24 @@ pub(crate) async fn complete<C: ConnectionTrait>(
     values.extend([now.into(), now.into()]);
     values.extend(version_values);
     values.extend([group.id.into(), group.lease_owner.as_str().into()]);
+    held(db, group, &sql, values, "completing").await
+}
+
+/// Runs a compare-and-set `UPDATE` of one group (its SQL ends with `WHERE id = ? AND
+/// lease_owner = ?`); returns whether this worker still held the lease (the row was written).
+async fn held<C: ConnectionTrait>(
+    db: &C,
+    group: &ClaimedGroup,
+    sql: &str,
+    values: Vec<Value>,
+    doing: &str,
+) -> Result<bool> {
+    let backend = db.get_database_backend();
     let result = db
-        .execute_raw(statement(backend, &sql, values))
+        .execute_raw(statement(backend, sql, values))
         .await
         .map_err(Error::db_while(format!(
-            "completing `{}` group `{}`",
+            "{doing} `{}` group `{}`",
             group.syncer, group.root_key
         )))?;
     Ok(result.rows_affected() == 1)
@@ -407,7 +419,6 @@ pub(crate) async fn fail<C: ConnectionTrait>(
     group: &ClaimedGroup,
     failure: &Failure<'_>,
 ) -> Result<bool> {
-    let backend = db.get_database_backend();
     let state = if failure.dead {
         GroupState::Dead
     } else {
@@ -434,14 +445,7 @@ pub(crate) async fn fail<C: ConnectionTrait>(
         group.id.into(),
         group.lease_owner.as_str().into(),
     ];
-    let result = db
-        .execute_raw(statement(backend, &sql, values))
-        .await
-        .map_err(Error::db_while(format!(
-            "failing `{}` group `{}`",
-            group.syncer, group.root_key
-        )))?;
-    Ok(result.rows_affected() == 1)
+    held(db, group, &sql, values, "failing").await
 }
 
 /// Records that the remote lost the group's record (an update answered 404) under
@@ -456,7 +460,6 @@ pub(crate) async fn forget_lost_record<C: ConnectionTrait>(
     now: i64,
     dead: bool,
 ) -> Result<bool> {
-    let backend = db.get_database_backend();
     let state = if dead { "dead" } else { "pending" };
     let sql = "UPDATE sync_groups SET remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, \
                last_payload = NULL, create_key = NULL, create_payload = NULL, attempts = ?, \
@@ -471,14 +474,14 @@ pub(crate) async fn forget_lost_record<C: ConnectionTrait>(
         group.id.into(),
         group.lease_owner.as_str().into(),
     ];
-    let result = db
-        .execute_raw(statement(backend, sql, values))
-        .await
-        .map_err(Error::db_while(format!(
-            "forgetting the lost remote record of `{}` group `{}`",
-            group.syncer, group.root_key
-        )))?;
-    Ok(result.rows_affected() == 1)
+    held(
+        db,
+        group,
+        sql,
+        values,
+        "forgetting the lost remote record of",
+    )
+    .await
 }
 
 /// Records, before they are sent, the creates of claimed groups: per group id, the idempotency
@@ -633,7 +636,6 @@ pub(crate) async fn defer<C: ConnectionTrait>(
     reason: &str,
     next_attempt_at: i64,
 ) -> Result<bool> {
-    let backend = db.get_database_backend();
     let sql = "UPDATE sync_groups SET deferrals = ?, last_error = ?, next_attempt_at = ?, \
                lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?";
     let values: Vec<Value> = vec![
@@ -643,14 +645,7 @@ pub(crate) async fn defer<C: ConnectionTrait>(
         group.id.into(),
         group.lease_owner.as_str().into(),
     ];
-    let result = db
-        .execute_raw(statement(backend, sql, values))
-        .await
-        .map_err(Error::db_while(format!(
-            "deferring `{}` group `{}`",
-            group.syncer, group.root_key
-        )))?;
-    Ok(result.rows_affected() == 1)
+    held(db, group, sql, values, "deferring").await
 }
 
 /// Gives back claims this worker will not work on (on shutdown): they are due again at once for
