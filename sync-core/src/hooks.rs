@@ -1,40 +1,5 @@
-//! The hook functions behind `#[derive(Syncable)]`'s `impl ActiveModelBehavior`.
-//!
-//! With `#[syncable(manual_hooks)]` the derive leaves `ActiveModelBehavior` to you; call these
-//! four functions from your own impl, before or after your own logic:
-//!
-//! ```ignore
-//! #[sync_core::async_trait]
-//! impl ActiveModelBehavior for ActiveModel {
-//!     async fn before_save<C: ConnectionTrait>(self, db: &C, insert: bool) -> Result<Self, DbErr> {
-//!         let am = sync_core::hooks::before_save(self, db, insert).await?;
-//!         // … your own logic …
-//!         Ok(am)
-//!     }
-//!     async fn after_save<C: ConnectionTrait>(model: Model, db: &C, insert: bool) -> Result<Model, DbErr> {
-//!         sync_core::hooks::after_save(model, db, insert).await
-//!     }
-//!     async fn before_delete<C: ConnectionTrait>(self, db: &C) -> Result<Self, DbErr> {
-//!         sync_core::hooks::before_delete(self, db).await
-//!     }
-//!     async fn after_delete<C: ConnectionTrait>(self, db: &C) -> Result<Self, DbErr> {
-//!         sync_core::hooks::after_delete(self, db).await
-//!     }
-//! }
-//! ```
-//!
-//! What each write does to `sync_groups`:
-//!
-//! | write | effect |
-//! |---|---|
-//! | update with a watched column really changed | the group's `version` +1 |
-//! | update of unwatched columns only, or `Set` to the same value | nothing |
-//! | dependent inserted, updated (watched) or deleted | its root's group +1 |
-//! | dependent moved to another root | both roots' groups +1 |
-//! | root deleted, or its soft-delete column set | group marked for a remote delete |
-//! | soft-delete column cleared | group revived |
-//! | root inserted with `register_on_insert` | group registered |
-//! | root not registered | nothing, until [`crate::sync`] registers it |
+//! The framework's hooks, which `#[sync_core::hooks]` installs in a model's
+//! `impl ActiveModelBehavior` (what each write does is tabled in `DERIVE.md`).
 //!
 //! Updates are handled in `before_save`, because `update_without_returning` runs no
 //! `after_save`. So the touch is written just before the row; inside a transaction both commit

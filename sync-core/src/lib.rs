@@ -78,7 +78,7 @@ mod digest;
 mod engine;
 pub mod entity;
 mod error;
-pub mod hooks;
+mod hooks;
 #[cfg(feature = "http")]
 mod http;
 mod key;
@@ -135,7 +135,10 @@ pub use touch_log::apply_touches;
 /// `#[derive(Syncable)]`: see the crate documentation.
 pub use sync_derive::Syncable;
 
-/// Re-exported for hand-written `ActiveModelBehavior` impls (`#[sync_core::async_trait]`).
+#[doc(inline)]
+pub use sync_derive::hooks;
+
+/// Re-exported for [`Syncer`] impls (`#[sync_core::async_trait]`).
 pub use async_trait::async_trait;
 
 /// Paths used by the code `#[derive(Syncable)]` generates. Not public API.
@@ -145,8 +148,30 @@ pub mod __private {
     pub use inventory;
     pub use sea_orm;
 
-    pub use crate::hooks;
     pub use crate::{BoxFuture, ColumnOf, Link, Membership, RootKey, Syncable};
+
+    /// The framework's hooks, which `#[sync_core::hooks]` calls.
+    pub mod hooks {
+        pub use crate::hooks::{after_delete, after_save, before_delete, before_save};
+    }
+
+    /// Implemented by `#[sync_core::hooks]` for the `ActiveModel` whose impl it is on.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no sync hooks: its `impl ActiveModelBehavior` lacks `#[sync_core::hooks]`",
+        label = "this model derives `Syncable`, but saving it would mark no sync group dirty",
+        note = "write `#[sync_core::hooks]` on the line above `impl ActiveModelBehavior for ActiveModel`, \
+                in place of `#[async_trait]`; hooks of your own stay inside it and run first"
+    )]
+    pub trait HooksInstalled {}
+
+    /// Compile-time check, written by the derive, that the model's hooks are installed.
+    pub fn hooks_installed<A: HooksInstalled>() {}
+
+    /// The body of an application's own hook, with its output type spelt out so that `?`
+    /// inside it converts into that type.
+    pub fn user_hook<T, F: core::future::Future<Output = T>>(body: F) -> F {
+        body
+    }
 
     /// One `#[sync(...)]` attribute, as the derive writes it.
     pub const fn membership<C: Copy + 'static>(

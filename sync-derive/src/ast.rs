@@ -14,7 +14,6 @@ pub(crate) struct Input<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) fields: Vec<Field<'a>>,
     pub(crate) memberships: Vec<MembershipAttr>,
-    pub(crate) manual_hooks: bool,
 }
 
 pub(crate) struct Field<'a> {
@@ -140,41 +139,24 @@ pub(crate) fn parse<'a>(
         .collect();
 
     let mut memberships = Vec::new();
-    let mut manual_hooks = false;
     for attr in &input.attrs {
         if attr.path().is_ident("sync") {
             memberships.push(parse_membership(attr));
         } else if attr.path().is_ident("syncable") {
-            let result = attr.parse_nested_meta(|meta| {
-                if meta.path.is_ident("manual_hooks") {
-                    if manual_hooks {
-                        errors.push(meta.error("`manual_hooks` is given twice"));
-                    }
-                    manual_hooks = true;
-                    if !at_option_end(meta.input) {
-                        errors.push(rest_of_option_error(
-                            meta.input,
-                            "`manual_hooks` is a flag and takes no value",
-                        ));
-                    }
-                } else {
-                    errors.push(meta.error(format!(
-                        "unknown option `{}` in `#[syncable(...)]`; the only option is `manual_hooks`",
-                        path_text(&meta.path)
-                    )));
-                }
-                skip_option_rest(meta.input)
-            });
-            if let Err(e) = result {
-                errors.push(e);
-            }
+            // `#[syncable(manual_hooks)]` was the way to write one's own hooks, when the derive
+            // wrote `ActiveModelBehavior`; it no longer does.
+            errors.over(
+                attr,
+                "`#[syncable(...)]` is no longer read: the derive writes no `ActiveModelBehavior`. \
+                 Remove this attribute and put `#[sync_core::hooks]` on your \
+                 `impl ActiveModelBehavior for ActiveModel`; hooks of your own go inside it",
+            );
         }
     }
     Ok(Some(Input {
         ident: &input.ident,
         fields,
         memberships,
-        manual_hooks,
     }))
 }
 
@@ -194,21 +176,6 @@ pub(crate) fn looks_like_seaorm_model(input: &DeriveInput) -> bool {
                 .named
                 .iter()
                 .any(|f| seaorm_field_flags(&f.attrs).primary_key))
-}
-
-/// Whether `#[syncable(manual_hooks)]` is present, read loosely (for error recovery).
-pub(crate) fn wants_manual_hooks(input: &DeriveInput) -> bool {
-    input
-        .attrs
-        .iter()
-        .filter(|a| a.path().is_ident("syncable"))
-        .filter_map(|a| a.meta.require_list().ok())
-        .any(|list| {
-            list.tokens
-                .clone()
-                .into_iter()
-                .any(|t| matches!(t, TokenTree::Ident(i) if i == "manual_hooks"))
-        })
 }
 
 fn not_a_model(span: Span) -> syn::Error {

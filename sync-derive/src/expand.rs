@@ -1,5 +1,5 @@
-//! Writes the `Syncable` impl and, unless `#[syncable(manual_hooks)]`, the
-//! `ActiveModelBehavior` impl.
+//! Writes the `Syncable` impl, the syncer declarations, and the check that the model's
+//! `ActiveModelBehavior` carries `#[sync_core::hooks]`.
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
@@ -32,11 +32,10 @@ pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     }
 }
 
-/// The errors, plus stand-ins for the impls the derive would have written, so that only the
-/// real mistakes show: SeaORM requires an `ActiveModelBehavior` impl, and the application's
-/// code (its own hooks with `manual_hooks`, calls to `sync_core::sync`) needs `Model:
-/// Syncable`; without them every mistake in a `#[sync(...)]` attribute would come with a list
-/// of "trait not implemented" errors.
+/// The errors, plus a stand-in for the `Syncable` impl, so that only the real mistakes show:
+/// the hooks `#[sync_core::hooks]` installs and the application's calls to `sync_core::sync`
+/// need `Model: Syncable`; without it every mistake in a `#[sync(...)]` attribute would come
+/// with a list of "trait not implemented" errors.
 fn with_fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
     if !ast::looks_like_seaorm_model(input) {
@@ -45,11 +44,6 @@ fn with_fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
     let ident = &input.ident;
     let private = quote!(::sync_core::__private);
     let orm = quote!(#private::sea_orm);
-    let hooks = if ast::wants_manual_hooks(input) {
-        TokenStream::new()
-    } else {
-        quote!(impl #orm::ActiveModelBehavior for ActiveModel {})
-    };
     quote! {
         #errors
 
@@ -67,9 +61,6 @@ fn with_fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
                 ::std::boxed::Box::pin(async { ::core::result::Result::Ok(::core::option::Option::None) })
             }
         }
-
-        #hooks
-
     }
 }
 
@@ -174,41 +165,10 @@ fn expand(input: &Checked<'_>) -> TokenStream {
         }
     };
 
-    let hooks = if input.manual_hooks {
-        TokenStream::new()
-    } else {
-        quote! {
-            #[#private::async_trait]
-            impl #orm::ActiveModelBehavior for ActiveModel {
-                async fn before_save<C>(self, db: &C, insert: bool) -> ::core::result::Result<Self, #orm::DbErr>
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::before_save(self, db, insert).await
-                }
-
-                async fn after_save<C>(model: #ident, db: &C, insert: bool) -> ::core::result::Result<#ident, #orm::DbErr>
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::after_save(model, db, insert).await
-                }
-
-                async fn before_delete<C>(self, db: &C) -> ::core::result::Result<Self, #orm::DbErr>
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::before_delete(self, db).await
-                }
-
-                async fn after_delete<C>(self, db: &C) -> ::core::result::Result<Self, #orm::DbErr>
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::after_delete(self, db).await
-                }
-            }
-        }
+    // SeaORM requires an `ActiveModelBehavior` impl of every entity; this requires that it
+    // carries `#[sync_core::hooks]`, which alone marks the model's groups dirty.
+    let hooks = quote! {
+        const _: fn() = || #private::hooks_installed::<ActiveModel>();
     };
 
     quote! {

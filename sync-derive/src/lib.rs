@@ -9,6 +9,7 @@ mod ast;
 mod case;
 mod errors;
 mod expand;
+mod hooks;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -17,4 +18,23 @@ use proc_macro::TokenStream;
 #[proc_macro_derive(Syncable, attributes(sync, syncable))]
 pub fn derive_syncable(input: TokenStream) -> TokenStream {
     expand::derive(syn::parse_macro_input!(input as syn::DeriveInput)).into()
+}
+
+/// Installs the framework's hooks in a `Syncable` model's `impl ActiveModelBehavior`.
+///
+/// Every SeaORM entity has an `impl ActiveModelBehavior for ActiveModel`; on a model that
+/// derives `Syncable`, put this attribute on it (in place of `#[async_trait]`):
+///
+/// ```ignore
+/// #[sync_core::hooks]
+/// impl ActiveModelBehavior for ActiveModel {}
+/// ```
+///
+/// Hooks of your own go inside, as SeaORM documents them. Each keeps its body, which runs
+/// first; the framework's hook then runs on what it returned (so `before_save` sees the
+/// columns your hook set). A model whose impl lacks the attribute does not compile, with an
+/// error that says so.
+#[proc_macro_attribute]
+pub fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
+    hooks::hooks(attr.into(), item.into()).into()
 }

@@ -9,7 +9,6 @@ use crate::errors::Errors;
 
 pub(crate) struct Checked<'a> {
     pub(crate) ident: &'a Ident,
-    pub(crate) manual_hooks: bool,
     pub(crate) memberships: Vec<Membership<'a>>,
 }
 
@@ -58,7 +57,6 @@ pub(crate) fn check<'a>(input: &'a Input<'a>, errors: &mut Errors) -> Option<Che
     }
     Some(Checked {
         ident: input.ident,
-        manual_hooks: input.manual_hooks,
         memberships: memberships.into_iter().collect::<Option<_>>()?,
     })
 }

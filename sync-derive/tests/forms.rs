@@ -9,10 +9,10 @@
 mod dense_entity_format;
 #[path = "forms/fk_dependent.rs"]
 mod fk_dependent;
-#[path = "forms/manual_hooks.rs"]
-mod manual_hooks;
 #[path = "forms/non_integer_keys.rs"]
 mod non_integer_keys;
+#[path = "forms/own_hooks.rs"]
+mod own_hooks;
 #[path = "forms/raw_identifier_and_renamed_columns.rs"]
 mod raw_identifier_and_renamed_columns;
 #[path = "forms/root_fn_dependent.rs"]

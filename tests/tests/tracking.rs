@@ -688,7 +688,7 @@ async fn touch_revives_dead_groups_but_not_closed_ones() {
 }
 
 #[tokio::test]
-async fn hand_written_hooks_call_into_sync_core() {
+async fn the_applications_own_hooks_run_before_the_frameworks() {
     on_each_backend(|t| async move {
         let p = product::ActiveModel {
             name: Set("Tea".into()),
@@ -708,6 +708,16 @@ async fn hand_written_hooks_call_into_sync_core() {
         am.price_cents = Set(350);
         let p = am.update(&t.db).await.unwrap();
         assert_eq!(p.revision, 2);
+        assert_eq!(version(&t, "shop.product", p.id).await, 2);
+        // The application's hook refuses the save: the framework's does not run, nothing is
+        // marked.
+        let mut am = p.clone().into_active_model();
+        am.name = Set(" ".into());
+        let refused = am.update(&t.db).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("a product needs a name"),
+            "{refused}"
+        );
         assert_eq!(version(&t, "shop.product", p.id).await, 2);
         product::ActiveModel {
             id: Set(p.id),

@@ -1,7 +1,7 @@
 //! The application's JSON API.
 //!
 //! Every write runs in a transaction and goes through `ActiveModel` `insert`, `update` and
-//! `delete`, so the hooks that `#[derive(Syncable)]` generates mark the right sync groups dirty
+//! `delete`, so the hooks that `#[sync_core::hooks]` installs mark the right sync groups dirty
 //! in the same transaction: when the write rolls back, so does the mark. (`insert_many`,
 //! `update_many`, `delete_many` and raw SQL run no hooks; see `sync_core::touch_matching`.)
 //!

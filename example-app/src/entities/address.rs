@@ -36,6 +36,9 @@ pub enum Relation {
     Customer,
 }
 
+#[sync_core::hooks]
+impl ActiveModelBehavior for ActiveModel {}
+
 impl Related<super::customer::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Customer.def()

@@ -41,6 +41,9 @@ pub enum Relation {
     Order,
 }
 
+#[sync_core::hooks]
+impl ActiveModelBehavior for ActiveModel {}
+
 impl Related<super::order::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Order.def()

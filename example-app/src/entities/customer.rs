@@ -46,6 +46,9 @@ pub enum Relation {
     Order,
 }
 
+#[sync_core::hooks]
+impl ActiveModelBehavior for ActiveModel {}
+
 impl Related<super::address::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Address.def()

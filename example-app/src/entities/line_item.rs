@@ -40,6 +40,9 @@ pub enum Relation {
     Order,
 }
 
+#[sync_core::hooks]
+impl ActiveModelBehavior for ActiveModel {}
+
 impl Related<super::order::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Order.def()

@@ -46,6 +46,9 @@ pub enum Relation {
     BillingInfo,
 }
 
+#[sync_core::hooks]
+impl ActiveModelBehavior for ActiveModel {}
+
 impl Related<super::customer::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Customer.def()

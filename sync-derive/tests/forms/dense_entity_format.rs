@@ -16,6 +16,9 @@ mod customer {
         #[sea_orm(has_many)]
         pub orders: HasMany<super::order::Entity>,
     }
+
+    #[sync_core::hooks]
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 mod order {
@@ -34,6 +37,9 @@ mod order {
         #[sea_orm(belongs_to, from = "customer_id", to = "id")]
         pub customer: HasOne<super::customer::Entity>,
     }
+
+    #[sync_core::hooks]
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 #[test]

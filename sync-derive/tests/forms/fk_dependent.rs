@@ -20,6 +20,9 @@ mod address {
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
+
+    #[sync_core::hooks]
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 #[test]

@@ -63,6 +63,9 @@ mod line_item {
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
+
+    #[sync_core::hooks]
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 #[test]

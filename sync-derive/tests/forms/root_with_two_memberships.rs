@@ -21,6 +21,9 @@ mod customer {
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
+
+    #[sync_core::hooks]
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 fn names(columns: &[customer::Column]) -> Vec<&'static str> {

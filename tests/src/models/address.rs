@@ -23,3 +23,6 @@ pub struct Model {
 /// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
+
+#[sync_core::hooks]
+impl ActiveModelBehavior for ActiveModel {}

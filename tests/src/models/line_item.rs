@@ -35,3 +35,6 @@ pub async fn customer_of<C: ConnectionTrait>(item: &Model, db: &C) -> Result<Opt
 /// How rows of this table relate to other tables.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
+
+#[sync_core::hooks]
+impl ActiveModelBehavior for ActiveModel {}

@@ -7,7 +7,7 @@
 //! - `line_item`: a dependent of its order through `order_id`, and of its order's customer
 //!   (`crm.contact`) through a function: a two-hop chain.
 //! - `billing_info`: a second dependent of the order.
-//! - `product`: a root whose `ActiveModelBehavior` is written by hand (`manual_hooks`).
+//! - `product`: a root with a hook of the application's own beside the framework's.
 //! - `plain_customer`: `customer` without the derive, for benchmarks.
 
 /// The `address` model (see above).

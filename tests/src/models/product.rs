@@ -5,7 +5,6 @@ use sync_core::Syncable;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "products")]
 #[sync(syncer = "shop.product", watch(name, price_cents), register_on_insert)]
-#[syncable(manual_hooks)]
 pub struct Model {
     /// The primary key.
     #[sea_orm(primary_key)]
@@ -22,35 +21,25 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
-/// The application's own hooks, calling sync-core's from inside.
-#[sync_core::async_trait]
+/// The application's own hook refuses a blank name and keeps a revision counter;
+/// `#[sync_core::hooks]` runs the framework's hooks after it.
+#[sync_core::hooks]
 impl ActiveModelBehavior for ActiveModel {
     async fn before_save<C: ConnectionTrait>(
         mut self,
-        db: &C,
+        _db: &C,
         insert: bool,
     ) -> Result<Self, DbErr> {
         let revision = match &self.revision {
             sea_orm::ActiveValue::Set(r) | sea_orm::ActiveValue::Unchanged(r) => *r,
             sea_orm::ActiveValue::NotSet => 0,
         };
+        if let sea_orm::ActiveValue::Set(name) = &self.name
+            && name.trim().is_empty()
+        {
+            return Err(DbErr::Custom("a product needs a name".into()));
+        }
         self.revision = sea_orm::ActiveValue::Set(if insert { 1 } else { revision + 1 });
-        sync_core::hooks::before_save(self, db, insert).await
-    }
-
-    async fn after_save<C: ConnectionTrait>(
-        model: Model,
-        db: &C,
-        insert: bool,
-    ) -> Result<Model, DbErr> {
-        sync_core::hooks::after_save(model, db, insert).await
-    }
-
-    async fn before_delete<C: ConnectionTrait>(self, db: &C) -> Result<Self, DbErr> {
-        sync_core::hooks::before_delete(self, db).await
-    }
-
-    async fn after_delete<C: ConnectionTrait>(self, db: &C) -> Result<Self, DbErr> {
-        sync_core::hooks::after_delete(self, db).await
+        Ok(self)
     }
 }

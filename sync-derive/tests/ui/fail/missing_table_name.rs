@@ -1,5 +1,4 @@
-// A `Model` without `#[sea_orm(table_name = "...")]`: one error, not also SeaORM's missing
-// `ActiveModelBehavior`.
+// A `Model` without `#[sea_orm(table_name = "...")]`: one error.
 mod entity {
     use sea_orm::entity::prelude::*;
     use sync_core::Syncable;
@@ -14,6 +13,9 @@ mod entity {
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
+
+    #[sync_core::hooks]
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
 fn main() {}

@@ -17,6 +17,9 @@ mod entity {
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
 
+    #[sync_core::hooks]
+    impl ActiveModelBehavior for ActiveModel {}
+
     async fn find_root<C: ConnectionTrait>(model: &Model, _db: &C) -> Result<Option<i32>, DbErr> {
         Ok(Some(model.customer_id))
     }
