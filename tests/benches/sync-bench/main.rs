@@ -7,7 +7,8 @@
 //!   framework's engine passes, the apalis worker runtime, and a minimal hand-written loop (the
 //!   floor), side by side on one database, interleaved over `--rounds` rounds (5 by default);
 //!   `--only engine|run-once|batch|worker|floor|floor-processes` runs one of them alone (to
-//!   profile it).
+//!   profile it); `--updates` makes every push an update of a record the remote holds (the
+//!   default: every push a create).
 //! - `scan`: claim latency with 10k, 100k and 1M clean groups and 100 dirty ones (PostgreSQL),
 //!   custom and generic plans, with the query plan.
 //! - `latency`: commit of a watched change to the remote receiving the push, idle worker process
@@ -63,6 +64,7 @@ async fn main() {
                 number("--processes", 1),
                 number("--rounds", 5),
                 flag(&args, "--only"),
+                args.iter().any(|a| a == "--updates"),
             )
             .await
         }
@@ -403,7 +405,13 @@ fn registry_with(remote: &str, bulk: Option<usize>) -> Registry {
 }
 
 /// `groups` customers, each with a dirty `erp.customer` group (inserted in bulk, no hooks).
+/// `groups` dirty groups of fresh customers: never pushed (creates), or with `updates`, each
+/// already holding a remote record (updates).
 async fn seed(db: &DatabaseConnection, groups: usize) {
+    seed_as(db, groups, false).await;
+}
+
+async fn seed_as(db: &DatabaseConnection, groups: usize, updates: bool) {
     let backend = db.get_database_backend();
     db.execute_unprepared("DELETE FROM sync_groups")
         .await
@@ -436,6 +444,11 @@ async fn seed(db: &DatabaseConnection, groups: usize) {
     ))
     .await
     .unwrap();
+    if updates {
+        db.execute_unprepared("UPDATE sync_groups SET remote_id = root_key")
+            .await
+            .unwrap();
+    }
     if backend == DbBackend::Postgres {
         db.execute_unprepared("ANALYZE sync_groups").await.unwrap();
     }
@@ -452,7 +465,7 @@ fn engine_config(id: &str) -> EngineConfig {
 /// What `throughput` measures side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
-    /// `Engine::run_until_idle`: a pass recorded while the next one pushes.
+    /// `Engine::run_until_idle`: passes one after the other until nothing is due.
     Engine,
     /// `Engine::run_once` passes one after the other.
     RunOnce,
@@ -527,13 +540,19 @@ async fn throughput(
     processes: usize,
     rounds: usize,
     only: Option<&str>,
+    updates: bool,
 ) {
     let t = fresh(backend).await;
     let remote = fast_remote().await;
     let rounds = rounds.max(1);
+    let pushes = if updates {
+        "updates of records the remote holds"
+    } else {
+        "creates"
+    };
     println!(
-        "throughput on {backend:?}: {groups} dirty groups, remote on loopback answering at once, \
-         {rounds} rounds"
+        "throughput on {backend:?}: {groups} dirty groups ({pushes}), remote on loopback \
+         answering at once, {rounds} rounds"
     );
     // The worker's own pool, as the worker binary opens it (`SYNC_POOL_SIZE`). Passes of 200
     // claimed, 32 in flight.
@@ -571,7 +590,7 @@ async fn throughput(
         for k in 0..variants.len() {
             let index = (k + round) % variants.len();
             let variant = variants[index];
-            seed(&t.db, groups).await;
+            seed_as(&t.db, groups, updates).await;
             let (rate, profile) = match variant {
                 Variant::Engine => engine_rate(&engine, false).await,
                 Variant::RunOnce => engine_rate(&engine, true).await,
