@@ -87,7 +87,7 @@ pub(crate) fn hooks(attr: TokenStream, item: TokenStream) -> TokenStream {
     let missing = HOOKS
         .iter()
         .filter(|(hook, _)| !written.iter().any(|w| w == hook))
-        .map(|(hook, _)| whole(hook, &private));
+        .map(|(hook, args)| whole(hook, args, &private));
     item.items.extend(missing.map(ImplItem::Verbatim));
 
     let self_ty = &item.self_ty;
@@ -175,55 +175,32 @@ fn rename(arg: &mut syn::PatType, to: &str, rebind: &mut Vec<TokenStream>) -> sy
     ident
 }
 
-/// A hook the application did not write: the framework's alone.
-fn whole(hook: &str, private: &TokenStream) -> TokenStream {
+/// A hook the application did not write: the framework's alone, with SeaORM's signature.
+fn whole(hook: &str, args: &[&str], private: &TokenStream) -> TokenStream {
     let orm = quote!(#private::sea_orm);
-    let result = |t: TokenStream| quote!(::core::result::Result<#t, #orm::DbErr>);
-    let model = quote!(<<Self as #orm::ActiveModelTrait>::Entity as #orm::EntityTrait>::Model);
-    match hook {
-        "before_save" => {
-            let out = result(quote!(Self));
-            quote! {
-                async fn before_save<C>(self, db: &C, insert: bool) -> #out
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::before_save(self, db, insert).await
-                }
-            }
-        }
-        "after_save" => {
-            let out = result(model.clone());
-            quote! {
-                async fn after_save<C>(model: #model, db: &C, insert: bool) -> #out
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::after_save(model, db, insert).await
-                }
-            }
-        }
-        "before_delete" => {
-            let out = result(quote!(Self));
-            quote! {
-                async fn before_delete<C>(self, db: &C) -> #out
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::before_delete(self, db).await
-                }
-            }
-        }
-        _ => {
-            let out = result(quote!(Self));
-            quote! {
-                async fn after_delete<C>(self, db: &C) -> #out
-                where
-                    C: #orm::ConnectionTrait,
-                {
-                    #private::hooks::after_delete(self, db).await
-                }
-            }
+    let name = format_ident!("{}", hook);
+    // `after_save` takes and returns the model; the others take and return the active model.
+    let (first, value, output) = if hook == "after_save" {
+        let model = quote!(<<Self as #orm::ActiveModelTrait>::Entity as #orm::EntityTrait>::Model);
+        (quote!(model: #model), quote!(model), model)
+    } else {
+        (quote!(self), quote!(self), quote!(Self))
+    };
+    let names: Vec<_> = args.iter().map(|arg| format_ident!("{}", arg)).collect();
+    let params = names.iter().map(|arg| {
+        let ty = if arg == "db" {
+            quote!(&C)
+        } else {
+            quote!(bool)
+        };
+        quote!(#arg: #ty)
+    });
+    quote! {
+        async fn #name<C>(#first #(, #params)*) -> ::core::result::Result<#output, #orm::DbErr>
+        where
+            C: #orm::ConnectionTrait,
+        {
+            #private::hooks::#name(#value #(, #names)*).await
         }
     }
 }
