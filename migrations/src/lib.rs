@@ -32,6 +32,7 @@ mod m20261101_000004_create_sync_syncers;
 mod m20261101_000005_sync_runs_and_dirty_since;
 mod m20261129_000006_due_order_index;
 mod m20261203_000007_touch_log_and_create_intents;
+mod m20261203_000008_notify_only_sleepers;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -43,6 +44,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261101_000005_sync_runs_and_dirty_since::Migration),
         Box::new(m20261129_000006_due_order_index::Migration),
         Box::new(m20261203_000007_touch_log_and_create_intents::Migration),
+        Box::new(m20261203_000008_notify_only_sleepers::Migration),
     ]
 }
 

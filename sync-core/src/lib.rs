@@ -89,6 +89,7 @@ mod queue;
 mod remote_id;
 pub mod retry;
 mod schema;
+mod sleepers;
 mod state;
 mod store;
 mod syncable;
@@ -130,7 +131,7 @@ pub use syncer::{
     TranslateContext, WhenMissing,
 };
 #[doc(inline)]
-pub use touch_log::apply_touches;
+pub use touch_log::{apply_touches, settle_touches};
 
 /// `#[derive(Syncable)]`: see the crate documentation.
 pub use sync_derive::Syncable;
@@ -264,6 +265,24 @@ pub mod __worker {
     /// Claims, translates in batches and records the creates of up to `limit` due groups.
     pub async fn claim_prepared(engine: &Engine, limit: u32) -> Result<Vec<PreparedGroup>> {
         engine.claim_prepared(limit).await
+    }
+
+    /// [`claim_prepared`], for a worker that sleeps when nothing is due: with nothing due it
+    /// marks itself asleep for `ttl` (on PostgreSQL the application's commits then notify) and
+    /// looks once more; with work found while asleep it marks itself awake. `asleep` says
+    /// whether it was marked asleep before; the answer says whether it is now.
+    pub async fn claim_or_sleep(
+        engine: &Engine,
+        limit: u32,
+        asleep: bool,
+        ttl: Duration,
+    ) -> Result<(Vec<PreparedGroup>, bool)> {
+        engine.claim_or_sleep(limit, asleep, ttl).await
+    }
+
+    /// Marks the worker awake (at shutdown).
+    pub async fn wake_up(engine: &Engine) -> Result<()> {
+        crate::sleepers::disarm(engine.db(), &engine.config().worker_id).await
     }
 
     /// Translates and pushes one claimed group.

@@ -248,7 +248,7 @@ pub async fn retry(db: &DatabaseConnection, scope: &RetryScope, now: i64) -> Res
         .await
         .map_err(Error::db_while("retrying groups"))?
         .rows_affected();
-    crate::wake::notify();
+    crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
 
@@ -302,7 +302,7 @@ pub async fn forget(db: &DatabaseConnection, scope: &ForgetScope, now: i64) -> R
         .await
         .map_err(Error::db_while("forgetting remote ids"))?
         .rows_affected();
-    crate::wake::notify();
+    crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
 
@@ -326,7 +326,7 @@ pub async fn run_now(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<
         .await
         .map_err(Error::db_while(format!("running syncer `{syncer}` now")))?
         .rows_affected();
-    crate::wake::notify();
+    crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
 
@@ -349,7 +349,7 @@ pub async fn request_full_run(db: &DatabaseConnection, syncer: &str, now: i64) -
         .await
         .map_err(Error::db_while(format!("starting a full run of `{syncer}`")))?
         .rows_affected();
-    crate::wake::notify();
+    crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
 
@@ -467,7 +467,7 @@ where
         created += crate::store::insert_if_missing(db, syncer, &key, now).await?;
     }
     if created > 0 {
-        crate::wake::notify();
+        crate::sleepers::wake_workers(db).await;
     }
     Ok((Some(last), created))
 }

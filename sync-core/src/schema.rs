@@ -43,6 +43,11 @@ const NEEDED: &[(&str, &str, &str)] = &[
         "sync_groups",
         "create_key, create_payload, remote_id_numeric, last_status",
     ),
+    (
+        "sync_core::m20261203_000008_notify_only_sleepers",
+        "sync_sleepers",
+        "worker, until_ms",
+    ),
 ];
 
 /// Checks that the database has the framework's tables and columns. Fails with

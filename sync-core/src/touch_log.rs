@@ -233,6 +233,54 @@ pub async fn apply_touches(db: &DatabaseConnection) -> Result<u64> {
     Ok(applied)
 }
 
+/// Applies every touch committed before the call, like [`apply_touches`], and also waits (up
+/// to 5 s) for those a worker is applying at that moment: [`apply_touches`] skips the touches
+/// another connection holds, so a read right after it may miss what a worker has not
+/// committed yet. For code that must see every write made so far in `sync_groups` (tests,
+/// operator views); a worker calls [`apply_touches`], which never waits.
+///
+/// Fails when touches logged before the call are still held by another connection after 5 s.
+pub async fn settle_touches(db: &DatabaseConnection) -> Result<()> {
+    let backend = db.get_database_backend();
+    let context = || Error::db_while("applying logged touches to sync_groups");
+    let last = db
+        .query_one_raw(statement(
+            backend,
+            "SELECT MAX(id) AS last FROM sync_touches",
+            vec![],
+        ))
+        .await
+        .map_err(context())?
+        .map(|row| row.try_get::<Option<i64>>("", "last"))
+        .transpose()?
+        .flatten();
+    let Some(last) = last else {
+        return Ok(());
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        apply_touches(db).await?;
+        let left = db
+            .query_one_raw(statement(
+                backend,
+                "SELECT id FROM sync_touches WHERE id <= ? LIMIT 1",
+                vec![last.into()],
+            ))
+            .await
+            .map_err(context())?;
+        if left.is_none() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::retryable(format!(
+                "touches logged before this call (up to id {last}) are still being applied by \
+                 another connection after 5 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn apply_batch_retrying(db: &DatabaseConnection) -> Result<usize> {
     let mut tries = 0;
     loop {

@@ -5,7 +5,9 @@
 //! groups (with a lease), translates the batch at once (one query per syncer, where the syncer
 //! implements `translate_many`), hands them out one by one — claiming the next batch when half
 //! of this one is handed out — and when nothing is due it waits, without
-//! spinning, for an in-process wake-up (a touch in this process) or the poll interval.
+//! spinning, for a wake-up (a touch in this process, or on PostgreSQL a notification from a
+//! committing writer, which the application sends only while a worker is marked asleep: see
+//! `sync_sleepers` in the migrations) or the poll interval.
 //! Database errors are logged and retried with a growing delay; they never stop the worker.
 //! On shutdown, groups claimed but not started are released at once.
 
@@ -35,8 +37,8 @@ pub struct PollSettings {
     pub claim_batch: u32,
     /// The first delay after a database error; doubles up to `poll_interval × 10`.
     pub error_backoff: Duration,
-    /// How long to wait after a wake-up before claiming, so that a burst of writes to one group
-    /// makes one push instead of one per write.
+    /// How long to wait after a wake-up before claiming (zero: claim at once). A group being
+    /// pushed already collects the writes that arrive meanwhile into its next push.
     pub wake_delay: Duration,
 }
 
@@ -45,7 +47,7 @@ enum State {
     Idle,
     /// A claim is running (in its own task, so that it proceeds while the buffer is handed out).
     Claiming(
-        tokio::task::JoinHandle<sync_core::Result<Vec<PreparedGroup>>>,
+        tokio::task::JoinHandle<sync_core::Result<(Vec<PreparedGroup>, bool)>>,
         u64,
     ),
     /// Nothing due: wait for the timer or a wake-up.
@@ -72,6 +74,8 @@ pub struct GroupBackend {
     /// Set after a wake-up found nothing: look once more shortly, the touching transaction may
     /// not have committed yet.
     recheck: bool,
+    /// Marked asleep in the database (PostgreSQL): the application's commits notify.
+    asleep: bool,
 }
 
 impl std::fmt::Debug for GroupBackend {
@@ -93,6 +97,7 @@ impl GroupBackend {
             state: State::Idle,
             errors: 0,
             recheck: false,
+            asleep: false,
         }
     }
 
@@ -100,8 +105,14 @@ impl GroupBackend {
         let engine = self.engine.clone();
         let limit = self.settings.claim_batch.max(1);
         let generation = sync_core::wake::generation();
+        let asleep = self.asleep;
+        // A sleeping worker's mark outlives a few polls, so that a live worker's mark never
+        // lapses between two of them.
+        let ttl = self.settings.poll_interval.saturating_mul(3);
         self.state = State::Claiming(
-            tokio::spawn(async move { __worker::claim_prepared(&engine, limit).await }),
+            tokio::spawn(
+                async move { __worker::claim_or_sleep(&engine, limit, asleep, ttl).await },
+            ),
             generation,
         );
     }
@@ -157,7 +168,10 @@ impl Backend for GroupBackend {
                             )))
                         }),
                     };
-                    match result {
+                    if let Ok((_, asleep)) = &result {
+                        self.asleep = *asleep;
+                    }
+                    match result.map(|(groups, _)| groups) {
                         Ok(groups) if !groups.is_empty() => {
                             self.errors = 0;
                             self.recheck = false;
@@ -194,8 +208,11 @@ impl Backend for GroupBackend {
                     let woken = notified.as_mut().poll(cx).is_ready();
                     if woken {
                         self.recheck = true;
-                        self.state =
-                            State::Settling(Box::pin(tokio::time::sleep(self.settings.wake_delay)));
+                        self.state = if self.settings.wake_delay.is_zero() {
+                            State::Idle
+                        } else {
+                            State::Settling(Box::pin(tokio::time::sleep(self.settings.wake_delay)))
+                        };
                     } else if sleep.as_mut().poll(cx).is_ready() {
                         self.state = State::Idle;
                     } else {
@@ -231,7 +248,10 @@ impl Backend for GroupBackend {
                     // Let a running claim finish, then release what it took.
                     match claim.poll_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(Ok(groups))) => self.buffer.extend(groups),
+                        Poll::Ready(Ok(Ok((groups, asleep)))) => {
+                            self.buffer.extend(groups);
+                            self.asleep = asleep;
+                        }
                         Poll::Ready(_) => {}
                     }
                     self.state = State::Idle;
@@ -239,8 +259,12 @@ impl Backend for GroupBackend {
                 State::Idle | State::Waiting(..) | State::Settling(_) => {
                     let ids: Vec<i64> = self.buffer.drain(..).map(|p| p.group.id).collect();
                     let engine = self.engine.clone();
+                    let asleep = std::mem::take(&mut self.asleep);
                     self.state = State::Releasing(
                         async move {
+                            if asleep && let Err(error) = __worker::wake_up(&engine).await {
+                                tracing::debug!(%error, "could not clear the worker's sleep mark; it expires");
+                            }
                             if ids.is_empty() {
                                 return;
                             }

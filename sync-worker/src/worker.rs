@@ -24,8 +24,10 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// How long shutdown waits for in-flight pushes before giving up on them.
     pub shutdown_timeout: Duration,
-    /// After a wake-up, how long to let a burst of writes settle before claiming. Longer
-    /// coalesces more; shorter syncs sooner.
+    /// After a wake-up, how long to let a burst of writes settle before claiming (zero by
+    /// default: an idle worker claims at once). Coalescing does not need it: a group being
+    /// pushed collects the writes that arrive meanwhile into its next push; a delay only
+    /// merges the first writes of a burst into the first push, at the cost of latency.
     pub wake_delay: Duration,
     /// Runs, alerts, pruning.
     pub report: ReportSettings,
@@ -37,7 +39,7 @@ impl Default for WorkerSettings {
             engine: EngineConfig::default(),
             poll_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(60),
-            wake_delay: Duration::from_millis(20),
+            wake_delay: Duration::ZERO,
             report: ReportSettings::default(),
         }
     }

@@ -102,7 +102,15 @@ fn engine(db: &sea_orm::DatabaseConnection, url: &str, limit: usize) -> Engine {
     let mut config = EngineConfig::default();
     config.worker_id = "batch".into();
     config.batch_size = 100;
-    Engine::new(db.clone(), registry, config).unwrap()
+    // A refused group is retried only after the test is over: each pass pushes exactly what the
+    // test changed, however slowly the machine runs.
+    Engine::new(db.clone(), registry, config)
+        .unwrap()
+        .with_retry_policy(sync_core::retry::ExponentialBackoff {
+            base: std::time::Duration::from_secs(600),
+            max: std::time::Duration::from_secs(600),
+            jitter: 0.0,
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,3 +218,156 @@ async fn an_idle_worker_wakes_on_notify_and_falls_back_to_polling() {
     })
     .await;
 }
+
+/// A `LISTEN sync_groups` connection of the test's own, to see what the application's commits
+/// send.
+async fn listen(t: &TestDb) -> sea_orm::sqlx::postgres::PgListener {
+    let mut listener = sea_orm::sqlx::postgres::PgListener::connect(&t.url)
+        .await
+        .unwrap();
+    listener.listen("sync_groups").await.unwrap();
+    listener
+}
+
+/// Whether a notification for `schema` (this test's; tests in other schemas notify on the same
+/// channel) arrives within `within`.
+async fn notified(
+    listener: &mut sea_orm::sqlx::postgres::PgListener,
+    schema: &str,
+    within: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(received) = tokio::time::timeout_at(deadline, listener.recv()).await {
+        if received.unwrap().payload() == schema {
+            return true;
+        }
+    }
+    false
+}
+
+/// Consumes the notifications already sent (a write made of several statements outside a
+/// transaction notifies once per statement).
+async fn drain(listener: &mut sea_orm::sqlx::postgres::PgListener) {
+    while tokio::time::timeout(Duration::from_millis(200), listener.recv())
+        .await
+        .is_ok()
+    {}
+}
+
+async fn current_schema(t: &TestDb) -> String {
+    t.db.query_one_raw(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        "SELECT current_schema()::text AS s",
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<String>("", "s")
+    .unwrap()
+}
+
+async fn sleepers(t: &TestDb) -> usize {
+    t.db.query_all_raw(sea_orm::Statement::from_string(
+        t.db.get_database_backend(),
+        "SELECT worker FROM sync_sleepers",
+    ))
+    .await
+    .unwrap()
+    .len()
+}
+
+/// PostgreSQL serialises the commits of transactions that sent a notification, so the
+/// application's commits notify only while a worker is marked asleep: not when no worker runs,
+/// not when the only mark has expired (a worker that died asleep), and not while the worker
+/// finds work when it claims.
+#[tokio::test]
+async fn commits_notify_only_while_a_worker_sleeps() {
+    on_each_backend(|t| async move {
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        let schema = current_schema(&t).await;
+        let mut listener = listen(&t).await;
+        let quiet = Duration::from_millis(500);
+
+        // No worker: nothing is sent.
+        fixtures::customer(&t.db, "Nobody listens").await;
+        assert!(!notified(&mut listener, &schema, quiet).await);
+
+        // Nothing due: the worker marks itself asleep, and the next commit notifies.
+        let remote = MockRemote::start().await;
+        let engine = engine(&t, &remote, "sleeper", Duration::from_secs(30)).await;
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let ttl = Duration::from_secs(60);
+        let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
+            .await
+            .unwrap();
+        assert!(claimed.is_empty() && asleep);
+        assert_eq!(sleepers(&t).await, 1);
+        fixtures::customer(&t.db, "Wakes the worker").await;
+        assert!(notified(&mut listener, &schema, Duration::from_secs(5)).await);
+        drain(&mut listener).await;
+
+        // Work found: the worker is awake, and commits send nothing while it claims work.
+        let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, true, ttl)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(!asleep);
+        assert_eq!(sleepers(&t).await, 0);
+        fixtures::customer(&t.db, "While busy").await;
+        assert!(!notified(&mut listener, &schema, quiet).await);
+        let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "the busy worker's next claim finds it");
+        assert!(!asleep);
+
+        // A mark that expired (its worker died asleep) makes nothing notify.
+        t.db.execute_unprepared(
+            "INSERT INTO sync_sleepers (worker, until_ms) VALUES ('died', 1000)",
+        )
+        .await
+        .unwrap();
+        fixtures::customer(&t.db, "After a dead sleeper").await;
+        assert!(!notified(&mut listener, &schema, quiet).await);
+    })
+    .await;
+}
+
+/// The window the sleeping protocol leaves, as documented: a transaction that appended its touch
+/// before the worker's mark committed and commits after the worker's second look notifies no
+/// one; the worker's next poll finds it.
+#[tokio::test]
+async fn a_commit_racing_the_sleep_mark_is_found_by_the_next_poll() {
+    on_each_backend(|t| async move {
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        let schema = current_schema(&t).await;
+        let mut listener = listen(&t).await;
+        let remote = MockRemote::start().await;
+        let engine = engine(&t, &remote, "racer", Duration::from_secs(30)).await;
+        let ttl = Duration::from_secs(60);
+
+        let txn = sync_core::begin_write(&t.db).await.unwrap();
+        fixtures::customer(&txn, "In flight").await;
+        let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
+            .await
+            .unwrap();
+        assert!(
+            claimed.is_empty() && asleep,
+            "the uncommitted touch is not seen"
+        );
+        sea_orm::TransactionSession::commit(txn).await.unwrap();
+        assert!(
+            !notified(&mut listener, &schema, Duration::from_millis(500)).await,
+            "the touch was appended before the worker slept"
+        );
+        let (claimed, _) = sync_core::__worker::claim_or_sleep(&engine, 10, true, ttl)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "the next poll finds it");
+    })
+    .await;
+}

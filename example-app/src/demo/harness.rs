@@ -281,9 +281,9 @@ impl Demo {
         Received { erp, crm }
     }
 
-    /// The group of `syncer` for the root `key`.
+    /// The group of `syncer` for the root `key`, once the touches logged so far are applied.
     pub(super) async fn group(&self, syncer: &str, key: i64) -> anyhow::Result<sync_group::Model> {
-        sync_core::apply_touches(&self.db).await?;
+        sync_core::settle_touches(&self.db).await?;
         sync_group::Entity::find()
             .filter(sync_group::Column::Syncer.eq(syncer))
             .filter(sync_group::Column::RootKey.eq(key.to_string()))
@@ -306,7 +306,7 @@ impl Demo {
 
     /// Every group's version, to tell whether a write marked anything dirty.
     pub(super) async fn versions(&self) -> anyhow::Result<BTreeMap<i64, i64>> {
-        sync_core::apply_touches(&self.db).await?;
+        sync_core::settle_touches(&self.db).await?;
         Ok(sync_group::Entity::find()
             .all(&self.db)
             .await?

@@ -110,6 +110,36 @@ impl Engine {
             .collect())
     }
 
+    /// [`Engine::claim_prepared`], and the sleeping of a worker when nothing is due
+    /// (see [`crate::sleepers`]): with nothing due, mark this worker asleep for `ttl` and look
+    /// once more; with work found while asleep, mark it awake. Returns the groups and whether
+    /// the worker is now asleep.
+    pub(crate) async fn claim_or_sleep(
+        &self,
+        limit: u32,
+        asleep: bool,
+        ttl: std::time::Duration,
+    ) -> Result<(Vec<PreparedGroup>, bool)> {
+        let worker = &self.config.worker_id;
+        let mut groups = self.claim_prepared(limit).await?;
+        if groups.is_empty() {
+            crate::sleepers::arm(&self.db, worker, ttl).await?;
+            // A transaction that appended before the arm committed sent no notification; it
+            // may have committed since the first look.
+            groups = self.claim_prepared(limit).await?;
+            if groups.is_empty() {
+                return Ok((groups, true));
+            }
+        } else if !asleep {
+            return Ok((groups, false));
+        }
+        if let Err(error) = crate::sleepers::disarm(&self.db, worker).await {
+            // Harmless: the application's commits keep notifying until the mark expires.
+            tracing::debug!(%error, "could not mark the worker awake");
+        }
+        Ok((groups, false))
+    }
+
     /// Translates the live groups of a batch with each syncer's `translate_many` (one query for a
     /// batch, where the syncer implements it). `None` for groups translated one by one later:
     /// deleted roots, and every group of a batch whose `translate_many` panicked or timed out.

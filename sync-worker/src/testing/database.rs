@@ -4,7 +4,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
 };
 use sync_core::entity::sync_group;
-use sync_core::{RootKey, apply_touches};
+use sync_core::{RootKey, settle_touches};
 
 /// A fresh SQLite database in a temporary directory, deleted when this is dropped. It has no
 /// tables: run the application's migrator on [`db`](Self::db) (it includes the framework's
@@ -34,10 +34,11 @@ impl TestDatabase {
     }
 }
 
-/// Every group, as a worker would see it: the touches writes logged are applied first.
+/// Every group, as a worker would see it: the touches writes logged are applied first (also
+/// those a running worker is applying at that moment).
 /// Ordered by syncer and root key.
 pub async fn groups(db: &DatabaseConnection) -> sync_core::Result<Vec<sync_group::Model>> {
-    apply_touches(db).await?;
+    settle_touches(db).await?;
     sync_group::Entity::find()
         .order_by_asc(sync_group::Column::Syncer)
         .order_by_asc(sync_group::Column::RootKey)
@@ -53,7 +54,7 @@ pub async fn is_dirty(
     syncer: &str,
     key: impl Into<RootKey>,
 ) -> sync_core::Result<bool> {
-    apply_touches(db).await?;
+    settle_touches(db).await?;
     let key = key.into();
     let group = sync_group::Entity::find()
         .filter(sync_group::Column::Syncer.eq(syncer))
@@ -66,7 +67,7 @@ pub async fn is_dirty(
 /// Marks every group clean, as if a worker had pushed everything: to test what a later write
 /// dirties. Touches are applied first.
 pub async fn mark_all_synced(db: &DatabaseConnection) -> sync_core::Result<()> {
-    apply_touches(db).await?;
+    settle_touches(db).await?;
     db.execute_unprepared(
         "UPDATE sync_groups SET synced_version = version, synced_at = touched_at, \
          dirty_since = NULL, state = CASE WHEN state = 'deleted' THEN 'deleted' ELSE 'synced' END",

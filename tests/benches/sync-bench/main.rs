@@ -3,6 +3,9 @@
 //!
 //! - `write-path`: a save of a `Syncable` model against the same model without the derive, each
 //!   save its own committed transaction, (a) only an unwatched column changed, (b) a watched one.
+//! - `concurrent-writers`: the application's saves from 1, 4, 16 and 64 connections at once
+//!   (`--clients 1,4,16,64`), plain against watched, and on PostgreSQL watched while a worker
+//!   sleeps (every commit notifies).
 //! - `throughput`: groups synced per second against a loopback remote that answers at once: the
 //!   framework's engine passes, the apalis worker runtime, and a minimal hand-written loop (the
 //!   floor), side by side on one database, interleaved over `--rounds` rounds (5 by default);
@@ -26,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
 use axum::routing::{post, put};
 use sea_orm::ActiveValue::{Set, Unchanged};
 use sea_orm::{
@@ -41,6 +43,8 @@ use sync_tests::models::{customer, plain_customer};
 use sync_tests::{Backend, TestDb};
 
 mod coalesce;
+mod remote;
+mod writers;
 
 #[tokio::main]
 async fn main() {
@@ -71,12 +75,14 @@ async fn main() {
         "scan" => scan(&args).await,
         "latency" => latency(number("--samples", 200)).await,
         "coalescing" => coalesce::run(&args).await,
+        "concurrent-writers" => writers::run(db, &args).await,
         "memory" => memory(db, number("--groups", 1_000_000)).await,
         "worker" => bench_worker(&args).await,
+        "remote" => remote::serve().await,
         "floor-worker" => floor_worker(&args).await,
         _ => {
             eprintln!(
-                "usage: sync-bench write-path|throughput|coalescing|scan|latency|memory [--db sqlite|postgres]"
+                "usage: sync-bench write-path|concurrent-writers|throughput|coalescing|scan|latency|memory [--db sqlite|postgres]"
             )
         }
     }
@@ -88,6 +94,14 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .map(String::as_str)
+}
+
+/// A comma-separated list of numbers after `name`, or `default`.
+fn number_list(args: &[String], name: &str, default: &[usize]) -> Vec<usize> {
+    flag(args, name)
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
 }
 
 /// The value after `name`, which a child process is always given.
@@ -351,33 +365,6 @@ impl Syncer for BenchSyncer {
     }
 }
 
-/// A remote that answers at once: `POST` → `{"id": n}`, `PUT` → 200, and a bulk endpoint
-/// `POST /erp/customers/bulk` answering one id per item.
-async fn fast_remote() -> String {
-    async fn create(State(n): State<Arc<AtomicU64>>) -> axum::Json<Value> {
-        axum::Json(json!({"id": n.fetch_add(1, Ordering::Relaxed)}))
-    }
-    async fn bulk(
-        State(n): State<Arc<AtomicU64>>,
-        axum::Json(body): axum::Json<Value>,
-    ) -> axum::Json<Value> {
-        let items = body["items"].as_array().map_or(0, Vec::len) as u64;
-        let first = n.fetch_add(items, Ordering::Relaxed);
-        axum::Json(
-            json!({"items": (first..first + items).map(|id| json!({"id": id})).collect::<Vec<_>>()}),
-        )
-    }
-    let app = Router::new()
-        .route("/erp/customers", post(create))
-        .route("/erp/customers/bulk", post(bulk))
-        .route("/erp/customers/{id}", put(|| async { "{}" }))
-        .with_state(Arc::new(AtomicU64::new(1)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
 fn bench_registry(remote: &str) -> Registry {
     registry_with(remote, None)
 }
@@ -543,7 +530,9 @@ async fn throughput(
     updates: bool,
 ) {
     let t = fresh(backend).await;
-    let remote = fast_remote().await;
+    // The remote in a process of its own, which also times the process variants.
+    let remote_process = remote::RemoteProcess::start();
+    let remote = remote_process.url.clone();
     let rounds = rounds.max(1);
     let pushes = if updates {
         "updates of records the remote holds"
@@ -595,10 +584,12 @@ async fn throughput(
                 Variant::Engine => engine_rate(&engine, false).await,
                 Variant::RunOnce => engine_rate(&engine, true).await,
                 Variant::Batch => engine_rate(&batched, false).await,
-                Variant::Worker => runtime_rate(&t, &remote, "worker", processes, groups).await,
+                Variant::Worker => {
+                    runtime_rate(&t, &remote_process, "worker", processes, groups).await
+                }
                 Variant::Floor => floor(&pool, &remote).await,
                 Variant::FloorProcesses => {
-                    runtime_rate(&t, &remote, "floor-worker", processes, groups).await
+                    runtime_rate(&t, &remote_process, "floor-worker", processes, groups).await
                 }
             };
             println!("    {:<38} {rate:>9.0} groups/s", variant.label(processes));
@@ -716,16 +707,19 @@ async fn engine_rate(engine: &Engine, sequential: bool) -> (f64, String) {
 }
 
 /// `processes` child processes running `command` (`worker`: the apalis runtime; `floor-worker`:
-/// the floor loop), measured from the outside by polling what is left to sync.
+/// the floor loop), timed by the remote: groups per second from the first push it received to
+/// the last. Meanwhile this process only looks, every 100 ms, whether anything is left.
 async fn runtime_rate(
     t: &TestDb,
-    remote: &str,
+    remote: &remote::RemoteProcess,
     command: &str,
     processes: usize,
     groups: usize,
 ) -> (f64, String) {
     let exe = std::env::current_exe().unwrap();
     let cpu = cpu_time(std::process::id());
+    let remote_cpu = cpu_time(remote.pid());
+    remote.take_stats().await;
     let start = Instant::now();
     let children: Vec<_> = (0..processes)
         .map(|i| {
@@ -735,7 +729,7 @@ async fn runtime_rate(
                     "--url",
                     &t.url,
                     "--remote",
-                    remote,
+                    &remote.url,
                     "--id",
                     &format!("bench-{i}"),
                 ])
@@ -743,45 +737,38 @@ async fn runtime_rate(
                 .unwrap()
         })
         .collect();
-    // Polls what is left to sync (through the due-groups index, so that the polling costs the
-    // database little). The process start and the first claim are timed apart: the rate that
-    // counts is the one from the first recorded group to the last.
-    let count = async |sql: &str| -> usize {
-        let row =
-            t.db.query_one_raw(Statement::from_string(t.db.get_database_backend(), sql))
-                .await
-                .unwrap()
-                .unwrap();
-        row.try_get::<i64>("", "n").unwrap() as usize
+    let backend = t.db.get_database_backend();
+    let query = async |sql: &str| {
+        t.db.query_all_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap()
     };
-    let mut first: Option<(Instant, usize)> = None;
-    loop {
-        let left =
-            count("SELECT COUNT(*) AS n FROM sync_groups WHERE state IN ('pending', 'failed')")
-                .await;
-        if first.is_none() && left < groups {
-            first = Some((Instant::now(), groups - left));
-        }
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while !query("SELECT 1 AS n FROM sync_groups WHERE state IN ('pending', 'failed') LIMIT 1")
+        .await
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let end = Instant::now();
-    assert_eq!(
-        count("SELECT COUNT(*) AS n FROM sync_groups WHERE state = 'synced'").await,
-        groups,
-        "every group synced"
+    let stats = remote.take_stats().await;
+    let synced = query("SELECT id FROM sync_groups WHERE state = 'synced'").await;
+    assert_eq!(synced.len(), groups, "every group synced");
+    assert!(stats.records >= groups as u64, "every group pushed");
+    let rate = stats.records as f64 / stats.span_s;
+    let workers_cpu: Duration = children.iter().map(|c| cpu_time(c.id())).sum();
+    let remote_cpu = cpu_time(remote.pid()).saturating_sub(remote_cpu);
+    let profile = format!(
+        "{:.0} groups/s counted from the spawn to the end of the bench's 100 ms polling\n    \
+         CPU per 1,000 groups: {:.0} ms in the workers, {:.0} ms in the remote, {:.0} ms in the bench",
+        groups as f64 / (end - start).as_secs_f64(),
+        workers_cpu.as_secs_f64() * 1e6 / groups as f64,
+        remote_cpu.as_secs_f64() * 1e6 / groups as f64,
+        cpu_time(std::process::id())
+            .saturating_sub(cpu)
+            .as_secs_f64()
+            * 1e6
+            / groups as f64,
     );
-    let (first_at, first_done) = first.expect("groups were synced");
-    let rate = (groups - first_done) as f64 / (end - first_at).as_secs_f64();
-    let from_spawn = groups as f64 / (end - start).as_secs_f64();
-    let startup = format!(
-        "{from_spawn:.0} groups/s counted from the spawn: first groups recorded {} ms after it",
-        (first_at - start).as_millis()
-    );
-    let workers_cpu = children.iter().map(|c| cpu_time(c.id())).sum();
-    let profile = format!("{startup}\n    {}", cpu_per_1000(cpu, workers_cpu, groups));
     for mut child in children {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -817,101 +804,196 @@ async fn floor_worker(args: &[String]) {
 }
 
 /// The floor loop; groups per second, and where a pass's time went, as `engine_rate` reports it.
+///
+/// Only what a sync strictly needs, each step one prepared statement: claim 200 due groups with a
+/// lease, read their roots, push them 32 at a time, and record the batch (synced version, digest
+/// and remote id; a group whose version moved meanwhile stays pending).
 async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
     let backend = db.get_database_backend();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
         .build()
         .unwrap();
+    let owner = format!("floor-{}", std::process::id());
+    let url = format!("{remote}/erp/customers");
     let cpu = cpu_time(std::process::id());
     let start = Instant::now();
     let mut total = 0;
     let mut passes = 0u32;
     // claim, read roots, push, mark done
     let mut phases = [Duration::ZERO; 4];
-    // The claim skips groups leased by another process running this loop (`floor-processes`).
     loop {
         let mut phase = Instant::now();
         let now = sync_core::now_ms();
-        let claim = match backend {
-            DbBackend::Postgres => format!(
-                "UPDATE sync_groups SET lease_owner = 'floor', lease_until = {} WHERE id = ANY(ARRAY(SELECT id FROM sync_groups \
-                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} \
-                 AND (lease_until IS NULL OR lease_until < {now}) ORDER BY next_attempt_at LIMIT 200 \
-                 FOR UPDATE SKIP LOCKED)) RETURNING id, root_key",
-                now + 60_000
-            ),
-            _ => format!(
-                "UPDATE sync_groups SET lease_owner = 'floor', lease_until = {} WHERE id IN (SELECT id FROM sync_groups \
-                 WHERE state IN ('pending','failed') AND next_attempt_at <= {now} \
-                 AND (lease_until IS NULL OR lease_until < {now}) ORDER BY next_attempt_at LIMIT 200) \
-                 RETURNING id, root_key",
-                now + 60_000
-            ),
-        };
-        let rows = db
-            .query_all_raw(Statement::from_string(backend, claim))
+        // (group id, customer id, version)
+        let claimed: Vec<(i64, i32, i64)> = if backend == DbBackend::Postgres {
+            use sea_orm::sqlx::Row;
+            sea_orm::sqlx::query(
+                "UPDATE sync_groups SET lease_owner = $1, lease_until = $2 WHERE id = ANY(ARRAY(\
+                 SELECT id FROM sync_groups WHERE state IN ('pending','failed') AND next_attempt_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT 200 \
+                 FOR UPDATE SKIP LOCKED)) RETURNING id, root_key, version",
+            )
+            .bind(&owner)
+            .bind(now + 60_000)
+            .bind(now)
+            .fetch_all(db.get_postgres_connection_pool())
             .await
-            .unwrap();
-        if rows.is_empty() {
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let key: String = r.get(1);
+                (r.get(0), key.parse().unwrap(), r.get(2))
+            })
+            .collect()
+        } else {
+            db.query_all_raw(Statement::from_sql_and_values(
+                backend,
+                "UPDATE sync_groups SET lease_owner = ?, lease_until = ? WHERE id IN (\
+                 SELECT id FROM sync_groups WHERE state IN ('pending','failed') AND next_attempt_at <= ? \
+                 AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT 200) \
+                 RETURNING id, root_key, version",
+                vec![
+                    owner.clone().into(),
+                    (now + 60_000).into(),
+                    now.into(),
+                    now.into(),
+                ],
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let key: String = r.try_get("", "root_key").unwrap();
+                (
+                    r.try_get("", "id").unwrap(),
+                    key.parse().unwrap(),
+                    r.try_get("", "version").unwrap(),
+                )
+            })
+            .collect()
+        };
+        if claimed.is_empty() {
             break;
         }
         phases[0] += phase.elapsed();
         phase = Instant::now();
-        let ids: Vec<i64> = rows.iter().map(|r| r.try_get("", "id").unwrap()).collect();
-        let keys: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get("", "root_key").unwrap())
-            .collect();
-        let roots = db
-            .query_all_raw(Statement::from_string(
-                backend,
-                format!(
-                    "SELECT id, name, email FROM customers WHERE id IN ({})",
-                    keys.join(",")
-                ),
-            ))
-            .await
-            .unwrap();
-        let payloads: Vec<Value> = roots
-            .iter()
-            .map(|r| json!({"name": r.try_get::<String>("", "name").unwrap(), "email": r.try_get::<String>("", "email").unwrap()}))
-            .collect();
+        let ids: Vec<i32> = claimed.iter().map(|c| c.1).collect();
+        let roots: std::collections::HashMap<i32, (String, String)> =
+            if backend == DbBackend::Postgres {
+                use sea_orm::sqlx::Row;
+                sea_orm::sqlx::query("SELECT id, name, email FROM customers WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(db.get_postgres_connection_pool())
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                    .collect()
+            } else {
+                db.query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!(
+                        "SELECT id, name, email FROM customers WHERE id IN ({})",
+                        vec!["?"; ids.len()].join(",")
+                    ),
+                    ids.iter()
+                        .map(|&id| id.into())
+                        .collect::<Vec<sea_orm::Value>>(),
+                ))
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.try_get("", "id").unwrap(),
+                        (
+                            r.try_get("", "name").unwrap(),
+                            r.try_get("", "email").unwrap(),
+                        ),
+                    )
+                })
+                .collect()
+            };
         phases[1] += phase.elapsed();
         phase = Instant::now();
         use futures::StreamExt;
-        let url = format!("{remote}/erp/customers");
-        futures::stream::iter(payloads)
-            .map(|p| {
-                let (client, url) = (client.clone(), url.clone());
+        // (group id, version, digest, remote id)
+        let done: Vec<(i64, i64, String, String)> = futures::stream::iter(&claimed)
+            .map(|&(group, customer, version)| {
+                let (name, email) = &roots[&customer];
+                let payload = json!({"name": name, "email": email});
+                let digest = sync_core::__worker::digest("erp.customer", 1, &payload);
+                let body = serde_json::to_vec(&payload).unwrap();
+                let request = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body);
                 async move {
-                    client
-                        .post(url)
-                        .json(&p)
-                        .send()
-                        .await
-                        .unwrap()
-                        .bytes()
-                        .await
-                        .unwrap()
+                    let answer = request.send().await.unwrap().bytes().await.unwrap();
+                    let answer: Value = serde_json::from_slice(&answer).unwrap();
+                    (group, version, digest, answer["id"].to_string())
                 }
             })
             .buffer_unordered(32)
-            .collect::<Vec<_>>()
+            .collect()
             .await;
         phases[2] += phase.elapsed();
         phase = Instant::now();
-        let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        db.execute_unprepared(&format!(
-            "UPDATE sync_groups SET synced_version = version, state = 'synced', lease_owner = NULL, lease_until = NULL \
-             WHERE id IN ({})",
-            list.join(",")
-        ))
-        .await
-        .unwrap();
+        let marked = if backend == DbBackend::Postgres {
+            let column = |f: fn(&(i64, i64, String, String)) -> i64| -> Vec<i64> {
+                done.iter().map(f).collect()
+            };
+            let text = |f: fn(&(i64, i64, String, String)) -> &String| -> Vec<String> {
+                done.iter().map(|d| f(d).clone()).collect()
+            };
+            sea_orm::sqlx::query(
+                "UPDATE sync_groups g SET synced_version = v.version, last_digest = v.digest, \
+                 remote_id = v.remote_id, state = CASE WHEN g.version = v.version THEN 'synced' ELSE 'pending' END, \
+                 lease_owner = NULL, lease_until = NULL, attempts = 0 \
+                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS v(id, version, digest, remote_id) \
+                 WHERE g.id = v.id AND g.lease_owner = $5",
+            )
+            .bind(column(|d| d.0))
+            .bind(column(|d| d.1))
+            .bind(text(|d| &d.2))
+            .bind(text(|d| &d.3))
+            .bind(&owner)
+            .execute(db.get_postgres_connection_pool())
+            .await
+            .unwrap()
+            .rows_affected()
+        } else {
+            let rows = vec!["(?, ?, ?, ?)"; done.len()].join(", ");
+            let mut binds: Vec<sea_orm::Value> = Vec::with_capacity(done.len() * 4 + 1);
+            for (group, version, digest, remote_id) in &done {
+                binds.extend([
+                    (*group).into(),
+                    (*version).into(),
+                    digest.clone().into(),
+                    remote_id.clone().into(),
+                ]);
+            }
+            binds.push(owner.clone().into());
+            db.execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "UPDATE sync_groups SET synced_version = v.column2, last_digest = v.column3, \
+                     remote_id = v.column4, state = CASE WHEN sync_groups.version = v.column2 \
+                     THEN 'synced' ELSE 'pending' END, lease_owner = NULL, lease_until = NULL, attempts = 0 \
+                     FROM (VALUES {rows}) AS v WHERE sync_groups.id = v.column1 AND sync_groups.lease_owner = ?"
+                ),
+                binds,
+            ))
+            .await
+            .unwrap()
+            .rows_affected()
+        };
+        assert_eq!(marked, done.len() as u64, "the floor recorded its batch");
         phases[3] += phase.elapsed();
         passes += 1;
-        total += ids.len();
+        total += done.len();
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(passes.max(1));
     let profile = format!(
@@ -1153,7 +1235,8 @@ fn rss_mib(pid: u32) -> Option<(f64, f64)> {
 
 async fn memory(backend: Backend, groups: usize) {
     let t = fresh(backend).await;
-    let remote = fast_remote().await;
+    let remote_process = remote::RemoteProcess::start();
+    let remote = remote_process.url.clone();
     seed(&t.db, groups).await;
     println!("worker process memory on {backend:?}: {groups} dirty groups");
     println!("{:>10} {:>12} {:>12}", "synced", "RSS MiB", "peak MiB");

@@ -1,0 +1,77 @@
+//! Idle workers, `sync_sleepers`: on PostgreSQL the application's commits notify the workers only
+//! while one of them sleeps.
+//!
+//! PostgreSQL serialises the commits of transactions that sent a notification, so a `NOTIFY` on
+//! every touching transaction halves what concurrent application writers can commit. The
+//! trigger on `sync_touches` therefore notifies only when a live row is here: a worker that
+//! found nothing to claim *arms* (writes its row, with an expiry), looks once more (a
+//! transaction that read no row before the arm committed may have committed since), and sleeps
+//! until a notification or its poll interval; a worker that finds work *disarms* (deletes its
+//! row). While workers are busy the application's commits send nothing; a worker that dies
+//! asleep stops the notifications when its row expires.
+//!
+//! What remains: a transaction that appended its touch before the arm committed and commits
+//! after the second look sends nothing; the worker finds it at its next poll (one poll
+//! interval at most). Other backends have no trigger and do nothing here.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+
+use crate::store::statement;
+use crate::{Error, Result};
+
+/// Marks `worker` asleep until `ttl` from now (the database's clock): until then, every commit
+/// that appends touches notifies. Nothing on backends other than PostgreSQL.
+pub(crate) async fn arm(db: &DatabaseConnection, worker: &str, ttl: Duration) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    db.execute_raw(statement(
+        DbBackend::Postgres,
+        "INSERT INTO sync_sleepers (worker, until_ms) \
+         VALUES (?, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + ?) \
+         ON CONFLICT (worker) DO UPDATE SET until_ms = EXCLUDED.until_ms",
+        vec![worker.into(), ttl_ms.into()],
+    ))
+    .await
+    .map_err(Error::db_while("marking the worker asleep"))?;
+    Ok(())
+}
+
+/// Marks `worker` awake: its work no longer needs the application's commits to notify.
+pub(crate) async fn disarm(db: &DatabaseConnection, worker: &str) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    db.execute_raw(statement(
+        DbBackend::Postgres,
+        "DELETE FROM sync_sleepers WHERE worker = ?",
+        vec![worker.into()],
+    ))
+    .await
+    .map_err(Error::db_while("marking the worker awake"))?;
+    Ok(())
+}
+
+/// Wakes every worker now, for operator actions that make groups due (retry, run now, full run,
+/// forget): workers in this process in memory, and on PostgreSQL those in other processes with a
+/// notification (sent when `db`'s transaction commits). Operator actions are rare, so their
+/// notification costs the application's writers nothing. A failed notification is logged; the
+/// workers' polls find the groups anyway.
+pub(crate) async fn wake_workers<C: ConnectionTrait>(db: &C) {
+    crate::wake::notify();
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    if let Err(error) = db
+        .execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_notify('sync_groups', current_schema())",
+        ))
+        .await
+    {
+        tracing::debug!(%error, "could not notify the workers; they find the groups when they poll");
+    }
+}
