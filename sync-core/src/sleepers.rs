@@ -10,9 +10,13 @@
 //! row). While workers are busy the application's commits send nothing; a worker that dies
 //! asleep stops the notifications when its row expires.
 //!
-//! What remains: a transaction that appended its touch before the arm committed and commits
-//! after the second look sends nothing; the worker finds it at its next poll (one poll
-//! interval at most). Other backends have no trigger and do nothing here.
+//! A transaction that appended its touch before the arm committed read no row and sends
+//! nothing. Before its second look the worker therefore waits for the transactions that are
+//! appending at that moment (those holding a lock on `sync_touches`) to end, up to
+//! [`APPENDERS_WAIT`]: each has then either committed (the second look sees its touch) or
+//! rolled back. What remains: a transaction that appended before the arm and stays open longer
+//! than that; the worker finds it at its next poll (one poll interval at most). Other backends
+//! have no trigger and do nothing here.
 
 use std::time::Duration;
 
@@ -38,6 +42,54 @@ pub(crate) async fn arm(db: &DatabaseConnection, worker: &str, ttl: Duration) ->
     .await
     .map_err(Error::db_while("marking the worker asleep"))?;
     Ok(())
+}
+
+/// How long a worker that has just marked itself asleep waits at most for the transactions
+/// appending touches at that moment to end, before it looks once more.
+pub(crate) const APPENDERS_WAIT: Duration = Duration::from_millis(250);
+
+/// Waits, up to `bound`, until the transactions that hold a lock on `sync_touches` now (other
+/// than this connection's) have ended. Reads `pg_locks`; nothing on other backends. The
+/// application's transactions are not waited *on* by anything: this only watches them.
+pub(crate) async fn await_appenders(db: &DatabaseConnection, bound: Duration) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    const HOLDERS: &str = "SELECT DISTINCT virtualtransaction AS v FROM pg_locks \
+         WHERE locktype = 'relation' AND relation = to_regclass('sync_touches')::oid \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND pid <> pg_backend_pid()";
+    let context = || Error::db_while("waiting for the transactions appending touches");
+    let holders = |rows: Vec<sea_orm::QueryResult>| -> Result<Vec<String>> {
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "v").map_err(Into::into))
+            .collect()
+    };
+    let first = holders(
+        db.query_all_raw(statement(DbBackend::Postgres, HOLDERS, vec![]))
+            .await
+            .map_err(context())?,
+    )?;
+    if first.is_empty() {
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + bound;
+    let list = vec!["?"; first.len()].join(", ");
+    let still = format!("{HOLDERS} AND virtualtransaction IN ({list})");
+    loop {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let left = db
+            .query_all_raw(statement(
+                DbBackend::Postgres,
+                &still,
+                first.iter().map(|v| v.as_str().into()).collect(),
+            ))
+            .await
+            .map_err(context())?;
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+    }
 }
 
 /// Marks `worker` awake: its work no longer needs the application's commits to notify.

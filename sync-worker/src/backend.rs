@@ -3,8 +3,8 @@
 //! apalis drives it: it asks for the next task only when a concurrency slot is free, so claims
 //! never outrun the pushes. There is no job table: the backend claims a batch of due
 //! groups (with a lease), translates the batch at once (one query per syncer, where the syncer
-//! implements `translate_many`), hands them out one by one — claiming the next batch when half
-//! of this one is handed out — and when nothing is due it waits, without
+//! implements `translate_many`), hands them out one by one — claiming the next batch as soon as
+//! this one starts being handed out — and when nothing is due it waits, without
 //! spinning, for a wake-up (a touch in this process, or on PostgreSQL a notification from a
 //! committing writer, which the application sends only while a worker is marked asleep: see
 //! `sync_sleepers` in the migrations) or the poll interval.
@@ -147,10 +147,11 @@ impl Backend for GroupBackend {
     ) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         loop {
             if let Some(group) = self.buffer.pop_front() {
-                // Claim the next batch while the rest of this one is handed out, so that the
-                // pushes do not wait for a claim at every batch boundary.
+                // Claim the next batch as soon as this one is being handed out: the claim (with
+                // its translation) then runs while the whole batch is pushed, and the pushes do
+                // not wait for it at the batch boundary. At most two batches are held.
                 if matches!(self.state, State::Idle)
-                    && self.buffer.len() < (self.settings.claim_batch as usize).div_ceil(2)
+                    && self.buffer.len() < self.settings.claim_batch as usize
                 {
                     self.start_claim();
                 }

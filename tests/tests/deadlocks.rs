@@ -205,17 +205,13 @@ async fn app_transaction(
                 am.update(&txn).await?;
             }
         }
-        // Add an address and a line item.
+        // Add a line item and an address: the order's row first, then the customer's, the
+        // order every transaction here takes its locks in (line items, orders, addresses,
+        // customers). On MariaDB a foreign key check share-locks the parent row, and a queued
+        // exclusive lock (an archive) makes later share locks wait behind it: an application
+        // that took a customer before an order here and an order before a customer elsewhere
+        // would deadlock on its own, with or without the framework.
         _ => {
-            address::ActiveModel {
-                customer_id: Set(customer),
-                street: Set("2 Side St".into()),
-                city: Set(format!("New {n}")),
-                label: Set("work".into()),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
             if let Some(o) = pick_order(&txn, pop, rng).await {
                 line_item::ActiveModel {
                     order_id: Set(o.id),
@@ -228,6 +224,15 @@ async fn app_transaction(
                 .insert(&txn)
                 .await?;
             }
+            address::ActiveModel {
+                customer_id: Set(customer),
+                street: Set("2 Side St".into()),
+                city: Set(format!("New {n}")),
+                label: Set("work".into()),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
         }
     }
     txn.commit().await

@@ -335,9 +335,63 @@ async fn commits_notify_only_while_a_worker_sleeps() {
     .await;
 }
 
+/// A transaction that appended its touch before the worker's mark committed, and commits just
+/// after it: it read no mark and notifies no one, so the worker, before its second look, waits
+/// for the transactions appending at that moment to end, and that look finds the touch.
+#[tokio::test]
+async fn a_commit_racing_the_sleep_mark_is_found_before_the_worker_sleeps() {
+    on_each_backend(|t| async move {
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        let schema = current_schema(&t).await;
+        let mut listener = listen(&t).await;
+        let remote = MockRemote::start().await;
+        let engine = engine(&t, &remote, "racer", Duration::from_secs(30)).await;
+        let ttl = Duration::from_secs(60);
+
+        let txn = sync_core::begin_write(&t.db).await.unwrap();
+        fixtures::customer(&txn, "In flight").await;
+        // Commits as soon as the worker's mark is there, while the worker makes its second look.
+        let watcher = t.db.clone();
+        let committer = tokio::spawn(async move {
+            loop {
+                let marks = watcher
+                    .query_all_raw(sea_orm::Statement::from_string(
+                        watcher.get_database_backend(),
+                        "SELECT worker FROM sync_sleepers",
+                    ))
+                    .await
+                    .unwrap();
+                if !marks.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            sea_orm::TransactionSession::commit(txn).await.unwrap();
+        });
+        let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
+            .await
+            .unwrap();
+        committer.await.unwrap();
+        assert_eq!(
+            claimed.len(),
+            1,
+            "the worker's second look waits for the appending transaction and finds its touch"
+        );
+        assert!(!asleep, "a worker that found work is not asleep");
+        assert_eq!(sleepers(&t).await, 0, "and its mark is gone");
+        assert!(
+            !notified(&mut listener, &schema, Duration::from_millis(300)).await,
+            "the transaction read no mark: it notified no one"
+        );
+    })
+    .await;
+}
+
 /// The window the sleeping protocol leaves, as documented: a transaction that appended its touch
-/// before the worker's mark committed and commits after the worker's second look notifies no
-/// one; the worker's next poll finds it.
+/// before the worker's mark committed and stays open longer than the worker waits for it
+/// (`APPENDERS_WAIT`, 250 ms) notifies no one; the worker's next poll finds it.
 #[tokio::test]
 async fn a_commit_racing_the_sleep_mark_is_found_by_the_next_poll() {
     on_each_backend(|t| async move {

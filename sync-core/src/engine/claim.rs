@@ -124,8 +124,14 @@ impl Engine {
         let mut groups = self.claim_prepared(limit).await?;
         if groups.is_empty() {
             crate::sleepers::arm(&self.db, worker, ttl).await?;
-            // A transaction that appended before the arm committed sent no notification; it
-            // may have committed since the first look.
+            // A transaction that appended before the arm committed sends no notification: wait
+            // for those appending now to end, then look again (they may have committed since
+            // the first look).
+            if let Err(error) =
+                crate::sleepers::await_appenders(&self.db, crate::sleepers::APPENDERS_WAIT).await
+            {
+                tracing::debug!(%error, "could not watch the transactions appending touches");
+            }
             groups = self.claim_prepared(limit).await?;
             if groups.is_empty() {
                 return Ok((groups, true));

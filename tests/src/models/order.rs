@@ -4,6 +4,9 @@ use sync_core::Syncable;
 /// A row of `orders`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Syncable)]
 #[sea_orm(table_name = "orders")]
+// The contact sums what its customer bought: an order that is added, removed or moved changes
+// the contacts of its customers.
+#[sync(syncer = "crm.contact", watch(customer_id), root = customer_id)]
 #[sync(
     syncer = "erp.sales_order",
     watch(reference, status, customer_id),
