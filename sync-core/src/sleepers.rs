@@ -7,7 +7,7 @@
 //! found nothing to claim *arms* (writes its row, with an expiry), looks once more (a
 //! transaction that read no row before the arm committed may have committed since), and sleeps
 //! until a notification or its poll interval; a worker that finds work *disarms* (deletes its
-//! row). While workers are busy the application's commits send nothing; a worker that dies
+//! row, in the background: the push does not wait for that commit). While workers are busy the application's commits send nothing; a worker that dies
 //! asleep stops the notifications when its row expires.
 //!
 //! A transaction that appended its touch before the arm committed read no row and sends
@@ -26,21 +26,46 @@ use crate::store::statement;
 use crate::{Error, Result};
 
 /// Marks `worker` asleep until `ttl` from now (the database's clock): until then, every commit
-/// that appends touches notifies. Nothing on backends other than PostgreSQL.
-pub(crate) async fn arm(db: &DatabaseConnection, worker: &str, ttl: Duration) -> Result<()> {
+/// that appends touches notifies. Returns the mark (its `until_ms`), which [`disarm_mark`]
+/// deletes and nothing else: a mark written again while the worker still has one is always
+/// greater than the one it replaces. Nothing on backends other than PostgreSQL.
+pub(crate) async fn arm(db: &DatabaseConnection, worker: &str, ttl: Duration) -> Result<i64> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(0);
+    }
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let row = db
+        .query_one_raw(statement(
+            DbBackend::Postgres,
+            "INSERT INTO sync_sleepers (worker, until_ms) \
+             VALUES (?, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + ?) \
+             ON CONFLICT (worker) DO UPDATE \
+             SET until_ms = GREATEST(EXCLUDED.until_ms, sync_sleepers.until_ms + 1) \
+             RETURNING until_ms",
+            vec![worker.into(), ttl_ms.into()],
+        ))
+        .await
+        .map_err(Error::db_while("marking the worker asleep"))?;
+    Ok(row
+        .map(|row| row.try_get::<i64>("", "until_ms"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Deletes `worker`'s mark `mark` if it is still there; a newer mark stays. Runs off the wake-up
+/// path (a worker that woke pushes first), so it may run after the worker marked itself asleep
+/// again.
+pub(crate) async fn disarm_mark(db: &DatabaseConnection, worker: &str, mark: i64) -> Result<()> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     db.execute_raw(statement(
         DbBackend::Postgres,
-        "INSERT INTO sync_sleepers (worker, until_ms) \
-         VALUES (?, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + ?) \
-         ON CONFLICT (worker) DO UPDATE SET until_ms = EXCLUDED.until_ms",
-        vec![worker.into(), ttl_ms.into()],
+        "DELETE FROM sync_sleepers WHERE worker = ? AND until_ms = ?",
+        vec![worker.into(), mark.into()],
     ))
     .await
-    .map_err(Error::db_while("marking the worker asleep"))?;
+    .map_err(Error::db_while("marking the worker awake"))?;
     Ok(())
 }
 

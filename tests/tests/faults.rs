@@ -266,6 +266,19 @@ async fn current_schema(t: &TestDb) -> String {
     .unwrap()
 }
 
+/// Waits (up to 5 s) until no worker is marked asleep: a worker that wakes deletes its mark in
+/// the background.
+async fn until_no_sleepers(t: &TestDb) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sleepers(t).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the woken worker's mark is still there after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn sleepers(t: &TestDb) -> usize {
     t.db.query_all_raw(sea_orm::Statement::from_string(
         t.db.get_database_backend(),
@@ -314,7 +327,7 @@ async fn commits_notify_only_while_a_worker_sleeps() {
             .unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(!asleep);
-        assert_eq!(sleepers(&t).await, 0);
+        until_no_sleepers(&t).await;
         fixtures::customer(&t.db, "While busy").await;
         assert!(!notified(&mut listener, &schema, quiet).await);
         let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
@@ -380,11 +393,60 @@ async fn a_commit_racing_the_sleep_mark_is_found_before_the_worker_sleeps() {
             "the worker's second look waits for the appending transaction and finds its touch"
         );
         assert!(!asleep, "a worker that found work is not asleep");
-        assert_eq!(sleepers(&t).await, 0, "and its mark is gone");
+        until_no_sleepers(&t).await;
         assert!(
             !notified(&mut listener, &schema, Duration::from_millis(300)).await,
             "the transaction read no mark: it notified no one"
         );
+    })
+    .await;
+}
+
+/// A worker that wakes deletes its mark in the background, so the delete may land after the
+/// worker marked itself asleep again: only the old mark goes, the new one stays, and the next
+/// commit notifies.
+#[tokio::test]
+async fn a_late_wake_up_mark_does_not_remove_a_newer_sleep_mark() {
+    on_each_backend(|t| async move {
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        let schema = current_schema(&t).await;
+        let mut listener = listen(&t).await;
+        let remote = MockRemote::start().await;
+        let engine = engine(&t, &remote, "napper", Duration::from_secs(30)).await;
+        let ttl = Duration::from_secs(60);
+        for round in 0..20 {
+            let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
+                .await
+                .unwrap();
+            assert!(claimed.is_empty() && asleep, "round {round}: nothing due");
+            fixtures::customer(&t.db, &format!("Wakes it {round}")).await;
+            let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, true, ttl)
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1, "round {round}: the new customer is due");
+            assert!(!asleep);
+            // Asleep again at once (the claimed group is leased), racing the wake-up's delete.
+            let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
+                .await
+                .unwrap();
+            assert!(claimed.is_empty() && asleep);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(sleepers(&t).await, 1, "round {round}: the newer mark stays");
+            drain(&mut listener).await;
+            fixtures::customer(&t.db, &format!("Notifies {round}")).await;
+            assert!(
+                notified(&mut listener, &schema, Duration::from_secs(5)).await,
+                "round {round}: a commit while the worker sleeps notifies"
+            );
+            // Leave nothing due for the next round.
+            let (claimed, _) = sync_core::__worker::claim_or_sleep(&engine, 10, true, ttl)
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1);
+            until_no_sleepers(&t).await;
+        }
     })
     .await;
 }

@@ -123,7 +123,8 @@ impl Engine {
         let worker = &self.config.worker_id;
         let mut groups = self.claim_prepared(limit).await?;
         if groups.is_empty() {
-            crate::sleepers::arm(&self.db, worker, ttl).await?;
+            let mark = crate::sleepers::arm(&self.db, worker, ttl).await?;
+            *self.sleep_mark.lock().unwrap_or_else(|e| e.into_inner()) = Some(mark);
             // A transaction that appended before the arm committed sends no notification: wait
             // for those appending now to end, then look again (they may have committed since
             // the first look).
@@ -139,9 +140,21 @@ impl Engine {
         } else if !asleep {
             return Ok((groups, false));
         }
-        if let Err(error) = crate::sleepers::disarm(&self.db, worker).await {
-            // Harmless: the application's commits keep notifying until the mark expires.
-            tracing::debug!(%error, "could not mark the worker awake");
+        // Marked awake in the background: the pushes need not wait for that commit. Only this
+        // mark is deleted, so a mark written meanwhile (the worker asleep again) stays.
+        let mark = self
+            .sleep_mark
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mark) = mark {
+            let (db, worker) = (self.db.clone(), worker.clone());
+            tokio::spawn(async move {
+                if let Err(error) = crate::sleepers::disarm_mark(&db, &worker, mark).await {
+                    // Harmless: the application's commits keep notifying until it expires.
+                    tracing::debug!(%error, "could not mark the worker awake");
+                }
+            });
         }
         Ok((groups, false))
     }

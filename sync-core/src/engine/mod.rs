@@ -57,6 +57,8 @@ pub struct Engine {
     batchers: crate::batch::Batchers,
     /// Told about every recorded attempt (the worker's counters and metrics).
     observer: Option<Observer>,
+    /// This worker's mark in `sync_sleepers` while it sleeps (see `claim_or_sleep`).
+    sleep_mark: Arc<std::sync::Mutex<Option<i64>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -92,6 +94,7 @@ impl Engine {
             paused: Arc::default(),
             batchers,
             observer: None,
+            sleep_mark: Arc::default(),
         })
     }
 
