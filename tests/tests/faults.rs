@@ -219,58 +219,59 @@ async fn an_idle_worker_wakes_on_notify_and_falls_back_to_polling() {
     .await;
 }
 
-/// A `LISTEN sync_groups` connection of the test's own, to see what the application's commits
-/// send.
-async fn listen(t: &TestDb) -> sea_orm::sqlx::postgres::PgListener {
-    let mut listener = sea_orm::sqlx::postgres::PgListener::connect(&t.url)
-        .await
-        .unwrap();
-    listener.listen("sync_groups").await.unwrap();
-    listener
+/// The notifications the application's commits send to this test's schema, seen through a
+/// `LISTEN sync_groups` connection of the test's own (tests in other schemas notify on the same
+/// channel, with their schema as the payload).
+struct Notifications {
+    listener: sea_orm::sqlx::postgres::PgListener,
+    schema: String,
 }
 
-/// Whether a notification for `schema` (this test's; tests in other schemas notify on the same
-/// channel) arrives within `within`.
-async fn notified(
-    listener: &mut sea_orm::sqlx::postgres::PgListener,
-    schema: &str,
-    within: Duration,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while let Ok(received) = tokio::time::timeout_at(deadline, listener.recv()).await {
-        if received.unwrap().payload() == schema {
-            return true;
-        }
+impl Notifications {
+    async fn listen(t: &TestDb) -> Self {
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect(&t.url)
+            .await
+            .unwrap();
+        listener.listen("sync_groups").await.unwrap();
+        let schema =
+            t.db.query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT current_schema()::text AS s",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "s")
+            .unwrap();
+        Notifications { listener, schema }
     }
-    false
-}
 
-/// Consumes the notifications already sent (a write made of several statements outside a
-/// transaction notifies once per statement).
-async fn drain(listener: &mut sea_orm::sqlx::postgres::PgListener) {
-    while tokio::time::timeout(Duration::from_millis(200), listener.recv())
-        .await
-        .is_ok()
-    {}
-}
+    /// Whether a notification for this test's schema arrives within `within`.
+    async fn arrives_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(received) = tokio::time::timeout_at(deadline, self.listener.recv()).await {
+            if received.unwrap().payload() == self.schema {
+                return true;
+            }
+        }
+        false
+    }
 
-async fn current_schema(t: &TestDb) -> String {
-    t.db.query_one_raw(sea_orm::Statement::from_string(
-        sea_orm::DbBackend::Postgres,
-        "SELECT current_schema()::text AS s",
-    ))
-    .await
-    .unwrap()
-    .unwrap()
-    .try_get::<String>("", "s")
-    .unwrap()
+    /// Consumes the notifications already sent (a write made of several statements outside a
+    /// transaction notifies once per statement).
+    async fn drain(&mut self) {
+        while tokio::time::timeout(Duration::from_millis(200), self.listener.recv())
+            .await
+            .is_ok()
+        {}
+    }
 }
 
 /// Waits (up to 5 s) until no worker is marked asleep: a worker that wakes deletes its mark in
 /// the background.
 async fn until_no_sleepers(t: &TestDb) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while sleepers(t).await > 0 {
+    while sleepers(&t.db).await > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the woken worker's mark is still there after 5 s"
@@ -279,9 +280,9 @@ async fn until_no_sleepers(t: &TestDb) {
     }
 }
 
-async fn sleepers(t: &TestDb) -> usize {
-    t.db.query_all_raw(sea_orm::Statement::from_string(
-        t.db.get_database_backend(),
+async fn sleepers(db: &sea_orm::DatabaseConnection) -> usize {
+    db.query_all_raw(sea_orm::Statement::from_string(
+        db.get_database_backend(),
         "SELECT worker FROM sync_sleepers",
     ))
     .await
@@ -299,13 +300,12 @@ async fn commits_notify_only_while_a_worker_sleeps() {
         if t.backend != Backend::Postgres {
             return;
         }
-        let schema = current_schema(&t).await;
-        let mut listener = listen(&t).await;
+        let mut notifications = Notifications::listen(&t).await;
         let quiet = Duration::from_millis(500);
 
         // No worker: nothing is sent.
         fixtures::customer(&t.db, "Nobody listens").await;
-        assert!(!notified(&mut listener, &schema, quiet).await);
+        assert!(!notifications.arrives_within(quiet).await);
 
         // Nothing due: the worker marks itself asleep, and the next commit notifies.
         let remote = MockRemote::start().await;
@@ -316,10 +316,10 @@ async fn commits_notify_only_while_a_worker_sleeps() {
             .await
             .unwrap();
         assert!(claimed.is_empty() && asleep);
-        assert_eq!(sleepers(&t).await, 1);
+        assert_eq!(sleepers(&t.db).await, 1);
         fixtures::customer(&t.db, "Wakes the worker").await;
-        assert!(notified(&mut listener, &schema, Duration::from_secs(5)).await);
-        drain(&mut listener).await;
+        assert!(notifications.arrives_within(Duration::from_secs(5)).await);
+        notifications.drain().await;
 
         // Work found: the worker is awake, and commits send nothing while it claims work.
         let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, true, ttl)
@@ -329,7 +329,7 @@ async fn commits_notify_only_while_a_worker_sleeps() {
         assert!(!asleep);
         until_no_sleepers(&t).await;
         fixtures::customer(&t.db, "While busy").await;
-        assert!(!notified(&mut listener, &schema, quiet).await);
+        assert!(!notifications.arrives_within(quiet).await);
         let (claimed, asleep) = sync_core::__worker::claim_or_sleep(&engine, 10, false, ttl)
             .await
             .unwrap();
@@ -343,7 +343,7 @@ async fn commits_notify_only_while_a_worker_sleeps() {
         .await
         .unwrap();
         fixtures::customer(&t.db, "After a dead sleeper").await;
-        assert!(!notified(&mut listener, &schema, quiet).await);
+        assert!(!notifications.arrives_within(quiet).await);
     })
     .await;
 }
@@ -357,8 +357,7 @@ async fn a_commit_racing_the_sleep_mark_is_found_before_the_worker_sleeps() {
         if t.backend != Backend::Postgres {
             return;
         }
-        let schema = current_schema(&t).await;
-        let mut listener = listen(&t).await;
+        let mut notifications = Notifications::listen(&t).await;
         let remote = MockRemote::start().await;
         let engine = engine(&t, &remote, "racer", Duration::from_secs(30)).await;
         let ttl = Duration::from_secs(60);
@@ -368,17 +367,7 @@ async fn a_commit_racing_the_sleep_mark_is_found_before_the_worker_sleeps() {
         // Commits as soon as the worker's mark is there, while the worker makes its second look.
         let watcher = t.db.clone();
         let committer = tokio::spawn(async move {
-            loop {
-                let marks = watcher
-                    .query_all_raw(sea_orm::Statement::from_string(
-                        watcher.get_database_backend(),
-                        "SELECT worker FROM sync_sleepers",
-                    ))
-                    .await
-                    .unwrap();
-                if !marks.is_empty() {
-                    break;
-                }
+            while sleepers(&watcher).await == 0 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             sea_orm::TransactionSession::commit(txn).await.unwrap();
@@ -395,7 +384,9 @@ async fn a_commit_racing_the_sleep_mark_is_found_before_the_worker_sleeps() {
         assert!(!asleep, "a worker that found work is not asleep");
         until_no_sleepers(&t).await;
         assert!(
-            !notified(&mut listener, &schema, Duration::from_millis(300)).await,
+            !notifications
+                .arrives_within(Duration::from_millis(300))
+                .await,
             "the transaction read no mark: it notified no one"
         );
     })
@@ -411,8 +402,7 @@ async fn a_late_wake_up_mark_does_not_remove_a_newer_sleep_mark() {
         if t.backend != Backend::Postgres {
             return;
         }
-        let schema = current_schema(&t).await;
-        let mut listener = listen(&t).await;
+        let mut notifications = Notifications::listen(&t).await;
         let remote = MockRemote::start().await;
         let engine = engine(&t, &remote, "napper", Duration::from_secs(30)).await;
         let ttl = Duration::from_secs(60);
@@ -433,11 +423,15 @@ async fn a_late_wake_up_mark_does_not_remove_a_newer_sleep_mark() {
                 .unwrap();
             assert!(claimed.is_empty() && asleep);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            assert_eq!(sleepers(&t).await, 1, "round {round}: the newer mark stays");
-            drain(&mut listener).await;
+            assert_eq!(
+                sleepers(&t.db).await,
+                1,
+                "round {round}: the newer mark stays"
+            );
+            notifications.drain().await;
             fixtures::customer(&t.db, &format!("Notifies {round}")).await;
             assert!(
-                notified(&mut listener, &schema, Duration::from_secs(5)).await,
+                notifications.arrives_within(Duration::from_secs(5)).await,
                 "round {round}: a commit while the worker sleeps notifies"
             );
             // Leave nothing due for the next round.
@@ -460,8 +454,7 @@ async fn a_commit_racing_the_sleep_mark_is_found_by_the_next_poll() {
         if t.backend != Backend::Postgres {
             return;
         }
-        let schema = current_schema(&t).await;
-        let mut listener = listen(&t).await;
+        let mut notifications = Notifications::listen(&t).await;
         let remote = MockRemote::start().await;
         let engine = engine(&t, &remote, "racer", Duration::from_secs(30)).await;
         let ttl = Duration::from_secs(60);
@@ -477,7 +470,9 @@ async fn a_commit_racing_the_sleep_mark_is_found_by_the_next_poll() {
         );
         sea_orm::TransactionSession::commit(txn).await.unwrap();
         assert!(
-            !notified(&mut listener, &schema, Duration::from_millis(500)).await,
+            !notifications
+                .arrives_within(Duration::from_millis(500))
+                .await,
             "the touch was appended before the worker slept"
         );
         let (claimed, _) = sync_core::__worker::claim_or_sleep(&engine, 10, true, ttl)
