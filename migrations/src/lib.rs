@@ -33,6 +33,7 @@ mod m20261101_000005_sync_runs_and_dirty_since;
 mod m20261129_000006_due_order_index;
 mod m20261203_000007_touch_log_and_create_intents;
 mod m20261203_000008_notify_only_sleepers;
+mod m20261203_000009_inbound_sources;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -45,6 +46,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261129_000006_due_order_index::Migration),
         Box::new(m20261203_000007_touch_log_and_create_intents::Migration),
         Box::new(m20261203_000008_notify_only_sleepers::Migration),
+        Box::new(m20261203_000009_inbound_sources::Migration),
     ]
 }
 

@@ -90,6 +90,7 @@ mod remote_id;
 pub mod retry;
 mod schema;
 mod sleepers;
+pub mod source;
 mod state;
 mod store;
 mod syncable;

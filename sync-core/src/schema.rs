@@ -48,6 +48,16 @@ const NEEDED: &[(&str, &str, &str)] = &[
         "sync_sleepers",
         "worker, until_ms",
     ),
+    (
+        "sync_core::m20261203_000009_inbound_sources",
+        "sync_sources",
+        "source, next_cursor, state, full_run, lease_owner, last_deleted",
+    ),
+    (
+        "sync_core::m20261203_000009_inbound_sources",
+        "sync_inbound",
+        "source, remote_id, digest, state, payload, seen_run",
+    ),
 ];
 
 /// Checks that the database has the framework's tables and columns. Fails with

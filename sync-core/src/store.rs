@@ -508,3 +508,31 @@ pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Valu
     }
     Statement::from_sql_and_values(backend, out, values)
 }
+
+/// Records that the group (`syncer`, `key`) is the remote record `remote_id`, creating the group
+/// if needed (as [`insert_if_missing`] does). A group that already has a remote id keeps it.
+pub(crate) async fn link_group<C: ConnectionTrait>(
+    db: &C,
+    syncer: &str,
+    key: &RootKey,
+    remote_id: &crate::RemoteId,
+) -> Result<()> {
+    insert_if_missing(db, syncer, key, clock::now_ms()).await?;
+    let backend = db.get_database_backend();
+    db.execute_raw(statement(
+        backend,
+        "UPDATE sync_groups SET remote_id = ?, remote_id_numeric = ? \
+         WHERE syncer = ? AND root_key = ? AND remote_id IS NULL",
+        vec![
+            remote_id.as_str().into(),
+            remote_id.is_number().into(),
+            syncer.into(),
+            key.as_str().into(),
+        ],
+    ))
+    .await
+    .map_err(Error::db_while(format!(
+        "linking `{syncer}` group `{key}` to remote id `{remote_id}`"
+    )))?;
+    Ok(())
+}

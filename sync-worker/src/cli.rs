@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sync_core::ops::{ForgetScope, RetryScope};
+use sync_core::source::Sources;
 use sync_core::{EngineConfig, Registry};
 
 use crate::{Error, Worker, WorkerSettings, ops};
@@ -185,6 +186,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The inbound sources: cursor, last run and its counts, lag, quarantined records. With
+    /// `--run` or `--full`, asks the running workers for a run (Run now) or a full run of one
+    /// source.
+    Sources {
+        /// Ask for a run of this source now.
+        #[arg(long, conflicts_with_all = ["full", "quarantined"])]
+        run: Option<String>,
+        /// Ask for a full run of this source (from no cursor; deletes what vanished).
+        #[arg(long, conflicts_with = "quarantined")]
+        full: Option<String>,
+        /// List the quarantined records, with payload and error.
+        #[arg(long)]
+        quarantined: bool,
+        /// With `--quarantined`: only this source's.
+        #[arg(long, requires = "quarantined")]
+        source: Option<String>,
+        /// With `--quarantined`: at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// A dry run: what the next pass would create, update, delete or skip, and the payloads.
     Plan {
         /// Only this syncer.
@@ -240,9 +264,18 @@ pub async fn main<F>(syncers: F) -> ExitCode
 where
     F: FnOnce(&Settings) -> sync_core::Result<Registry>,
 {
+    main_with(syncers, |_| Ok(Sources::new())).await
+}
+
+/// [`main`] for a worker that also runs inbound sources, built with `sources` (only for `run`).
+pub async fn main_with<F, G>(syncers: F, sources: G) -> ExitCode
+where
+    F: FnOnce(&Settings) -> sync_core::Result<Registry>,
+    G: FnOnce(&Settings) -> sync_core::Result<Sources>,
+{
     init_tracing();
     let cli = Cli::parse();
-    match run(cli, syncers).await {
+    match run_with(cli, syncers, sources).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -259,6 +292,15 @@ pub async fn run<F>(cli: Cli, syncers: F) -> Result<(), Error>
 where
     F: FnOnce(&Settings) -> sync_core::Result<Registry>,
 {
+    run_with(cli, syncers, |_| Ok(Sources::new())).await
+}
+
+/// Runs a parsed command line, with inbound sources.
+pub async fn run_with<F, G>(cli: Cli, syncers: F, sources: G) -> Result<(), Error>
+where
+    F: FnOnce(&Settings) -> sync_core::Result<Registry>,
+    G: FnOnce(&Settings) -> sync_core::Result<Sources>,
+{
     let settings = cli.settings.worker_settings()?;
     let db = sync_core::connect(&cli.settings.database_url, cli.settings.pool_size).await?;
     sync_core::check_schema(&db).await?;
@@ -273,7 +315,33 @@ where
         Ok(registry)
     };
     match command {
-        Command::Run { once } => run_worker(&cli.settings, db, registry()?, settings, once).await,
+        Command::Run { once } => {
+            let sources = sources(&cli.settings)?;
+            run_worker(&cli.settings, db, registry()?, sources, settings, once).await
+        }
+        Command::Sources {
+            run,
+            full,
+            quarantined,
+            source,
+            limit,
+            json,
+        } => {
+            if let Some(name) = run {
+                sync_core::source::request_run(&db, &name).await?;
+                println!("asked for a run of source `{name}`");
+                return Ok(());
+            }
+            if let Some(name) = full {
+                sync_core::source::request_full_run(&db, &name).await?;
+                println!("asked for a full run of source `{name}`");
+                return Ok(());
+            }
+            if quarantined {
+                return ops::quarantined(&db, source.as_deref(), limit, json).await;
+            }
+            ops::sources(&db, json).await
+        }
         Command::Status { json } => ops::status(&db, &[], json).await,
         Command::Failed {
             syncer,
@@ -365,6 +433,7 @@ async fn run_worker(
     cli: &Settings,
     db: sea_orm::DatabaseConnection,
     registry: Registry,
+    sources: Sources,
     mut settings: WorkerSettings,
     once: bool,
 ) -> Result<(), Error> {
@@ -375,8 +444,19 @@ async fn run_worker(
     if let Some(addr) = cli.metrics_listen {
         serve_metrics(addr)?;
     }
-    let worker = Worker::new(db, registry, settings)?;
+    let worker = Worker::new(db, registry, settings)?.with_sources(sources);
     if once {
+        for report in worker.run_sources_once().await? {
+            println!(
+                "source {}: fetched {}, applied {}, skipped {}, quarantined {}, deleted {}",
+                report.source,
+                report.fetched,
+                report.applied,
+                report.skipped,
+                report.quarantined,
+                report.deleted
+            );
+        }
         let report = worker.run_until_idle(usize::MAX).await?;
         println!(
             "pushed {}, skipped {}, deleted {}, waiting {}, failed {}, dead {}, recreating {}",

@@ -155,6 +155,11 @@ impl Dashboard {
             .route("/api/syncers/{name}/run", post(api_run))
             .route("/api/syncers/{name}/resync", post(api_resync))
             .route("/api/runs", get(api_runs))
+            .route("/api/sources", get(api_sources))
+            .route("/api/sources/quarantined", get(api_quarantined))
+            .route("/api/sources/{name}/run", post(api_source_run))
+            .route("/api/sources/{name}/full", post(api_source_full))
+            .route("/api/sources/{name}/webhook", post(api_source_run))
             .route_layer(middleware::from_fn_with_state(state.clone(), guard));
         Router::new()
             .route("/login", get(login_page).post(login))
@@ -506,4 +511,41 @@ async fn api_runs(State(d): Shared) -> Answer<Json<serde_json::Value>> {
         .map(|r| json!({"syncer": r.syncer, "worker": r.worker, "started_at": r.started_at, "finished_at": r.finished_at,
                          "attempted": r.attempted, "pushed": r.pushed, "skipped": r.skipped, "failed": r.failed, "clean": r.clean}))
         .collect::<Vec<_>>())))
+}
+
+async fn api_sources(State(d): Shared) -> Answer<Json<serde_json::Value>> {
+    Ok(Json(json!(sync_core::source::source_status(&d.db).await?)))
+}
+
+async fn api_quarantined(State(d): Shared) -> Answer<Json<serde_json::Value>> {
+    let rows = sync_core::source::quarantined(&d.db, None, 200).await?;
+    Ok(Json(json!(rows
+        .iter()
+        .map(|r| json!({"source": r.source, "remote_id": r.remote_id, "attempts": r.attempts,
+                         "next_retry_at": r.next_retry_at, "error": r.error,
+                         "payload": r.payload.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())}))
+        .collect::<Vec<_>>())))
+}
+
+/// Run now, and the webhook a remote calls when records changed (any body): the source runs
+/// at the next look of a worker running it (within its poll interval).
+async fn api_source_run(State(d): Shared, Path(name): Path<String>) -> Response {
+    source_request(sync_core::source::request_run(&d.db, &name).await, "run")
+}
+
+async fn api_source_full(State(d): Shared, Path(name): Path<String>) -> Response {
+    source_request(
+        sync_core::source::request_full_run(&d.db, &name).await,
+        "full run",
+    )
+}
+
+fn source_request(result: sync_core::Result<()>, what: &str) -> Response {
+    match result {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"requested": what}))).into_response(),
+        Err(sync_core::Error::Config(message)) => {
+            (StatusCode::NOT_FOUND, Json(json!({"error": message}))).into_response()
+        }
+        Err(error) => Failure(error).into_response(),
+    }
 }

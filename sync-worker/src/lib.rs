@@ -34,6 +34,7 @@ mod listener;
 mod ops;
 mod progress;
 mod recorder;
+mod sources;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod worker;

@@ -411,3 +411,96 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     );
     Ok(())
 }
+
+/// `sources`: per inbound source, the last run, its counts, lag and quarantined records.
+pub(crate) async fn sources(db: &DatabaseConnection, json: bool) -> Result<()> {
+    let now = now_ms();
+    let status = sync_core::source::source_status(db).await?;
+    if json {
+        return print_json(&status);
+    }
+    say!(
+        "{:<24} {:<14} {:>8} {:>8} {:>8} {:>11} {:>8} {:>11}  cursor",
+        "source",
+        "last success",
+        "fetched",
+        "applied",
+        "skipped",
+        "quarantined",
+        "deleted",
+        "quarantine"
+    );
+    for s in status {
+        let [fetched, applied, skipped, quarantined, deleted] = s.last_counts;
+        let success = s
+            .last_success_at
+            .map_or_else(|| "never".to_owned(), |at| format!("{} ago", age(now - at)));
+        let mut notes = String::new();
+        if let Some(worker) = &s.running_on {
+            notes.push_str(&format!("  running on {worker}"));
+        }
+        if s.full_run {
+            notes.push_str("  full run");
+        }
+        if let Some(error) = &s.last_error {
+            notes.push_str(&format!("  FAILING: {error}"));
+        }
+        say!(
+            "{:<24} {:<14} {:>8} {:>8} {:>8} {:>11} {:>8} {:>11}  {}{notes}",
+            s.source,
+            success,
+            fetched,
+            applied,
+            skipped,
+            quarantined,
+            deleted,
+            s.quarantined,
+            s.cursor.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// `sources --quarantined`: the records whose apply failed, with payload and error.
+pub(crate) async fn quarantined(
+    db: &DatabaseConnection,
+    source: Option<&str>,
+    limit: u64,
+    json: bool,
+) -> Result<()> {
+    let rows = sync_core::source::quarantined(db, source, limit).await?;
+    if json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "source": r.source,
+                    "remote_id": r.remote_id,
+                    "attempts": r.attempts,
+                    "next_retry_at": r.next_retry_at,
+                    "error": r.error,
+                    "payload": r.payload.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
+                })
+            })
+            .collect();
+        return print_json(&list);
+    }
+    let now = now_ms();
+    for r in &rows {
+        let next = r
+            .next_retry_at
+            .map_or_else(String::new, |at| format!(", next try in {}", age(at - now)));
+        say!(
+            "{} {}: {} attempt(s){next}\n  error: {}\n  payload: {}",
+            r.source,
+            r.remote_id,
+            r.attempts,
+            r.error.as_deref().unwrap_or("-"),
+            r.payload.as_deref().unwrap_or("-")
+        );
+    }
+    if rows.is_empty() {
+        say!("no quarantined records");
+    }
+    Ok(())
+}

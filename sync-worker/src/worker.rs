@@ -7,6 +7,7 @@ use std::time::Duration;
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use sea_orm::DatabaseConnection;
 use sync_core::__worker::{self, PreparedGroup};
+use sync_core::source::{SourceReport, Sources};
 use sync_core::{Engine, EngineConfig, PassReport, Registry};
 
 use crate::activity::{Activity, ReportSettings};
@@ -52,6 +53,7 @@ pub struct Worker {
     engine: Engine,
     settings: WorkerSettings,
     activity: Arc<Activity>,
+    sources: Sources,
 }
 
 impl Worker {
@@ -84,6 +86,45 @@ impl Worker {
             engine,
             settings,
             activity,
+            sources: Sources::new(),
+        }
+    }
+
+    /// The same worker, also running the inbound `sources`: each on its schedule, at once when
+    /// a run is requested, one worker process at a time.
+    pub fn with_sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The inbound sources it runs.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+
+    /// Runs every inbound source that is due once (see
+    /// [`sync_core::source::run_source`]). For one-shot runs and tests; [`run`](Worker::run)
+    /// runs them on their schedules. The first failure is returned after every due source ran.
+    pub async fn run_sources_once(&self) -> Result<Vec<SourceReport>> {
+        let results = crate::sources::run_due(
+            self.engine.db(),
+            &self.sources,
+            &self.engine.config().worker_id,
+        )
+        .await;
+        let mut reports = Vec::new();
+        let mut first_error = None;
+        for (_, result) in results {
+            match result {
+                Ok(report) => reports.push(report),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error.into()),
+            None => Ok(reports),
         }
     }
 
@@ -167,6 +208,14 @@ impl Worker {
         report_unknown_syncers(&engine).await;
         #[cfg(feature = "sqlx-postgres")]
         let listener = crate::listener::spawn(self.engine.db());
+        let inbound = (!self.sources.is_empty()).then(|| {
+            crate::sources::spawn_loop(
+                engine.db().clone(),
+                self.sources.clone(),
+                config.worker_id.clone(),
+                self.settings.poll_interval,
+            )
+        });
         let (recorder, recording) = Recorder::spawn(engine.clone(), 500);
         let result = Monitor::new()
             .register(move |_restart| {
@@ -194,6 +243,9 @@ impl Worker {
             listener.abort();
         }
         reporter.abort();
+        if let Some(inbound) = inbound {
+            inbound.abort();
+        }
         let _ = crate::activity::flush(
             &self.engine,
             &self.activity,

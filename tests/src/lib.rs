@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod fixtures;
 pub mod models;
 pub mod proxy;
+pub mod sources;
 pub mod stepping;
 pub mod syncers;
 

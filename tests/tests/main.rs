@@ -5,6 +5,7 @@ mod batch;
 mod browser;
 mod deadlocks;
 mod faults;
+mod inbound;
 mod operations;
 mod processes;
 mod races;

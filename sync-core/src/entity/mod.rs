@@ -3,5 +3,7 @@
 
 pub mod sync_attempt;
 pub mod sync_group;
+pub mod sync_inbound;
 pub mod sync_run;
+pub mod sync_source;
 pub mod sync_syncer;

@@ -437,6 +437,47 @@ impl HttpRemote {
             .into_error(&Method::DELETE, &url))
     }
 
+    /// The collection's URL, `{base}/{collection}`.
+    pub(crate) fn collection_url(&self) -> &Url {
+        &self.inner.collection_url
+    }
+
+    /// `GET url` (a listing): the answer as JSON, with its headers. Failures are classified as
+    /// for pushes; an answer that is not JSON, or longer than `max_response_bytes`, is
+    /// [`Error::Permanent`].
+    pub(crate) async fn get_json(&self, url: &Url) -> Result<(Value, HeaderMap)> {
+        let inner = &*self.inner;
+        let method = Method::GET;
+        let mut response = self.send(&method, url, None, "").await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.failure(response).await.into_error(&method, url));
+        }
+        let headers = response.headers().clone();
+        let body = answer::read_body(&mut response, inner.max_response_bytes)
+            .await
+            .map_err(|e| answer::transport_error(&method, url, inner.request_timeout, &e))?;
+        let fail = |what: String| Error::Permanent {
+            message: format!(
+                "GET {} answered {} but {what}: {}",
+                url.path(),
+                status.as_u16(),
+                answer::excerpt(&body, inner.credential.as_ref())
+            ),
+            status: Some(status.as_u16()),
+        };
+        if body.truncated {
+            return Err(fail(format!(
+                "the answer is longer than {} bytes (`max_response_bytes`); ask for smaller pages \
+                 or raise the limit",
+                inner.max_response_bytes
+            )));
+        }
+        let json = serde_json::from_slice(&body.bytes)
+            .map_err(|e| fail(format!("the answer is not JSON ({e})")))?;
+        Ok((json, headers))
+    }
+
     /// `{collection}/{id}`, the id percent-encoded as one path segment.
     fn item_url(&self, id: &str, what: &str) -> Result<Url> {
         // `.` and `..` would address the collection or its parent; an empty id the collection.
@@ -472,14 +513,17 @@ impl HttpRemote {
             )),
         );
         headers.insert(ACCEPT, HeaderValue::from_static(JSON));
-        let key = HeaderValue::from_str(idempotency_key).map_err(|_| {
-            Error::permanent(format!(
-                "the idempotency key `{}` is not a valid `{}` header value; use visible ASCII",
-                idempotency_key.escape_debug(),
-                inner.idempotency_header
-            ))
-        })?;
-        headers.insert(inner.idempotency_header.clone(), key);
+        // Reads (an inbound feed's listing) carry no key: they change nothing.
+        if !idempotency_key.is_empty() {
+            let key = HeaderValue::from_str(idempotency_key).map_err(|_| {
+                Error::permanent(format!(
+                    "the idempotency key `{}` is not a valid `{}` header value; use visible ASCII",
+                    idempotency_key.escape_debug(),
+                    inner.idempotency_header
+                ))
+            })?;
+            headers.insert(inner.idempotency_header.clone(), key);
+        }
         if let Some((name, value)) = &inner.auth {
             headers.insert(name.clone(), value.clone());
         }

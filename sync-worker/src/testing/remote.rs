@@ -154,9 +154,19 @@ struct Inner {
     /// (key, method, path) → the first request's answer.
     idempotent: HashMap<(String, String, String), FirstAnswer>,
     hold: Option<HoldState>,
+    /// Every write, in order: (sequence, collection, id), for the changes feed.
+    changes: Vec<(u64, String, String)>,
     upsert_on_put: bool,
     string_ids: bool,
     idempotency: Idempotency,
+}
+
+impl Inner {
+    fn log_change(&mut self, collection: &str, id: &str) {
+        let seq = self.changes.last().map_or(1, |c| c.0 + 1);
+        self.changes
+            .push((seq, collection.to_owned(), id.to_owned()));
+    }
 }
 
 /// How the mock remote treats the `Idempotency-Key` header.
@@ -252,10 +262,29 @@ impl MockRemote {
     /// Deletes a record behind the client's back, as an administrator of the remote might.
     /// Returns whether it existed.
     pub fn remove_record(&self, collection: &str, id: &str) -> bool {
-        self.lock()
+        let mut state = self.lock();
+        let collection = collection.trim_matches('/');
+        let removed = state
             .records
-            .get_mut(collection.trim_matches('/'))
-            .is_some_and(|records| records.remove(id).is_some())
+            .get_mut(collection)
+            .is_some_and(|records| records.remove(id).is_some());
+        if removed {
+            state.log_change(collection, id);
+        }
+        removed
+    }
+
+    /// Stores `record` under `id` as an edit made on the remote's side (by a person, another
+    /// system): it is listed, and appears in the collection's changes feed.
+    pub fn put_record(&self, collection: &str, id: &str, record: Value) {
+        let mut state = self.lock();
+        let collection = collection.trim_matches('/');
+        state
+            .records
+            .entry(collection.to_owned())
+            .or_default()
+            .insert(id.to_owned(), record);
+        state.log_change(collection, id);
     }
 
     /// Every request so far, in arrival order.
@@ -432,10 +461,15 @@ async fn serve(inner: Arc<Mutex<Inner>>, request: Request) -> Response {
         let mut state = inner.lock().expect("lock");
         let method = method.as_str();
         let text = String::from_utf8_lossy(&bytes);
+        // Faults match on the path with its query, so that one page of a listing can fail.
+        let target = match &query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
         let found = state
             .faults
             .iter_mut()
-            .find(|f| f.matches(method, &path, &text));
+            .find(|f| f.matches(method, &target, &text));
         found.map(|f| {
             if let Some(n) = &mut f.times {
                 *n -= 1;
@@ -456,6 +490,10 @@ async fn serve(inner: Arc<Mutex<Inner>>, request: Request) -> Response {
             )
         }
         Some(kind) => (fault_response(kind), false),
+        None if method == Method::GET && path.ends_with("/_changes") => (
+            changes(&inner, &path, query.as_deref().unwrap_or_default()),
+            false,
+        ),
         None if method == Method::GET && query.is_some() => (
             search(&inner, &path, query.as_deref().unwrap_or_default()),
             false,
@@ -517,31 +555,144 @@ fn fault_response(kind: FaultKind) -> Response {
     }
 }
 
-/// `GET {collection}?field=value&…`: the records whose fields equal the values, as a JSON
-/// array (as json-server answers).
+/// `GET {collection}?…` as json-server answers it: `field=value` filters by equality,
+/// `field_gte=value` keeps records whose field is at least the value (strings compared as text,
+/// numbers as numbers), `_sort=field` (`_order=desc`) sorts (by id otherwise, numerically when
+/// ids are numbers), `_page` and `_limit` cut one page. The answer is a JSON array.
 fn search(inner: &Arc<Mutex<Inner>>, path: &str, query: &str) -> Response {
-    let filters: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let state = inner.lock().expect("lock");
-    let found: Vec<Value> = state
+    let mut found: Vec<Value> = state
         .records
         .get(path.trim_matches('/'))
         .map(|records| {
             records
                 .values()
                 .filter(|r| {
-                    filters.iter().all(|(field, value)| match r.get(field) {
-                        Some(Value::String(s)) => s == value,
-                        Some(other) => *other.to_string() == **value,
-                        None => false,
-                    })
+                    params
+                        .iter()
+                        .filter(|(k, _)| !k.starts_with('_'))
+                        .all(|(field, value)| {
+                            if let Some(field) = field.strip_suffix("_gte") {
+                                return match r.get(field) {
+                                    Some(Value::String(s)) => s.as_str() >= value.as_str(),
+                                    Some(Value::Number(n)) => value
+                                        .parse::<f64>()
+                                        .is_ok_and(|v| n.as_f64().is_some_and(|n| n >= v)),
+                                    _ => false,
+                                };
+                            }
+                            match r.get(field) {
+                                Some(Value::String(s)) => s == value,
+                                Some(other) => *other.to_string() == **value,
+                                None => false,
+                            }
+                        })
                 })
                 .cloned()
                 .collect()
         })
         .unwrap_or_default();
+    let id_order = |r: &Value| -> (f64, String) {
+        match r.get("id") {
+            Some(Value::Number(n)) => (n.as_f64().unwrap_or(0.0), String::new()),
+            Some(Value::String(s)) => (s.parse().unwrap_or(f64::MAX), s.clone()),
+            _ => (f64::MAX, String::new()),
+        }
+    };
+    found.sort_by(|a, b| {
+        id_order(a)
+            .partial_cmp(&id_order(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    if let Some(field) = get("_sort") {
+        found.sort_by(|a, b| {
+            let (x, y) = (a.get(&field), b.get(&field));
+            match (x, y) {
+                (Some(Value::Number(x)), Some(Value::Number(y))) => x
+                    .as_f64()
+                    .partial_cmp(&y.as_f64())
+                    .unwrap_or(std::cmp::Ordering::Equal),
+                _ => x.map(Value::to_string).cmp(&y.map(Value::to_string)),
+            }
+        });
+        if get("_order").as_deref() == Some("desc") {
+            found.reverse();
+        }
+    }
+    if let Some(limit) = get("_limit").and_then(|l| l.parse::<usize>().ok()) {
+        let page = get("_page")
+            .and_then(|p| p.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        found = found
+            .into_iter()
+            .skip((page - 1) * limit)
+            .take(limit)
+            .collect();
+    }
     axum::Json(Value::Array(found)).into_response()
+}
+
+/// `GET {collection}/_changes?cursor=N&limit=M`: a "changes since a cursor" API. The records
+/// written after change `N` (each once, as it is now; `{"id", "deleted": true}` when it was
+/// removed), in the order of their last change, at most `M` (default 100):
+/// `{"data": [...], "next_cursor": "…", "has_more": bool}`.
+fn changes(inner: &Arc<Mutex<Inner>>, path: &str, query: &str) -> Response {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let after: u64 = get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let limit: usize = get("limit").and_then(|c| c.parse().ok()).unwrap_or(100);
+    let collection = path
+        .trim_matches('/')
+        .trim_end_matches("/_changes")
+        .to_owned();
+    let state = inner.lock().expect("lock");
+    let entries: Vec<&(u64, String, String)> = state
+        .changes
+        .iter()
+        .filter(|(seq, c, _)| *seq > after && *c == collection)
+        .collect();
+    // Only an id's last change counts.
+    let latest: Vec<&(u64, String, String)> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, _, id))| !entries[i + 1..].iter().any(|(_, _, later)| later == id))
+        .map(|(_, e)| *e)
+        .collect();
+    let page: Vec<&(u64, String, String)> = latest.iter().take(limit).copied().collect();
+    let records = state.records.get(&collection);
+    let data: Vec<Value> = page
+        .iter()
+        .map(|(_, _, id)| {
+            records
+                .and_then(|r| r.get(id))
+                .cloned()
+                .unwrap_or_else(|| json!({"id": id, "deleted": true}))
+        })
+        .collect();
+    let next = page.last().map_or(after, |(seq, _, _)| *seq);
+    axum::Json(json!({
+        "data": data,
+        "next_cursor": next.to_string(),
+        "has_more": latest.len() > page.len(),
+    }))
+    .into_response()
 }
 
 /// Applies a request to the stored records. Returns the answer and whether it was replayed.
@@ -592,7 +743,8 @@ fn apply(
                 .records
                 .entry(trimmed.to_owned())
                 .or_default()
-                .insert(key, record.clone());
+                .insert(key.clone(), record.clone());
+            state.log_change(trimmed, &key);
             (201, record)
         }
         Method::PUT | Method::PATCH | Method::DELETE | Method::GET => {
@@ -606,6 +758,7 @@ fn apply(
                 Method::GET if exists => (200, records[id].clone()),
                 Method::DELETE if exists => {
                     records.remove(id);
+                    state.log_change(collection, id);
                     (204, Value::Null)
                 }
                 Method::PUT | Method::PATCH if exists || (upsert && *method == Method::PUT) => {
@@ -621,6 +774,7 @@ fn apply(
                         map.insert("id".into(), json!(id));
                     }
                     records.insert(id.to_owned(), record.clone());
+                    state.log_change(collection, id);
                     (if exists { 200 } else { 201 }, record)
                 }
                 _ => (

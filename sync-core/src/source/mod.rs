@@ -1,0 +1,296 @@
+//! The inbound side: [`Source`]s pull the remote's changes into the application's own tables.
+//!
+//! A source is the inbound counterpart of a [`Syncer`](crate::Syncer): it fetches pages of
+//! changed records from the remote, starting at a stored cursor, and applies each record through
+//! the application's SeaORM models inside a transaction the framework gives it, so the
+//! application's hooks and validations run and other syncers' groups get dirty as with any write.
+//!
+//! [`run_source`] is one run. What it promises:
+//!
+//! - **Atomic progress.** A page's applied records, their digests and the cursor past them commit
+//!   in one transaction; a run that dies anywhere resumes at the last committed cursor, and what
+//!   it re-reads is skipped by digest.
+//! - **Nothing skipped twice, nothing applied twice.** A record whose data and delete flag equal
+//!   the version last applied for its remote id is skipped; so is one older (by the remote's
+//!   modification time) than the version applied.
+//! - **No gummed-up works.** Each record is applied under a savepoint. One whose apply fails is
+//!   quarantined in `sync_inbound` with its payload and error, retried with backoff after the pages
+//!   of later runs, revived at once when the remote sends a new version of it, and never holds
+//!   the cursor or the page's other records back.
+//! - **Single flight.** A lease in `sync_sources` lets one worker at a time run a source; a
+//!   worker that lost its lease (it stalled past it) commits nothing more.
+//! - **Deletes.** A record with `deleted` set is handed to [`Source::apply`] like any other, which
+//!   deletes or soft-deletes the local row. A full run that lists the whole collection to its end
+//!   then hands a tombstone to `apply` for every record applied before that the listing no longer
+//!   had; a full run that stops early (an error, a lost lease) acts on none.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use serde_json::Value;
+
+#[cfg(feature = "http")]
+mod http;
+mod run;
+
+#[cfg(feature = "http")]
+pub use http::{HttpFeed, HttpFeedBuilder, Pagination, Since};
+pub use run::{
+    SourceReport, SourceRunOptions, SourceStatus, quarantined, request_full_run, request_run,
+    run_source, source_status,
+};
+
+use crate::retry::ExponentialBackoff;
+use crate::store::statement;
+use crate::{Error, RemoteId, Result, RootKey};
+
+/// One record as the remote sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundRecord {
+    /// The remote's id of the record.
+    pub remote_id: RemoteId,
+    /// The record's data (for a tombstone, whatever the remote sent, often `null`).
+    pub data: Value,
+    /// The remote says the record was deleted.
+    pub deleted: bool,
+    /// The remote's modification time of this version, when it has one.
+    pub modified_at: Option<DateTime<Utc>>,
+}
+
+impl InboundRecord {
+    /// A live record.
+    pub fn new(remote_id: impl Into<RemoteId>, data: Value) -> Self {
+        InboundRecord {
+            remote_id: remote_id.into(),
+            data,
+            deleted: false,
+            modified_at: None,
+        }
+    }
+
+    /// A tombstone: the remote deleted the record.
+    pub fn tombstone(remote_id: impl Into<RemoteId>) -> Self {
+        InboundRecord {
+            remote_id: remote_id.into(),
+            data: Value::Null,
+            deleted: true,
+            modified_at: None,
+        }
+    }
+
+    /// The same record with the remote's modification time.
+    pub fn modified_at(mut self, at: DateTime<Utc>) -> Self {
+        self.modified_at = Some(at);
+        self
+    }
+}
+
+/// One page of changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The records, in the remote's order.
+    pub records: Vec<InboundRecord>,
+    /// Where the next fetch starts: stored with this page's records. On the last page of a run
+    /// (`more` false), where the *next run* starts. `None` keeps the stored cursor.
+    pub cursor: Option<Value>,
+    /// Another page follows in this run.
+    pub more: bool,
+    /// Keys to merge into the source's state (a JSON object; a key set to `null` is removed),
+    /// saved with this page's records and cursor.
+    pub state: Option<Value>,
+}
+
+/// What [`Source::fetch`] is given besides the cursor.
+#[derive(Debug)]
+pub struct FetchContext<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) state: &'a Value,
+    pub(crate) full: bool,
+}
+
+impl<'a> FetchContext<'a> {
+    /// The source's name.
+    pub fn source(&self) -> &'a str {
+        self.source
+    }
+
+    /// The source's state as saved with the last page (an object, empty at first).
+    pub fn state(&self) -> &'a Value {
+        self.state
+    }
+
+    /// This run is a full run: it started without a cursor and lists the whole collection.
+    pub fn is_full_run(&self) -> bool {
+        self.full
+    }
+}
+
+/// What [`Source::apply`] is given: the transaction to write through, and what the framework
+/// knows of the record.
+#[derive(Debug)]
+pub struct ApplyContext<'a> {
+    pub(crate) db: &'a DatabaseTransaction,
+    pub(crate) source: &'a str,
+    pub(crate) previous: Option<&'a Value>,
+}
+
+impl<'a> ApplyContext<'a> {
+    /// The transaction (a savepoint of the page's transaction): write the application's rows
+    /// through it, with its models, so that their hooks run. A failed apply rolls back to it.
+    pub fn db(&self) -> &'a DatabaseTransaction {
+        self.db
+    }
+
+    /// The source's name.
+    pub fn source(&self) -> &'a str {
+        self.source
+    }
+
+    /// The data last applied for this remote id, if any.
+    pub fn previous(&self) -> Option<&'a Value> {
+        self.previous
+    }
+
+    /// The root key of the local row the outbound syncer `syncer` links to `remote_id` (the
+    /// group that pushed it, or one [`link`](ApplyContext::link)ed before), if any.
+    pub async fn linked_key(&self, syncer: &str, remote_id: &str) -> Result<Option<RootKey>> {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(statement(
+                backend,
+                "SELECT root_key FROM sync_groups WHERE syncer = ? AND remote_id = ? \
+                 ORDER BY id LIMIT 1",
+                vec![syncer.into(), remote_id.into()],
+            ))
+            .await
+            .map_err(Error::db_while(format!(
+                "looking up the `{syncer}` group of remote id `{remote_id}`"
+            )))?;
+        Ok(match row {
+            Some(row) => Some(RootKey::from(row.try_get::<String>("", "root_key")?)),
+            None => None,
+        })
+    }
+
+    /// Records that the local root `key` of syncer `syncer` *is* the remote record `remote_id`
+    /// (typically right after the apply created the row): the group holds the remote id, so the
+    /// outbound side updates that record instead of creating another. Commits with the apply.
+    pub async fn link(
+        &self,
+        syncer: &str,
+        key: impl Into<RootKey>,
+        remote_id: &RemoteId,
+    ) -> Result<()> {
+        let key = key.into();
+        crate::store::link_group(self.db, syncer, &key, remote_id).await
+    }
+}
+
+/// The inbound counterpart of a [`Syncer`](crate::Syncer): how to fetch the remote's changes,
+/// and how to apply one record to the local rows.
+///
+/// Most sources return an [`HttpFeed`] from [`feed`](Source::feed) (a plain REST list endpoint
+/// with change queries and pagination) and implement only [`apply`](Source::apply).
+#[async_trait]
+pub trait Source: Send + Sync + 'static {
+    /// The stable name, e.g. `erp.products`. Stored in `sync_sources` and `sync_inbound`:
+    /// renaming it starts over from no cursor.
+    fn name(&self) -> &str;
+
+    /// How often a worker runs the source (default 60 s). Run now, Full run and webhooks run it
+    /// at once.
+    fn interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// When a quarantined record is applied again (default: 1 s doubling up to 1 hour).
+    fn backoff(&self) -> ExponentialBackoff {
+        ExponentialBackoff::default()
+    }
+
+    /// The built-in REST feed, if the source uses one.
+    #[cfg(feature = "http")]
+    fn feed(&self) -> Option<&HttpFeed> {
+        None
+    }
+
+    /// Fetches one page of changes after `cursor` (`None`: from the beginning, as on a first or
+    /// full run). The default asks the [`feed`](Source::feed).
+    async fn fetch(&self, cx: &FetchContext<'_>, cursor: Option<&Value>) -> Result<Page> {
+        #[cfg(feature = "http")]
+        if let Some(feed) = self.feed() {
+            return feed.fetch(cx, cursor).await;
+        }
+        let _ = cursor;
+        Err(Error::Config(format!(
+            "source `{}` implements neither `fetch` nor `feed`; return an `HttpFeed` from `feed` \
+             or implement `fetch`",
+            cx.source()
+        )))
+    }
+
+    /// Applies one record (or tombstone, `record.deleted`) to the local rows through
+    /// `cx.db()`. An error quarantines the record: it is retried with backoff and shown to
+    /// operators, and the other records go on.
+    async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> Result<()>;
+}
+
+/// The sources a worker runs, by name.
+#[derive(Default, Clone)]
+pub struct Sources {
+    by_name: BTreeMap<String, std::sync::Arc<dyn Source>>,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+impl Sources {
+    /// No sources.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a source. Fails on an empty or over-long name, or a name already taken.
+    pub fn register(&mut self, source: impl Source) -> Result<&mut Self> {
+        let name = source.name().to_owned();
+        if name.trim().is_empty() || name.len() > 100 {
+            return Err(Error::Config(format!(
+                "source name `{name}` must be 1 to 100 characters"
+            )));
+        }
+        if self.by_name.contains_key(&name) {
+            return Err(Error::Config(format!(
+                "two sources are named `{name}`; names must be unique"
+            )));
+        }
+        self.by_name.insert(name, std::sync::Arc::new(source));
+        Ok(self)
+    }
+
+    /// The source named `name`.
+    pub fn get(&self, name: &str) -> Option<&std::sync::Arc<dyn Source>> {
+        self.by_name.get(name)
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    /// Every source, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &std::sync::Arc<dyn Source>> {
+        self.by_name.values()
+    }
+
+    /// No source registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

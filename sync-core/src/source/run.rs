@@ -1,0 +1,954 @@
+//! One run of a source: lease, quarantine retries, pages (applies, digests and cursor in one
+//! transaction each), and after a complete full run, the records that vanished.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ApplyContext, FetchContext, InboundRecord, Source};
+use crate::entity::sync_inbound::{Column as I, Entity as Inbound};
+use crate::panic::panic_message;
+use crate::retry::RetryPolicy;
+use crate::store::statement;
+use crate::{Error, RemoteId, Result, clock};
+
+/// How [`run_source`] runs.
+#[derive(Debug, Clone)]
+pub struct SourceRunOptions {
+    /// The worker's name, held in the lease.
+    pub owner: String,
+    /// Start a full run: from no cursor, listing the whole collection; records applied before
+    /// that the listing no longer has are deleted when it completes. (A full run an operator
+    /// requested, or one a crash interrupted, runs without this.)
+    pub full: bool,
+    /// How long the lease lasts without a page committed; another worker takes the source
+    /// over after it.
+    pub lease: Duration,
+}
+
+impl SourceRunOptions {
+    /// A normal run by worker `owner`, with a 60 s lease.
+    pub fn new(owner: impl Into<String>) -> Self {
+        SourceRunOptions {
+            owner: owner.into(),
+            full: false,
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    /// The same options, for a full run.
+    pub fn full(mut self) -> Self {
+        self.full = true;
+        self
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SourceReport {
+    /// The source's name.
+    pub source: String,
+    /// Another worker held the source: this run did nothing.
+    pub busy: bool,
+    /// The run was (or resumed) a full run.
+    pub full: bool,
+    /// Pages fetched.
+    pub pages: u64,
+    /// Records fetched.
+    pub fetched: u64,
+    /// Records applied (live ones; deletes are counted in `deleted`).
+    pub applied: u64,
+    /// Records skipped: the version applied already, or an older one.
+    pub skipped: u64,
+    /// Records whose apply failed, now quarantined (new ones and failed retries).
+    pub quarantined: u64,
+    /// Quarantined records applied successfully by this run (a retry or a newer version).
+    pub revived: u64,
+    /// Deletes applied: tombstones, and records a complete full run found gone.
+    pub deleted: u64,
+    /// Of `deleted`, the records a complete full run found gone without a tombstone.
+    pub vanished: u64,
+}
+
+const APPLIED: &str = "applied";
+const QUARANTINED: &str = "quarantined";
+
+/// Runs `source` once: takes its lease (or returns a report with `busy` when another worker
+/// holds it), fetches and applies pages from the stored cursor until the source says there are
+/// no more, then applies again the quarantined records whose retry is due. Each page commits with the cursor
+/// after it. The outcome and counts are recorded in `sync_sources`, and the next scheduled run
+/// is set one [`Source::interval`] later.
+///
+/// A fetch error ends the run with that error; what earlier pages applied stays, and the next
+/// run starts where they left off.
+pub async fn run_source(
+    db: &DatabaseConnection,
+    source: &dyn Source,
+    options: &SourceRunOptions,
+) -> Result<SourceReport> {
+    let name = source.name();
+    ensure_row(db, name).await?;
+    let mut report = SourceReport {
+        source: name.to_owned(),
+        ..SourceReport::default()
+    };
+    if !acquire(db, name, options).await? {
+        report.busy = true;
+        return Ok(report);
+    }
+    let mut run = Run {
+        db,
+        source,
+        options,
+        name,
+        full_run: None,
+        started: clock::now_ms(),
+    };
+    let result = run.go(&mut report).await;
+    run.finish(&report, result.as_ref().err()).await?;
+    result.map(|()| report)
+}
+
+/// Makes the source's next run due now (Run now, a webhook). Fails with [`Error::Config`] when
+/// no worker has run a source of that name yet (a source that never ran is due anyway).
+pub async fn request_run(db: &DatabaseConnection, source: &str) -> Result<()> {
+    let hit = execute(
+        db,
+        "UPDATE sync_sources SET next_run_at = 0 WHERE source = ?",
+        vec![source.into()],
+        || format!("requesting a run of source `{source}`"),
+    )
+    .await?;
+    known(db, source, hit).await
+}
+
+/// Asks for a full run of the source, due now: from no cursor, and when its listing completes,
+/// the records that vanished from the remote are deleted. Fails as [`request_run`] does.
+pub async fn request_full_run(db: &DatabaseConnection, source: &str) -> Result<()> {
+    let hit = execute(
+        db,
+        "UPDATE sync_sources SET full_requested = ?, next_run_at = 0 WHERE source = ?",
+        vec![true.into(), source.into()],
+        || format!("requesting a full run of source `{source}`"),
+    )
+    .await?;
+    known(db, source, hit).await
+}
+
+/// `Ok` when the update hit the source's row (MySQL counts only changed rows: look again).
+async fn known(db: &DatabaseConnection, source: &str, hit: u64) -> Result<()> {
+    if hit > 0 {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let found = db
+        .query_one_raw(statement(
+            backend,
+            "SELECT source FROM sync_sources WHERE source = ?",
+            vec![source.into()],
+        ))
+        .await
+        .map_err(Error::db_while(format!("looking up source `{source}`")))?;
+    if found.is_some() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "no source named `{source}` has run yet (sources appear in sync_sources after a worker \
+         runs them; one that never ran runs as soon as a worker with it starts)"
+    )))
+}
+
+async fn execute<C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+    what: impl FnOnce() -> String,
+) -> Result<u64> {
+    let backend = db.get_database_backend();
+    let done = db
+        .execute_raw(statement(backend, sql, values))
+        .await
+        .map_err(|e| Error::DatabaseWhile {
+            context: what(),
+            source: e,
+        })?;
+    Ok(done.rows_affected())
+}
+
+async fn ensure_row(db: &DatabaseConnection, source: &str) -> Result<()> {
+    let sql = if db.get_database_backend() == DbBackend::MySql {
+        "INSERT IGNORE INTO sync_sources (source) VALUES (?)"
+    } else {
+        "INSERT INTO sync_sources (source) VALUES (?) ON CONFLICT (source) DO NOTHING"
+    };
+    execute(db, sql, vec![source.into()], || {
+        format!("registering source `{source}` in sync_sources")
+    })
+    .await
+    .map(drop)
+}
+
+async fn acquire(
+    db: &DatabaseConnection,
+    source: &str,
+    options: &SourceRunOptions,
+) -> Result<bool> {
+    let now = clock::now_ms();
+    let until = now + options.lease.as_millis() as i64;
+    let taken = execute(
+        db,
+        "UPDATE sync_sources SET lease_owner = ?, lease_until = ? \
+         WHERE source = ? AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?)",
+        vec![
+            options.owner.as_str().into(),
+            until.into(),
+            source.into(),
+            now.into(),
+            options.owner.as_str().into(),
+        ],
+        || format!("taking the lease of source `{source}`"),
+    )
+    .await?;
+    Ok(taken == 1)
+}
+
+/// The digest of a record's version: its data and delete flag (not its modification time: the
+/// same data sent again with a newer time is not a change).
+fn record_digest(source: &str, record: &InboundRecord) -> String {
+    crate::digest::digest(
+        source,
+        0,
+        &json!({ "data": record.data, "deleted": record.deleted }),
+    )
+}
+
+/// What `sync_inbound` holds for a remote id.
+#[derive(Debug, Clone)]
+struct Known {
+    digest: String,
+    state: String,
+    modified_at: Option<i64>,
+    payload: Option<Value>,
+}
+
+/// A row to write into `sync_inbound`.
+struct Outcome {
+    remote_id: String,
+    digest: String,
+    deleted: bool,
+    modified_at: Option<i64>,
+    payload: Value,
+    /// `Err(message, attempts)` for a quarantined record.
+    error: Option<(String, i32)>,
+}
+
+struct Run<'a> {
+    db: &'a DatabaseConnection,
+    source: &'a dyn Source,
+    options: &'a SourceRunOptions,
+    name: &'a str,
+    full_run: Option<i64>,
+    /// When the run started.
+    started: i64,
+}
+
+impl Run<'_> {
+    async fn go(&mut self, report: &mut SourceReport) -> Result<()> {
+        let name = self.name;
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(statement(
+                backend,
+                "SELECT next_cursor, state, full_run, full_requested FROM sync_sources WHERE source = ?",
+                vec![name.into()],
+            ))
+            .await
+            .map_err(Error::db_while(format!("reading source `{name}`")))?
+            .ok_or_else(|| Error::Config(format!("source `{name}` has no row in sync_sources")))?;
+        let stored_cursor: Option<String> = row.try_get("", "next_cursor")?;
+        let stored_state: Option<String> = row.try_get("", "state")?;
+        let full_run: Option<i64> = row.try_get("", "full_run")?;
+        let full_requested: bool = row.try_get("", "full_requested")?;
+        let mut cursor = parse_json(name, "cursor", stored_cursor)?;
+        let mut state = parse_json(name, "state", stored_state)?.unwrap_or_else(|| json!({}));
+
+        if self.options.full || full_requested {
+            // A new full run: from no cursor; the records it lists are marked with its start.
+            let started = clock::now_ms();
+            self.guarded(
+                "UPDATE sync_sources SET full_run = ?, full_requested = ?, next_cursor = NULL \
+                 WHERE source = ? AND lease_owner = ?",
+                vec![started.into(), false.into()],
+            )
+            .await?;
+            self.full_run = Some(started);
+            cursor = None;
+        } else {
+            self.full_run = full_run;
+        }
+        report.full = self.full_run.is_some();
+
+        loop {
+            let cx = FetchContext {
+                source: name,
+                state: &state,
+                full: self.full_run.is_some(),
+            };
+            let page = self.source.fetch(&cx, cursor.as_ref()).await?;
+            report.pages += 1;
+            report.fetched += page.records.len() as u64;
+            let moved = page.cursor.is_some() && page.cursor != cursor;
+            if page.more && !moved && page.records.is_empty() {
+                return Err(Error::permanent(format!(
+                    "source `{name}` said more records follow but returned none and the same \
+                     cursor; stopping instead of asking again forever"
+                )));
+            }
+            if let Some(next) = page.cursor {
+                cursor = Some(next);
+            }
+            if let Some(patch) = page.state {
+                merge_state(name, &mut state, patch)?;
+            }
+            let txn = self.db.begin().await.map_err(Error::db_while(format!(
+                "starting a page of source `{name}`"
+            )))?;
+            let outcomes = self.apply_records(&txn, &page.records, report).await?;
+            write_outcomes(&txn, name, &outcomes, self.source).await?;
+            if let Some(run) = self.full_run {
+                let ids: Vec<String> = page
+                    .records
+                    .iter()
+                    .map(|r| r.remote_id.as_str().to_owned())
+                    .collect();
+                mark_seen(&txn, name, run, &ids).await?;
+            }
+            let cursor_text = cursor.as_ref().map(Value::to_string);
+            let state_text = state.to_string();
+            self.renew_in(
+                &txn,
+                "UPDATE sync_sources SET next_cursor = ?, state = ?, lease_until = ? \
+                 WHERE source = ? AND lease_owner = ?",
+                vec![cursor_text.into(), state_text.into()],
+            )
+            .await?;
+            txn.commit().await.map_err(Error::db_while(format!(
+                "committing a page of source `{name}`"
+            )))?;
+            if !page.more {
+                break;
+            }
+        }
+
+        if let Some(run) = self.full_run {
+            self.vanished(run, report).await?;
+        }
+        // After the pages: a record the remote sent again in a new version was applied (or
+        // quarantined anew) there, and its stale payload is not retried.
+        self.retry_quarantined(report).await
+    }
+
+    /// Applies the page's records under savepoints of `txn`; returns what to record.
+    async fn apply_records(
+        &self,
+        txn: &DatabaseTransaction,
+        records: &[InboundRecord],
+        report: &mut SourceReport,
+    ) -> Result<Vec<Outcome>> {
+        let ids: Vec<String> = records
+            .iter()
+            .map(|r| r.remote_id.as_str().to_owned())
+            .collect();
+        let mut known = load_known(txn, self.name, &ids).await?;
+        let mut outcomes = Vec::new();
+        for record in records {
+            let id = record.remote_id.as_str().to_owned();
+            let digest = record_digest(self.name, record);
+            let modified_at = record.modified_at.map(|t| t.timestamp_millis());
+            let previous = known.get(&id);
+            if let Some(previous) = previous {
+                let stale = previous.state == APPLIED
+                    && matches!((modified_at, previous.modified_at), (Some(new), Some(old)) if new < old);
+                if previous.digest == digest || stale {
+                    report.skipped += 1;
+                    continue;
+                }
+            }
+            let was_quarantined = previous.is_some_and(|p| p.state == QUARANTINED);
+            let base = previous
+                .filter(|p| p.state == APPLIED)
+                .and_then(|p| p.payload.clone());
+            let result = self.apply_one(txn, record, base.as_ref()).await?;
+            let outcome = Outcome {
+                remote_id: id.clone(),
+                digest: digest.clone(),
+                deleted: record.deleted,
+                modified_at,
+                payload: record.data.clone(),
+                error: result.err().map(|e| (e, 1)),
+            };
+            count(report, &outcome, was_quarantined);
+            known.insert(
+                id,
+                Known {
+                    digest,
+                    state: if outcome.error.is_some() {
+                        QUARANTINED
+                    } else {
+                        APPLIED
+                    }
+                    .to_owned(),
+                    modified_at,
+                    payload: Some(record.data.clone()),
+                },
+            );
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies one record under a savepoint. The outer error is the database failing around
+    /// the apply (the page cannot go on); the inner one is the apply's own failure, as text.
+    async fn apply_one(
+        &self,
+        txn: &DatabaseTransaction,
+        record: &InboundRecord,
+        previous: Option<&Value>,
+    ) -> Result<std::result::Result<(), String>> {
+        let name = self.name;
+        let savepoint = txn.begin().await.map_err(Error::db_while(format!(
+            "opening a savepoint in source `{name}`"
+        )))?;
+        let cx = ApplyContext {
+            db: &savepoint,
+            source: name,
+            previous,
+        };
+        let outcome = AssertUnwindSafe(self.source.apply(&cx, record))
+            .catch_unwind()
+            .await;
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(panic) => Some(format!("apply panicked: {}", panic_message(&panic))),
+        };
+        match failure {
+            None => {
+                savepoint.commit().await.map_err(Error::db_while(format!(
+                    "committing the apply of record `{}` of source `{name}`",
+                    record.remote_id
+                )))?;
+                Ok(Ok(()))
+            }
+            Some(message) => {
+                savepoint.rollback().await.map_err(Error::db_while(format!(
+                    "rolling back the failed apply of record `{}` of source `{name}` ({message})",
+                    record.remote_id
+                )))?;
+                tracing::warn!(source = name, remote_id = %record.remote_id, error = %message, "record quarantined");
+                Ok(Err(message))
+            }
+        }
+    }
+
+    /// Applies the quarantined records whose retry is due, from their stored payloads; not
+    /// those this run quarantined.
+    async fn retry_quarantined(&self, report: &mut SourceReport) -> Result<()> {
+        let name = self.name;
+        let backend = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                backend,
+                "SELECT remote_id, digest, deleted, modified_at, payload, attempts FROM sync_inbound \
+                 WHERE source = ? AND state = ? AND next_retry_at <= ? AND updated_at < ? \
+                 ORDER BY next_retry_at LIMIT 500",
+                vec![
+                    name.into(),
+                    QUARANTINED.into(),
+                    clock::now_ms().into(),
+                    self.started.into(),
+                ],
+            ))
+            .await
+            .map_err(Error::db_while(format!(
+                "reading the quarantined records of source `{name}`"
+            )))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin().await.map_err(Error::db_while(format!(
+            "retrying records of source `{name}`"
+        )))?;
+        let mut outcomes = Vec::new();
+        for row in rows {
+            let remote_id: String = row.try_get("", "remote_id")?;
+            let payload: Option<String> = row.try_get("", "payload")?;
+            let attempts: i32 = row.try_get("", "attempts")?;
+            let record = InboundRecord {
+                remote_id: RemoteId::string(remote_id.clone()),
+                data: parse_json(name, "quarantined payload", payload)?.unwrap_or(Value::Null),
+                deleted: row.try_get("", "deleted")?,
+                modified_at: row
+                    .try_get::<Option<i64>>("", "modified_at")?
+                    .and_then(chrono::DateTime::from_timestamp_millis),
+            };
+            let result = self.apply_one(&txn, &record, None).await?;
+            let outcome = Outcome {
+                remote_id,
+                digest: row.try_get("", "digest")?,
+                deleted: record.deleted,
+                modified_at: record.modified_at.map(|t| t.timestamp_millis()),
+                payload: record.data,
+                error: result.err().map(|e| (e, attempts.saturating_add(1))),
+            };
+            count(report, &outcome, true);
+            outcomes.push(outcome);
+        }
+        write_outcomes(&txn, name, &outcomes, self.source).await?;
+        self.renew_in(
+            &txn,
+            "UPDATE sync_sources SET lease_until = ? WHERE source = ? AND lease_owner = ?",
+            vec![],
+        )
+        .await?;
+        txn.commit().await.map_err(Error::db_while(format!(
+            "committing retries of source `{name}`"
+        )))
+    }
+
+    /// After a complete full run: hands a tombstone to `apply` for every live record the
+    /// listing did not have.
+    async fn vanished(&self, run: i64, report: &mut SourceReport) -> Result<()> {
+        let name = self.name;
+        let backend = self.db.get_database_backend();
+        let mut after = 0_i64;
+        loop {
+            let rows = self
+                .db
+                .query_all_raw(statement(
+                    backend,
+                    "SELECT id, remote_id FROM sync_inbound WHERE source = ? AND deleted = ? \
+                     AND (seen_run IS NULL OR seen_run <> ?) AND id > ? ORDER BY id LIMIT 200",
+                    vec![name.into(), false.into(), run.into(), after.into()],
+                ))
+                .await
+                .map_err(Error::db_while(format!(
+                    "finding the records source `{name}` no longer lists"
+                )))?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("", "id")?;
+            let txn = self.db.begin().await.map_err(Error::db_while(format!(
+                "deleting vanished records of `{name}`"
+            )))?;
+            let mut outcomes = Vec::new();
+            for row in &rows {
+                let remote_id: String = row.try_get("", "remote_id")?;
+                let record = InboundRecord::tombstone(RemoteId::string(remote_id.clone()));
+                let result = self.apply_one(&txn, &record, None).await?;
+                let outcome = Outcome {
+                    remote_id,
+                    digest: record_digest(name, &record),
+                    deleted: true,
+                    modified_at: None,
+                    payload: Value::Null,
+                    error: result.err().map(|e| (e, 1)),
+                };
+                count(report, &outcome, false);
+                if outcome.error.is_none() {
+                    report.vanished += 1;
+                }
+                outcomes.push(outcome);
+            }
+            write_outcomes(&txn, name, &outcomes, self.source).await?;
+            self.renew_in(
+                &txn,
+                "UPDATE sync_sources SET lease_until = ? WHERE source = ? AND lease_owner = ?",
+                vec![],
+            )
+            .await?;
+            txn.commit().await.map_err(Error::db_while(format!(
+                "committing deletes of source `{name}`"
+            )))?;
+        }
+        Ok(())
+    }
+
+    /// Runs a statement that must find the lease still ours: `values` then `source`, `owner`.
+    async fn guarded(&self, sql: &str, mut values: Vec<sea_orm::Value>) -> Result<()> {
+        values.push(self.name.into());
+        values.push(self.options.owner.as_str().into());
+        let hit = execute(self.db, sql, values, || {
+            format!("updating source `{}`", self.name)
+        })
+        .await?;
+        self.check_lease(hit)
+    }
+
+    /// Like [`guarded`](Self::guarded) inside `txn`, with the renewed lease's expiry inserted
+    /// after `values`.
+    async fn renew_in(
+        &self,
+        txn: &DatabaseTransaction,
+        sql: &str,
+        mut values: Vec<sea_orm::Value>,
+    ) -> Result<()> {
+        values.push((clock::now_ms() + self.options.lease.as_millis() as i64).into());
+        values.push(self.name.into());
+        values.push(self.options.owner.as_str().into());
+        let hit = execute(txn, sql, values, || {
+            format!("saving the cursor of source `{}`", self.name)
+        })
+        .await?;
+        self.check_lease(hit)
+    }
+
+    fn check_lease(&self, hit: u64) -> Result<()> {
+        if hit == 1 {
+            return Ok(());
+        }
+        Err(Error::retryable(format!(
+            "worker `{}` lost the lease of source `{}` (it took longer than the lease, {:?}); \
+             another worker runs it, and this one's last page was not committed",
+            self.options.owner, self.name, self.options.lease
+        )))
+    }
+
+    /// Records the run's outcome and releases the lease.
+    async fn finish(&self, report: &SourceReport, error: Option<&Error>) -> Result<()> {
+        let now = clock::now_ms();
+        let next = now + self.source.interval().as_millis() as i64;
+        let ok = error.is_none();
+        // A full run that completed is over; one that failed resumes at its cursor.
+        let sql = format!(
+            "UPDATE sync_sources SET lease_owner = NULL, lease_until = NULL, next_run_at = ?, \
+             last_run_at = ?, last_error = ?, last_fetched = ?, last_applied = ?, \
+             last_skipped = ?, last_quarantined = ?, last_deleted = ?{}{} \
+             WHERE source = ? AND lease_owner = ?",
+            if ok { ", last_success_at = ?" } else { "" },
+            if ok && self.full_run.is_some() {
+                ", full_run = NULL"
+            } else {
+                ""
+            },
+        );
+        let mut values: Vec<sea_orm::Value> = vec![
+            next.into(),
+            now.into(),
+            error.map(ToString::to_string).into(),
+            (report.fetched as i64).into(),
+            (report.applied as i64).into(),
+            (report.skipped as i64).into(),
+            (report.quarantined as i64).into(),
+            (report.deleted as i64).into(),
+        ];
+        if ok {
+            values.push(now.into());
+        }
+        values.push(self.name.into());
+        values.push(self.options.owner.as_str().into());
+        execute(self.db, &sql, values, || {
+            format!("recording the run of source `{}`", self.name)
+        })
+        .await?;
+        match error {
+            None => tracing::info!(
+                source = self.name,
+                pages = report.pages,
+                fetched = report.fetched,
+                applied = report.applied,
+                skipped = report.skipped,
+                quarantined = report.quarantined,
+                deleted = report.deleted,
+                "source run"
+            ),
+            Some(error) => tracing::warn!(source = self.name, %error, "source run failed"),
+        }
+        Ok(())
+    }
+}
+
+fn count(report: &mut SourceReport, outcome: &Outcome, was_quarantined: bool) {
+    match (&outcome.error, outcome.deleted) {
+        (Some(_), _) => report.quarantined += 1,
+        (None, true) => report.deleted += 1,
+        (None, false) => report.applied += 1,
+    }
+    if was_quarantined && outcome.error.is_none() {
+        report.revived += 1;
+    }
+}
+
+fn parse_json(source: &str, what: &str, text: Option<String>) -> Result<Option<Value>> {
+    text.map(|text| {
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "the stored {what} of source `{source}` is not JSON ({e}): {text:.200}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn merge_state(source: &str, state: &mut Value, patch: Value) -> Result<()> {
+    let Value::Object(patch) = patch else {
+        return Err(Error::Config(format!(
+            "source `{source}` returned a state that is not a JSON object: {patch:.200}"
+        )));
+    };
+    let Value::Object(state) = state else {
+        return Err(Error::Config(format!(
+            "the stored state of source `{source}` is not a JSON object"
+        )));
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            state.remove(&key);
+        } else {
+            state.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+async fn load_known(
+    txn: &DatabaseTransaction,
+    source: &str,
+    ids: &[String],
+) -> Result<HashMap<String, Known>> {
+    let backend = txn.get_database_backend();
+    let mut known = HashMap::new();
+    for chunk in ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut values: Vec<sea_orm::Value> = vec![source.into()];
+        values.extend(chunk.iter().map(|id| id.as_str().into()));
+        let rows = txn
+            .query_all_raw(statement(
+                backend,
+                &format!(
+                    "SELECT remote_id, digest, state, modified_at, payload FROM sync_inbound \
+                     WHERE source = ? AND remote_id IN ({marks})"
+                ),
+                values,
+            ))
+            .await
+            .map_err(Error::db_while(format!(
+                "reading what source `{source}` applied before"
+            )))?;
+        for row in rows {
+            let payload: Option<String> = row.try_get("", "payload")?;
+            known.insert(
+                row.try_get("", "remote_id")?,
+                Known {
+                    digest: row.try_get("", "digest")?,
+                    state: row.try_get("", "state")?,
+                    modified_at: row.try_get("", "modified_at")?,
+                    payload: payload.and_then(|p| serde_json::from_str(&p).ok()),
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
+async fn write_outcomes(
+    txn: &DatabaseTransaction,
+    source_name: &str,
+    outcomes: &[Outcome],
+    source: &dyn Source,
+) -> Result<()> {
+    let now = clock::now_ms();
+    let backoff = source.backoff();
+    for chunk in outcomes.chunks(100) {
+        let mut insert = Query::insert();
+        insert.into_table(Inbound).columns([
+            I::Source,
+            I::RemoteId,
+            I::Digest,
+            I::State,
+            I::Deleted,
+            I::ModifiedAt,
+            I::Payload,
+            I::Error,
+            I::Attempts,
+            I::NextRetryAt,
+            I::UpdatedAt,
+        ]);
+        for outcome in chunk {
+            let (state, error, attempts, retry_at) = match &outcome.error {
+                None => (APPLIED, None, 0, None),
+                Some((message, attempts)) => (
+                    QUARANTINED,
+                    Some(message.clone()),
+                    *attempts,
+                    Some(now + backoff.delay(*attempts as u32).as_millis() as i64),
+                ),
+            };
+            insert.values_panic([
+                source_name.into(),
+                outcome.remote_id.as_str().into(),
+                outcome.digest.as_str().into(),
+                state.into(),
+                outcome.deleted.into(),
+                outcome.modified_at.into(),
+                Some(outcome.payload.to_string()).into(),
+                error.into(),
+                attempts.into(),
+                retry_at.into(),
+                now.into(),
+            ]);
+        }
+        insert.on_conflict(
+            OnConflict::columns([I::Source, I::RemoteId])
+                .update_columns([
+                    I::Digest,
+                    I::State,
+                    I::Deleted,
+                    I::ModifiedAt,
+                    I::Payload,
+                    I::Error,
+                    I::Attempts,
+                    I::NextRetryAt,
+                    I::UpdatedAt,
+                ])
+                .to_owned(),
+        );
+        txn.execute(&insert).await.map_err(Error::db_while(format!(
+            "recording the records source `{source_name}` applied"
+        )))?;
+    }
+    Ok(())
+}
+
+async fn mark_seen(
+    txn: &DatabaseTransaction,
+    source: &str,
+    run: i64,
+    ids: &[String],
+) -> Result<()> {
+    for chunk in ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut values: Vec<sea_orm::Value> = vec![run.into(), source.into()];
+        values.extend(chunk.iter().map(|id| id.as_str().into()));
+        execute(
+            txn,
+            &format!(
+                "UPDATE sync_inbound SET seen_run = ? WHERE source = ? AND remote_id IN ({marks})"
+            ),
+            values,
+            || format!("marking the records a full run of source `{source}` listed"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What operators see of a source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceStatus {
+    /// The source's name.
+    pub source: String,
+    /// The stored cursor, as JSON text.
+    pub cursor: Option<String>,
+    /// A full run is in progress (it resumes where it stopped) or requested.
+    pub full_run: bool,
+    /// The worker running it now, if any.
+    pub running_on: Option<String>,
+    /// When the next scheduled run is due (0: now).
+    pub next_run_at: i64,
+    /// When the last run ended.
+    pub last_run_at: Option<i64>,
+    /// When the last clean run ended: the lag is the time since.
+    pub last_success_at: Option<i64>,
+    /// The last run's error.
+    pub last_error: Option<String>,
+    /// The last run's counts: fetched, applied, skipped unchanged, quarantined, deleted.
+    pub last_counts: [i64; 5],
+    /// Records quarantined now.
+    pub quarantined: i64,
+}
+
+/// Every source that has run or was asked to, by name, with its quarantined records counted.
+pub async fn source_status(db: &DatabaseConnection) -> Result<Vec<SourceStatus>> {
+    use sea_orm::{EntityTrait, QueryOrder};
+
+    use crate::entity::sync_source;
+    let rows = sync_source::Entity::find()
+        .order_by_asc(sync_source::Column::Source)
+        .all(db)
+        .await
+        .map_err(Error::db_while("reading sync_sources"))?;
+    let backend = db.get_database_backend();
+    let counts = db
+        .query_all_raw(statement(
+            backend,
+            "SELECT source, COUNT(*) AS n FROM sync_inbound WHERE state = ? GROUP BY source",
+            vec![QUARANTINED.into()],
+        ))
+        .await
+        .map_err(Error::db_while("counting quarantined records"))?;
+    let mut quarantined = HashMap::new();
+    for row in counts {
+        quarantined.insert(
+            row.try_get::<String>("", "source")?,
+            row.try_get::<i64>("", "n")?,
+        );
+    }
+    let now = clock::now_ms();
+    Ok(rows
+        .into_iter()
+        .map(|row| SourceStatus {
+            quarantined: quarantined.get(&row.source).copied().unwrap_or(0),
+            full_run: row.full_run.is_some() || row.full_requested,
+            running_on: row
+                .lease_owner
+                .filter(|_| row.lease_until.is_some_and(|until| until > now)),
+            cursor: row.next_cursor,
+            next_run_at: row.next_run_at,
+            last_run_at: row.last_run_at,
+            last_success_at: row.last_success_at,
+            last_error: row.last_error,
+            last_counts: [
+                row.last_fetched,
+                row.last_applied,
+                row.last_skipped,
+                row.last_quarantined,
+                row.last_deleted,
+            ],
+            source: row.source,
+        })
+        .collect())
+}
+
+/// The quarantined records (of one source, or all), oldest first, with payload and error.
+pub async fn quarantined(
+    db: &DatabaseConnection,
+    source: Option<&str>,
+    limit: u64,
+) -> Result<Vec<crate::entity::sync_inbound::Model>> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut find = Inbound::find().filter(I::State.eq(QUARANTINED));
+    if let Some(source) = source {
+        find = find.filter(I::Source.eq(source));
+    }
+    find.order_by_asc(I::UpdatedAt)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(Error::db_while("reading quarantined records"))
+}

@@ -1,0 +1,130 @@
+//! An inbound source for the test models: the ERP owns the products (name, price), and the
+//! application keeps them in `products`, written through the model so that its hooks run.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, ModelTrait};
+use serde_json::Value;
+use sync_core::retry::ExponentialBackoff;
+use sync_core::source::{ApplyContext, HttpFeed, InboundRecord, Source};
+use sync_core::{Error, Result, async_trait};
+use tokio::sync::Notify;
+
+use crate::models::product;
+
+/// Knobs a test turns to change what the source's `apply` does.
+#[derive(Debug, Default)]
+pub struct ApplyKnobs {
+    /// Applying a record whose name is this fails (a missing prerequisite, say).
+    pub refuse_name: Mutex<Option<String>>,
+    /// The apply of this many records succeeds; the next one waits on `stall` forever (a worker
+    /// stuck, then killed, mid-page).
+    pub stall_after: Mutex<Option<usize>>,
+    /// Records applied (attempts, successful or not).
+    pub applies: AtomicUsize,
+    /// Signalled when an apply stalls.
+    pub stalled: Notify,
+}
+
+/// `erp.products`: the ERP's products into `products`.
+#[derive(Debug)]
+pub struct ErpProducts {
+    /// The feed (json-server style or a changes API).
+    pub feed: HttpFeed,
+    /// The source's name.
+    pub name: String,
+    /// What `apply` does.
+    pub knobs: Arc<ApplyKnobs>,
+}
+
+impl ErpProducts {
+    /// `erp.products` reading `feed`.
+    pub fn new(feed: HttpFeed, knobs: &Arc<ApplyKnobs>) -> Self {
+        ErpProducts {
+            feed,
+            name: "erp.products".into(),
+            knobs: knobs.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for ErpProducts {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn backoff(&self) -> ExponentialBackoff {
+        ExponentialBackoff {
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+            jitter: 0.0,
+        }
+    }
+
+    fn feed(&self) -> Option<&HttpFeed> {
+        Some(&self.feed)
+    }
+
+    async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> Result<()> {
+        let done = self.knobs.applies.fetch_add(1, Ordering::SeqCst);
+        let stall = *self.knobs.stall_after.lock().expect("knobs");
+        if stall.is_some_and(|n| done >= n) {
+            self.knobs.stalled.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let id: i32 = record.remote_id.as_str().parse().map_err(|_| {
+            Error::permanent(format!("product id `{}` is not a number", record.remote_id))
+        })?;
+        let existing = product::Entity::find_by_id(id).one(cx.db()).await?;
+        if record.deleted {
+            if let Some(existing) = existing {
+                existing.delete(cx.db()).await?;
+            }
+            return Ok(());
+        }
+        let name = record.data["name"].as_str().unwrap_or_default().to_owned();
+        if self.knobs.refuse_name.lock().expect("knobs").as_deref() == Some(name.as_str()) {
+            return Err(Error::permanent(format!(
+                "the category of `{name}` is not known yet"
+            )));
+        }
+        let price = record.data["price_cents"].as_i64().ok_or_else(|| {
+            Error::permanent(format!(
+                "product {id} has no integer `price_cents`: {}",
+                record.data
+            ))
+        })?;
+        match existing {
+            Some(existing) => {
+                let mut row: product::ActiveModel = existing.into();
+                row.name = Set(name);
+                row.price_cents = Set(price);
+                row.update(cx.db()).await?;
+            }
+            None => {
+                product::ActiveModel {
+                    id: Set(id),
+                    name: Set(name),
+                    price_cents: Set(price),
+                    revision: Set(0),
+                }
+                .insert(cx.db())
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The product `id` as the ERP lists it.
+pub fn erp_product(id: i64, name: &str, price_cents: i64, updated_at: &str) -> Value {
+    serde_json::json!({
+        "id": id,
+        "name": name,
+        "price_cents": price_cents,
+        "updated_at": updated_at,
+    })
+}

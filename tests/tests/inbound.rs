@@ -1,0 +1,577 @@
+//! The inbound side: a source pulls the remote's changes into the application's tables through
+//! its models, with a cursor that never skips or repeats work.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder};
+use serde_json::json;
+use sync_core::entity::{sync_inbound, sync_source};
+use sync_core::source::{
+    HttpFeed, Pagination, Since, SourceReport, SourceRunOptions, request_full_run, run_source,
+};
+use sync_core::{HttpRemote, apply_touches};
+use sync_tests::models::product;
+use sync_tests::sources::{ApplyKnobs, ErpProducts, erp_product};
+use sync_tests::{TestDb, on_each_backend};
+use sync_worker::testing::{Fault, FaultKind, MockRemote};
+
+/// A json-server style feed of `/products`: pages of `size`, changes since `updated_at` minus
+/// a 30 s overlap, sorted by `updated_at`.
+fn json_server_feed(remote: &MockRemote, size: u32) -> HttpFeed {
+    let http = HttpRemote::builder(remote.url(), "products")
+        .build()
+        .expect("remote");
+    HttpFeed::builder(http)
+        .pagination(Pagination::pages("_page", "_limit", size))
+        .since(Since::ModifiedSince {
+            param: "updated_at_gte".into(),
+            overlap: Duration::from_secs(30),
+        })
+        .modified_pointer("/updated_at")
+        .query("_sort", "updated_at")
+        .build()
+        .expect("feed")
+}
+
+/// A "changes since a cursor" feed of `/products/_changes`, with tombstones.
+fn changes_feed(remote: &MockRemote, size: u32) -> HttpFeed {
+    let http = HttpRemote::builder(remote.url(), "products/_changes")
+        .build()
+        .expect("remote");
+    HttpFeed::builder(http)
+        .pagination(Pagination::Token {
+            param: "cursor".into(),
+            next: "/next_cursor".into(),
+            more: Some("/has_more".into()),
+        })
+        .query("limit", size.to_string())
+        .records_pointer("/data")
+        .deleted_pointer("/deleted")
+        .build()
+        .expect("feed")
+}
+
+async fn run(db: &DatabaseConnection, source: &ErpProducts) -> SourceReport {
+    run_source(db, source, &SourceRunOptions::new("worker-a"))
+        .await
+        .expect("source run")
+}
+
+async fn products(db: &DatabaseConnection) -> Vec<(i32, String, i64, i32)> {
+    product::Entity::find()
+        .order_by_asc(product::Column::Id)
+        .all(db)
+        .await
+        .expect("products")
+        .into_iter()
+        .map(|p| (p.id, p.name, p.price_cents, p.revision))
+        .collect()
+}
+
+async fn inbound_row(db: &DatabaseConnection, remote_id: &str) -> sync_inbound::Model {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    sync_inbound::Entity::find()
+        .filter(sync_inbound::Column::RemoteId.eq(remote_id))
+        .one(db)
+        .await
+        .expect("read sync_inbound")
+        .unwrap_or_else(|| panic!("no sync_inbound row for {remote_id}"))
+}
+
+fn at(second: u32) -> String {
+    format!("2026-12-01T10:00:{second:02}.000Z")
+}
+
+fn at_minute(minute: u32) -> String {
+    format!("2026-12-01T10:{minute:02}:00.000Z")
+}
+
+#[tokio::test]
+async fn changed_records_land_through_the_models_and_re_reads_are_skipped() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        for id in 1..=5_i64 {
+            remote.put_record(
+                "products",
+                &id.to_string(),
+                erp_product(id, &format!("P{id}"), id * 100, &at(id as u32)),
+            );
+        }
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = ErpProducts::new(json_server_feed(&remote, 2), &knobs);
+
+        let first = run(&t.db, &source).await;
+        assert_eq!(
+            (first.pages, first.fetched, first.applied, first.skipped),
+            (3, 5, 5, 0),
+            "{first:?}"
+        );
+        assert_eq!(
+            products(&t.db).await,
+            (1..=5)
+                .map(|id| (id, format!("P{id}"), i64::from(id) * 100, 1))
+                .collect::<Vec<_>>()
+        );
+        // Fan-out: the writes went through the models, so the outbound groups are dirty.
+        apply_touches(&t.db).await.expect("apply touches");
+        assert_eq!(t.group("shop.product", 3).await.expect("group").version, 1);
+
+        // The next run asks from the latest time seen minus the overlap: it re-reads what it
+        // has and writes nothing.
+        remote.clear_requests();
+        let again = run(&t.db, &source).await;
+        assert_eq!(
+            (again.fetched, again.applied, again.skipped),
+            (5, 0, 5),
+            "{again:?}"
+        );
+        let asked = remote.requests_matching("GET", "/products");
+        assert_eq!(asked.len(), 3, "{asked:?}");
+
+        // A change on the remote lands, once.
+        remote.put_record(
+            "products",
+            "2",
+            erp_product(2, "P2 renamed", 250, &at_minute(5)),
+        );
+        let changed = run(&t.db, &source).await;
+        assert_eq!(
+            (changed.applied, changed.quarantined),
+            (1, 0),
+            "{changed:?}"
+        );
+        assert_eq!(products(&t.db).await[1], (2, "P2 renamed".into(), 250, 2));
+        let row = sync_source::Entity::find_by_id("erp.products")
+            .one(&t.db)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(
+            (row.last_fetched, row.last_applied),
+            (changed.fetched as i64, 1)
+        );
+        assert!(
+            row.last_success_at.is_some() && row.last_error.is_none(),
+            "{row:?}"
+        );
+        assert!(row.lease_owner.is_none(), "the lease is released: {row:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_record_committed_late_with_an_earlier_time_is_not_skipped() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        remote.put_record(
+            "products",
+            "1",
+            erp_product(1, "early", 100, &at_minute(10)),
+        );
+        remote.put_record(
+            "products",
+            "2",
+            erp_product(2, "latest", 200, &at_minute(20)),
+        );
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = ErpProducts::new(json_server_feed(&remote, 50), &knobs);
+        assert_eq!(run(&t.db, &source).await.applied, 2);
+
+        // The remote commits a record stamped 10 s before the latest one the run saw (a
+        // transaction that started earlier and committed later), and another stamped 5
+        // minutes before it, later than any remote should.
+        remote.put_record(
+            "products",
+            "3",
+            erp_product(3, "late", 300, "2026-12-01T10:19:50.000Z"),
+        );
+        remote.put_record(
+            "products",
+            "4",
+            erp_product(4, "very late", 400, "2026-12-01T10:15:00.000Z"),
+        );
+        let next = run(&t.db, &source).await;
+        assert_eq!(
+            (next.applied, next.skipped),
+            (1, 1),
+            "the late one lands; {next:?}"
+        );
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(
+            ids,
+            [1, 2, 3],
+            "beyond the overlap window only a full run finds it"
+        );
+
+        request_full_run(&t.db, "erp.products")
+            .await
+            .expect("request");
+        let full = run(&t.db, &source).await;
+        assert!(full.full, "{full:?}");
+        assert_eq!(
+            (full.applied, full.skipped, full.deleted),
+            (1, 3, 0),
+            "{full:?}"
+        );
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_record_is_quarantined_while_the_others_flow_and_revives() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        remote.put_record("products", "1", erp_product(1, "one", 100, &at(1)));
+        // The application's own `before_save` refuses a blank name.
+        remote.put_record("products", "2", erp_product(2, "  ", 200, &at(2)));
+        remote.put_record(
+            "products",
+            "3",
+            erp_product(3, "needs a category", 300, &at(3)),
+        );
+        remote.put_record("products", "4", erp_product(4, "four", 400, &at(4)));
+        let knobs = Arc::new(ApplyKnobs::default());
+        *knobs.refuse_name.lock().unwrap() = Some("needs a category".into());
+        let source = ErpProducts::new(json_server_feed(&remote, 2), &knobs);
+
+        let first = run(&t.db, &source).await;
+        assert_eq!((first.applied, first.quarantined), (2, 2), "{first:?}");
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 4], "the records after a bad one are applied");
+        let blank = inbound_row(&t.db, "2").await;
+        assert_eq!(blank.state, "quarantined");
+        assert!(
+            blank
+                .error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("a product needs a name"),
+            "{blank:?}"
+        );
+        assert_eq!(blank.attempts, 1);
+        assert!(
+            blank
+                .payload
+                .as_deref()
+                .unwrap_or_default()
+                .contains("\"price_cents\":200"),
+            "{blank:?}"
+        );
+        let cursor = sync_source::Entity::find_by_id("erp.products")
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_cursor
+            .expect("cursor");
+        assert!(
+            cursor.contains("\"since\""),
+            "the cursor moved past the bad record: {cursor}"
+        );
+
+        // The prerequisite appears; the retry after the backoff applies the stored payload,
+        // without the remote sending the record again.
+        *knobs.refuse_name.lock().unwrap() = None;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let retried = run(&t.db, &source).await;
+        assert_eq!((retried.revived, retried.applied), (1, 1), "{retried:?}");
+        assert_eq!(inbound_row(&t.db, "3").await.state, "applied");
+        // The blank name fails again and backs off further.
+        let blank = inbound_row(&t.db, "2").await;
+        assert_eq!(
+            (blank.state.as_str(), blank.attempts),
+            ("quarantined", 2),
+            "{blank:?}"
+        );
+
+        // Someone fixes it on the remote: the new version revives it at once.
+        remote.put_record("products", "2", erp_product(2, "two", 200, &at(30)));
+        let fixed = run(&t.db, &source).await;
+        assert_eq!((fixed.revived, fixed.quarantined), (1, 0), "{fixed:?}");
+        assert_eq!(
+            products(&t.db).await,
+            vec![
+                (1, "one".into(), 100, 1),
+                (2, "two".into(), 200, 1),
+                (3, "needs a category".into(), 300, 1),
+                (4, "four".into(), 400, 1)
+            ]
+        );
+        let row = inbound_row(&t.db, "2").await;
+        assert_eq!(
+            (row.state.as_str(), row.error, row.attempts),
+            ("applied", None, 0)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tombstones_delete_and_a_complete_full_run_deletes_what_vanished() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        for id in 1..=4_i64 {
+            remote.put_record(
+                "products",
+                &id.to_string(),
+                erp_product(id, &format!("P{id}"), 100, &at(id as u32)),
+            );
+        }
+        let knobs = Arc::new(ApplyKnobs::default());
+        // A changes API: deletes come as tombstones.
+        let changes = ErpProducts::new(changes_feed(&remote, 3), &knobs);
+        let first = run(&t.db, &changes).await;
+        assert_eq!((first.pages, first.applied), (2, 4), "{first:?}");
+        assert!(remote.remove_record("products", "2"));
+        remote.clear_requests();
+        let deleted = run(&t.db, &changes).await;
+        assert_eq!((deleted.fetched, deleted.deleted), (1, 1), "{deleted:?}");
+        let asked = remote.requests_matching("GET", "/products/_changes");
+        assert!(
+            asked.len() == 1,
+            "the run asked only for the changes after the stored token: {asked:?}"
+        );
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 3, 4]);
+
+        // A listing without tombstones: record 3 vanishes silently. A normal run cannot
+        // know; a full run that fails half-way must not act on it; a complete one deletes it.
+        let listing = ErpProducts::new(json_server_feed(&remote, 1), &knobs);
+        assert!(remote.remove_record("products", "3"));
+        let normal = run(&t.db, &listing).await;
+        assert_eq!(normal.deleted, 0, "{normal:?}");
+        // The full run's second page fails.
+        remote.push_fault(
+            Fault::new(FaultKind::Status(503, json!({"error": "down"})))
+                .method("GET")
+                .path_contains("_page=2")
+                .times(1),
+        );
+        let interrupted =
+            run_source(&t.db, &listing, &SourceRunOptions::new("worker-a").full()).await;
+        assert!(interrupted.is_err(), "{interrupted:?}");
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 3, 4], "an incomplete full run deletes nothing");
+        let row = sync_source::Entity::find_by_id("erp.products")
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            row.full_run.is_some() && row.last_error.is_some(),
+            "{row:?}"
+        );
+
+        // The next run resumes the full run and completes it.
+        let resumed = run(&t.db, &listing).await;
+        assert!(resumed.full, "{resumed:?}");
+        assert_eq!((resumed.vanished, resumed.deleted), (1, 1), "{resumed:?}");
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 4]);
+        let row = sync_source::Entity::find_by_id("erp.products")
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(row.full_run.is_none(), "{row:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_workers_never_run_one_source_at_once() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        remote.put_record("products", "1", erp_product(1, "one", 100, &at(1)));
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = Arc::new(ErpProducts::new(json_server_feed(&remote, 10), &knobs));
+        let mut hold = remote.hold(Some("/products"));
+        let db = t.db.clone();
+        let first = {
+            let source = source.clone();
+            tokio::spawn(async move {
+                run_source(&db, &*source, &SourceRunOptions::new("worker-a")).await
+            })
+        };
+        hold.arrived(1).await;
+        let second = run_source(&t.db, &*source, &SourceRunOptions::new("worker-b"))
+            .await
+            .expect("second worker");
+        assert!(second.busy && second.fetched == 0, "{second:?}");
+        hold.release();
+        let first = first.await.expect("join").expect("first worker");
+        assert_eq!(first.applied, 1);
+        assert_eq!(remote.requests_matching("GET", "/products").len(), 1);
+        // Once the first is done, the second may run.
+        let later = run_source(&t.db, &*source, &SourceRunOptions::new("worker-b"))
+            .await
+            .expect("second worker, later");
+        assert!(!later.busy, "{later:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_page_loses_and_duplicates_nothing() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        for id in 1..=7_i64 {
+            remote.put_record(
+                "products",
+                &id.to_string(),
+                erp_product(id, &format!("P{id}"), id, &at(id as u32)),
+            );
+        }
+        let knobs = Arc::new(ApplyKnobs::default());
+        // Pages of 3: the worker dies inside the second page, after applying one of its records.
+        *knobs.stall_after.lock().unwrap() = Some(4);
+        let source = Arc::new(ErpProducts::new(json_server_feed(&remote, 3), &knobs));
+        let db = t.db.clone();
+        let mut options = SourceRunOptions::new("worker-a");
+        options.lease = Duration::from_millis(300);
+        let doomed = {
+            let source = source.clone();
+            let options = options.clone();
+            tokio::spawn(async move { run_source(&db, &*source, &options).await })
+        };
+        knobs.stalled.notified().await;
+        doomed.abort();
+        let _ = doomed.await;
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(
+            ids,
+            [1, 2, 3],
+            "the first page committed with its cursor, the second not at all"
+        );
+
+        // Another worker takes over once the lease has expired.
+        *knobs.stall_after.lock().unwrap() = None;
+        let mut takeover = SourceRunOptions::new("worker-b");
+        takeover.lease = Duration::from_millis(300);
+        let busy = run_source(&t.db, &*source, &takeover).await.expect("run");
+        assert!(busy.busy, "the dead worker's lease holds until it expires");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let report = run_source(&t.db, &*source, &takeover).await.expect("run");
+        assert_eq!((report.applied, report.skipped), (4, 0), "{report:?}");
+        // Every remote record equals its local row, each written once (revision 1).
+        assert_eq!(
+            products(&t.db).await,
+            (1..=7)
+                .map(|id| (id, format!("P{id}"), i64::from(id), 1))
+                .collect::<Vec<_>>()
+        );
+        let count =
+            t.db.query_one_raw(sea_orm::Statement::from_string(
+                t.db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM sync_inbound",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(count, 7);
+        assert_eq!(knobs.applies.load(Ordering::SeqCst), 5 + 4);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_running_worker_runs_its_sources_and_a_webhook_makes_it_fetch_at_once() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use sync_core::source::Sources;
+    use sync_tests::syncers::{Knobs, registry};
+    use sync_worker::dashboard::{Auth, Dashboard};
+    use sync_worker::{Worker, WorkerSettings};
+    use tower::ServiceExt;
+
+    async fn has_product(db: &DatabaseConnection, id: i32) -> bool {
+        product::Entity::find_by_id(id)
+            .one(db)
+            .await
+            .expect("read")
+            .is_some()
+    }
+    async fn eventually(db: &DatabaseConnection, id: i32) {
+        for _ in 0..200 {
+            if has_product(db, id).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("product {id} did not arrive within 10 s");
+    }
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        remote.put_record("products", "1", erp_product(1, "one", 100, &at(1)));
+        let knobs = Arc::new(ApplyKnobs::default());
+        let mut sources = Sources::new();
+        sources
+            .register(ErpProducts::new(json_server_feed(&remote, 10), &knobs))
+            .expect("register");
+        let mut settings = WorkerSettings::default();
+        settings.poll_interval = Duration::from_millis(50);
+        let worker = Worker::new(
+            t.db.clone(),
+            registry(&remote.url(), &Arc::new(Knobs::default())),
+            settings,
+        )
+        .expect("worker")
+        .with_sources(sources);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker.run_until(async move {
+            let _ = stop_rx.await;
+        }));
+        // A source that never ran is due at once.
+        eventually(&t.db, 1).await;
+
+        // The next scheduled run is a minute away: a change waits for it…
+        remote.put_record("products", "2", erp_product(2, "two", 200, &at(2)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!has_product(&t.db, 2).await, "not before its schedule");
+        // …unless the remote calls the webhook.
+        let app = axum::Router::new().nest(
+            "/sync",
+            Dashboard::new(t.db.clone(), "/sync", Auth::bearer("s3cret")).router(),
+        );
+        let call = |uri: &'static str| {
+            let app = app.clone();
+            async move {
+                app.oneshot(
+                    Request::builder()
+                        .method("POST")
+                        .uri(uri)
+                        .header(header::AUTHORIZATION, "Bearer s3cret")
+                        .body(Body::from(r#"{"changed": [2]}"#))
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status()
+            }
+        };
+        assert_eq!(
+            call("/sync/api/sources/erp.products/webhook").await,
+            StatusCode::ACCEPTED
+        );
+        eventually(&t.db, 2).await;
+        assert_eq!(
+            call("/sync/api/sources/erp.prodcts/webhook").await,
+            StatusCode::NOT_FOUND
+        );
+
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), running)
+            .await
+            .expect("shutdown")
+            .unwrap()
+            .unwrap();
+    })
+    .await;
+}
