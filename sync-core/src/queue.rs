@@ -156,6 +156,17 @@ pub enum Synced {
     },
     /// The payload's digest equals `last_digest`: nothing was sent.
     Skipped,
+    /// The payload is what the syncer's inbound source last applied from the remote record (see
+    /// [`Syncer::mirrored_by`](crate::Syncer::mirrored_by)): nothing was sent, and the remote is
+    /// known to hold it.
+    Echo {
+        /// The remote's id for the entity.
+        remote_id: RemoteId,
+        /// The digest of the payload.
+        digest: String,
+        /// The payload, as JSON text.
+        payload: String,
+    },
     /// The remote copy was deleted (or never existed): the group is closed.
     Deleted,
 }
@@ -177,6 +188,11 @@ pub(crate) async fn complete<C: ConnectionTrait>(
             digest,
             payload,
             ..
+        }
+        | Synced::Echo {
+            remote_id,
+            digest,
+            payload,
         } => (
             "remote_id = ?, remote_id_numeric = ?, last_digest = ?, last_payload = ?, ",
             vec![
@@ -295,6 +311,11 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
                 digest,
                 payload,
                 ..
+            }
+            | Synced::Echo {
+                remote_id,
+                digest,
+                payload,
             } => (
                 "pushed",
                 Some(remote_id),

@@ -115,6 +115,15 @@ pub trait Syncer: Send + Sync + 'static {
         false
     }
 
+    /// The inbound [`Source`](crate::source::Source) that pulls this syncer's remote records
+    /// back into the application, if any. Then a record applied from the remote is not pushed
+    /// straight back (an echo): when an update's payload equals, field by field, what that
+    /// source last applied for the record's remote id, the worker records it as held by the
+    /// remote and sends nothing. Changes the application makes afterwards are pushed as usual.
+    fn mirrored_by(&self) -> Option<&str> {
+        None
+    }
+
     /// What to do when an update answers 404: the remote has lost (or someone deleted) the
     /// record. The default, [`WhenMissing::Fail`], fails the group visibly (retried with
     /// backoff, then dead) so that an operator decides, e.g. with the worker's `forget` command.

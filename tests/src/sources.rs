@@ -12,7 +12,7 @@ use sync_core::source::{ApplyContext, HttpFeed, InboundRecord, Source};
 use sync_core::{Error, Result, async_trait};
 use tokio::sync::Notify;
 
-use crate::models::product;
+use crate::models::{customer, product};
 
 /// Knobs a test turns to change what the source's `apply` does.
 #[derive(Debug, Default)]
@@ -127,4 +127,55 @@ pub fn erp_product(id: i64, name: &str, price_cents: i64, updated_at: &str) -> V
         "price_cents": price_cents,
         "updated_at": updated_at,
     })
+}
+
+/// `crm.contacts`: contact edits made by sales people in the CRM, into `customers`. A contact
+/// the application does not know is refused (quarantined).
+#[derive(Debug)]
+pub struct CrmContacts {
+    /// The CRM's changes feed.
+    pub feed: HttpFeed,
+}
+
+#[async_trait]
+impl Source for CrmContacts {
+    fn name(&self) -> &str {
+        "crm.contacts"
+    }
+
+    fn feed(&self) -> Option<&HttpFeed> {
+        Some(&self.feed)
+    }
+
+    async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> Result<()> {
+        let Some(key) = cx
+            .linked_key("crm.contact", record.remote_id.as_str())
+            .await?
+        else {
+            return Err(Error::permanent(format!(
+                "no customer is linked to CRM contact `{}`",
+                record.remote_id
+            )));
+        };
+        let id: i32 = key
+            .as_str()
+            .parse()
+            .map_err(|_| Error::permanent(format!("customer key `{key}` is not a number")))?;
+        let Some(existing) = customer::Entity::find_by_id(id).one(cx.db()).await? else {
+            return Ok(());
+        };
+        if record.deleted {
+            return Ok(());
+        }
+        let mut row: customer::ActiveModel = existing.into();
+        if let Some(name) = record.data["full_name"].as_str() {
+            row.name = Set(name.to_owned());
+        }
+        if let Some(email) = record.data["email"].as_str() {
+            row.email = Set(email.to_owned());
+        }
+        row.phone = Set(record.data["phone"].as_str().map(str::to_owned));
+        row.update(cx.db()).await?;
+        Ok(())
+    }
 }

@@ -22,6 +22,8 @@ pub struct Knobs {
     pub erp_customer_when_missing: Mutex<sync_core::WhenMissing>,
     /// Read when the registry is built: every remote finds repeated creates by this field.
     pub lookup_field: Mutex<Option<String>>,
+    /// Read when the registry is built: the inbound source `crm.contact` is mirrored by.
+    pub contact_mirrored_by: Mutex<Option<String>>,
 }
 
 impl Knobs {
@@ -108,12 +110,17 @@ impl Syncer for ErpCustomer {
 pub struct CrmContact {
     remote: HttpRemote,
     knobs: Arc<Knobs>,
+    mirrored_by: Option<String>,
 }
 
 #[async_trait]
 impl Syncer for CrmContact {
     fn name(&self) -> &str {
         "crm.contact"
+    }
+
+    fn mirrored_by(&self) -> Option<&str> {
+        self.mirrored_by.as_deref()
     }
 
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
@@ -223,6 +230,7 @@ pub fn try_registry(base_url: &str, knobs: &Arc<Knobs>) -> Result<Registry> {
         .register(CrmContact {
             remote: remote("crm", "contacts")?,
             knobs: knobs.clone(),
+            mirrored_by: knobs.contact_mirrored_by.lock().expect("knobs").clone(),
         })?
         .register(ErpSalesOrder {
             remote: remote("erp", "sales_orders")?,

@@ -575,3 +575,108 @@ async fn a_running_worker_runs_its_sources_and_a_webhook_makes_it_fetch_at_once(
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_crm_edit_reaches_the_erp_through_the_app_and_is_not_echoed_back() {
+    use sync_tests::fixtures;
+    use sync_tests::sources::CrmContacts;
+    use sync_tests::syncers::{Knobs, registry};
+    use sync_worker::{Worker, WorkerSettings};
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let knobs = Arc::new(Knobs::default());
+        *knobs.contact_mirrored_by.lock().unwrap() = Some("crm.contacts".into());
+        let worker = Worker::new(
+            t.db.clone(),
+            registry(&remote.url(), &knobs),
+            WorkerSettings::default(),
+        )
+        .expect("worker");
+        let ada = fixtures::customer(&t.db, "Ada").await;
+        sync_core::sync(&t.db, &ada)
+            .await
+            .expect("sync the contact too");
+        worker.run_until_idle(10).await.expect("outbound");
+        let contact_id = t
+            .group("crm.contact", ada.id)
+            .await
+            .expect("group")
+            .remote_id
+            .expect("created in the CRM");
+        let http = HttpRemote::builder(format!("{}/crm", remote.url()), "contacts/_changes")
+            .build()
+            .unwrap();
+        let source = CrmContacts {
+            feed: HttpFeed::builder(http)
+                .pagination(Pagination::Token {
+                    param: "cursor".into(),
+                    next: "/next_cursor".into(),
+                    more: Some("/has_more".into()),
+                })
+                .records_pointer("/data")
+                .deleted_pointer("/deleted")
+                .build()
+                .unwrap(),
+        };
+        let first = run_source(&t.db, &source, &SourceRunOptions::new("w"))
+            .await
+            .unwrap();
+        assert_eq!((first.applied, first.quarantined), (1, 0), "{first:?}");
+
+        // A sales person renames the contact in the CRM.
+        let mut edited = remote.record("crm/contacts", &contact_id).expect("contact");
+        edited["full_name"] = json!("Ada Lovelace");
+        remote.put_record("crm/contacts", &contact_id, edited);
+        let pulled = run_source(&t.db, &source, &SourceRunOptions::new("w"))
+            .await
+            .unwrap();
+        assert_eq!(pulled.applied, 1, "{pulled:?}");
+        let local = sync_tests::models::customer::Entity::find_by_id(ada.id)
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(local.name, "Ada Lovelace");
+
+        remote.clear_requests();
+        let pass = worker.run_until_idle(10).await.expect("outbound");
+        assert_eq!(
+            remote.requests_matching("PUT", "/erp/customers").len(),
+            1,
+            "the CRM's edit reaches the ERP: {:?}",
+            remote.calls()
+        );
+        assert_eq!(
+            remote.requests_matching("PUT", "/crm/contacts").len(),
+            0,
+            "and is not pushed back to the CRM: {:?}",
+            remote.calls()
+        );
+        assert!(pass.skipped >= 1, "{pass:?}");
+        let group = t.group("crm.contact", ada.id).await.unwrap();
+        assert_eq!(group.state, "synced");
+        assert!(
+            group
+                .last_payload
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Ada Lovelace"),
+            "the group knows the remote holds the new name: {group:?}"
+        );
+
+        // A later change made in the application goes to the CRM as usual.
+        let mut row: sync_tests::models::customer::ActiveModel = local.into();
+        row.email = sea_orm::ActiveValue::Set("ada@lovelace.example".into());
+        sea_orm::ActiveModelTrait::update(row, &t.db).await.unwrap();
+        remote.clear_requests();
+        worker.run_until_idle(10).await.expect("outbound");
+        assert_eq!(
+            remote.requests_matching("PUT", "/crm/contacts").len(),
+            1,
+            "{:?}",
+            remote.calls()
+        );
+    })
+    .await;
+}

@@ -231,6 +231,22 @@ impl Engine {
         if !full && group.last_digest.as_deref() == Some(digest.as_str()) {
             return (Operation::None, Ok(Synced::Skipped));
         }
+        if !full && let Some(source) = syncer.mirrored_by() {
+            match crate::source::is_echo(&self.db, source, remote_id.as_str(), &payload).await {
+                Ok(true) => {
+                    return (
+                        Operation::None,
+                        Ok(Synced::Echo {
+                            remote_id: remote_id.clone(),
+                            digest,
+                            payload: payload_text(&payload),
+                        }),
+                    );
+                }
+                Ok(false) => {}
+                Err(error) => return (Operation::None, Err(error)),
+            }
+        }
         let cx = PushContext::new(group, &digest);
         if let Err(e) = self.take_token(syncer.as_ref()).await {
             return (Operation::None, Err(e));

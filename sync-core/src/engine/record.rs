@@ -75,7 +75,7 @@ impl Engine {
                 Ok(synced) => {
                     let outcome = match synced {
                         Synced::Pushed { .. } => Outcome::Pushed,
-                        Synced::Skipped => Outcome::Skipped,
+                        Synced::Skipped | Synced::Echo { .. } => Outcome::Skipped,
                         Synced::Deleted => Outcome::Deleted,
                     };
                     (outcome, completed.contains(&group.id), None)

@@ -294,3 +294,44 @@ impl Sources {
         self.by_name.is_empty()
     }
 }
+
+/// Whether `payload` (an outbound syncer's translation) is what `source` last applied from the
+/// remote record `remote_id`: every field of the payload equals the record's field of that name.
+/// A payload that is not an object is compared whole.
+pub(crate) async fn is_echo<C: ConnectionTrait>(
+    db: &C,
+    source: &str,
+    remote_id: &str,
+    payload: &Value,
+) -> Result<bool> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(statement(
+            backend,
+            "SELECT payload FROM sync_inbound WHERE source = ? AND remote_id = ? AND state = ? \
+             AND deleted = ?",
+            vec![
+                source.into(),
+                remote_id.into(),
+                "applied".into(),
+                false.into(),
+            ],
+        ))
+        .await
+        .map_err(Error::db_while(format!(
+            "reading what source `{source}` applied for remote id `{remote_id}`"
+        )))?;
+    let Some(row) = row else { return Ok(false) };
+    let Some(text) = row.try_get::<Option<String>>("", "payload")? else {
+        return Ok(false);
+    };
+    let Ok(applied) = serde_json::from_str::<Value>(&text) else {
+        return Ok(false);
+    };
+    Ok(match (payload, &applied) {
+        (Value::Object(fields), Value::Object(record)) => fields
+            .iter()
+            .all(|(name, value)| record.get(name) == Some(value)),
+        _ => payload == &applied,
+    })
+}
