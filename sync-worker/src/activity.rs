@@ -226,6 +226,67 @@ async fn write_run(
     Ok(())
 }
 
+/// Records one run of an inbound source as outbound runs are recorded: a row of `sync_runs`
+/// under `source:{name}` (attempted = fetched, pushed = applied and deleted, skipped,
+/// failed = quarantined, clean = no error and nothing quarantined), its health with an alert
+/// when it changes, and the records counted by outcome in the metrics.
+pub(crate) async fn record_source_run(
+    db: &DatabaseConnection,
+    worker: &str,
+    source: &str,
+    started: i64,
+    result: &sync_core::Result<sync_core::source::SourceReport>,
+    alerts: &AlertSink,
+) -> Result<()> {
+    let now = now_ms();
+    let name = format!("source:{source}");
+    let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    let (c, clean) = match result {
+        Ok(r) if r.busy => return Ok(()),
+        Ok(r) => {
+            for (outcome, n) in [
+                ("applied", r.applied),
+                ("skipped", r.skipped),
+                ("quarantined", r.quarantined),
+                ("deleted", r.deleted),
+            ] {
+                metrics::counter!("sync_source_records_total", "source" => source.to_owned(), "outcome" => outcome)
+                    .increment(n);
+            }
+            (
+                Counters {
+                    attempted: count(r.fetched),
+                    pushed: count(r.applied + r.deleted),
+                    skipped: count(r.skipped),
+                    failed: count(r.quarantined),
+                },
+                r.quarantined == 0,
+            )
+        }
+        Err(_) => (
+            Counters {
+                failed: 1,
+                ..Counters::default()
+            },
+            false,
+        ),
+    };
+    write_run(db, &name, worker, started, now, c, clean).await?;
+    let changed = sync_core::__worker::record_health(db, &name, clean, true, now).await?;
+    if changed {
+        alerts
+            .send(&Alert {
+                syncer: name,
+                state: if clean { "recovered" } else { "failing" },
+                at: now,
+                failed: c.failed,
+                attempted: c.attempted,
+            })
+            .await;
+    }
+    Ok(())
+}
+
 /// Refreshes the gauges from the database.
 pub(crate) async fn refresh_gauges(engine: &Engine) -> Result<()> {
     let statuses =
@@ -239,6 +300,14 @@ pub(crate) async fn refresh_gauges(engine: &Engine) -> Result<()> {
             .set(*s.groups.get("dead").unwrap_or(&0) as f64);
         metrics::gauge!("sync_failed_groups", "syncer" => name)
             .set(*s.groups.get("failed").unwrap_or(&0) as f64);
+    }
+    let now = now_ms();
+    for s in sync_core::source::source_status(engine.db()).await? {
+        if let Some(at) = s.last_success_at {
+            metrics::gauge!("sync_source_lag_seconds", "source" => s.source.clone())
+                .set((now - at) as f64 / 1000.0);
+        }
+        metrics::gauge!("sync_source_quarantined", "source" => s.source).set(s.quarantined as f64);
     }
     Ok(())
 }

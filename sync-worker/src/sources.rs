@@ -8,6 +8,8 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sync_core::source::{SourceReport, SourceRunOptions, Sources, run_source};
 
+use crate::AlertSink;
+
 /// Whether `source` is due: never run, its next run's time has come, or a full run was asked.
 async fn due(db: &DatabaseConnection, source: &str, now: i64) -> sync_core::Result<bool> {
     let backend = db.get_database_backend();
@@ -44,17 +46,24 @@ pub(crate) async fn run_due(
     db: &DatabaseConnection,
     sources: &Sources,
     owner: &str,
+    alerts: &AlertSink,
 ) -> Vec<(String, sync_core::Result<SourceReport>)> {
     let mut out = Vec::new();
     for source in sources.iter() {
         let name = source.name().to_owned();
-        let result = match due(db, &name, sync_core::now_ms()).await {
+        let started = sync_core::now_ms();
+        let result = match due(db, &name, started).await {
             Ok(false) => continue,
             Ok(true) => run_source(db, source.as_ref(), &SourceRunOptions::new(owner)).await,
             Err(error) => Err(error),
         };
         if let Err(error) = &result {
             tracing::warn!(source = %name, %error, "source run failed");
+        }
+        if let Err(error) =
+            crate::activity::record_source_run(db, owner, &name, started, &result, alerts).await
+        {
+            tracing::warn!(source = %name, %error, "could not record the source run");
         }
         out.push((name, result));
     }
@@ -68,11 +77,12 @@ pub(crate) fn spawn_loop(
     sources: Sources,
     owner: String,
     poll: Duration,
+    alerts: AlertSink,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tracing::info!(sources = ?sources.names(), "inbound sources running");
         loop {
-            run_due(&db, &sources, &owner).await;
+            run_due(&db, &sources, &owner, &alerts).await;
             tokio::time::sleep(poll).await;
         }
     })

@@ -110,6 +110,7 @@ impl Worker {
             self.engine.db(),
             &self.sources,
             &self.engine.config().worker_id,
+            &self.settings.report.alerts,
         )
         .await;
         let mut reports = Vec::new();
@@ -214,6 +215,7 @@ impl Worker {
                 self.sources.clone(),
                 config.worker_id.clone(),
                 self.settings.poll_interval,
+                self.settings.report.alerts.clone(),
             )
         });
         let (recorder, recording) = Recorder::spawn(engine.clone(), 500);

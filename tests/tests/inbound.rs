@@ -680,3 +680,90 @@ async fn a_crm_edit_reaches_the_erp_through_the_app_and_is_not_echoed_back() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn source_runs_are_recorded_and_alert_once_per_change_of_health() {
+    use std::sync::Mutex;
+    use sync_core::entity::sync_run;
+    use sync_core::source::Sources;
+    use sync_tests::syncers::{Knobs, registry};
+    use sync_worker::{AlertSink, Worker, WorkerSettings};
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        remote.put_record("products", "1", erp_product(1, "one", 100, &at(1)));
+        let knobs = Arc::new(ApplyKnobs::default());
+        let mut sources = Sources::new();
+        sources
+            .register(ErpProducts::new(json_server_feed(&remote, 10), &knobs))
+            .unwrap();
+        let alerts = Arc::new(Mutex::new(Vec::new()));
+        let mut settings = WorkerSettings::default();
+        let seen = alerts.clone();
+        settings.report.alerts = AlertSink::default().callback(move |a| {
+            seen.lock().unwrap().push((a.syncer.clone(), a.state));
+        });
+        let worker = Worker::new(
+            t.db.clone(),
+            registry(&remote.url(), &Arc::new(Knobs::default())),
+            settings,
+        )
+        .unwrap()
+        .with_sources(sources);
+
+        assert_eq!(worker.run_sources_once().await.unwrap()[0].applied, 1);
+        assert!(
+            worker.run_sources_once().await.unwrap().is_empty(),
+            "not due again before its interval"
+        );
+        // The remote fails twice: one alert.
+        for _ in 0..2 {
+            remote.push_fault(
+                Fault::new(FaultKind::Status(500, json!({"error": "boom"})))
+                    .method("GET")
+                    .times(1),
+            );
+            sync_core::source::request_run(&t.db, "erp.products")
+                .await
+                .unwrap();
+            let failed = worker.run_sources_once().await;
+            assert!(failed.is_err(), "{failed:?}");
+        }
+        sync_core::source::request_run(&t.db, "erp.products")
+            .await
+            .unwrap();
+        worker.run_sources_once().await.unwrap();
+        assert_eq!(
+            *alerts.lock().unwrap(),
+            vec![
+                ("source:erp.products".to_owned(), "failing"),
+                ("source:erp.products".to_owned(), "recovered")
+            ]
+        );
+        let runs = sync_run::Entity::find()
+            .order_by_asc(sync_run::Column::Id)
+            .all(&t.db)
+            .await
+            .unwrap();
+        let clean: Vec<(String, bool, i32)> = runs
+            .iter()
+            .map(|r| (r.syncer.clone(), r.clean, r.pushed))
+            .collect();
+        assert_eq!(
+            clean,
+            vec![
+                ("source:erp.products".to_owned(), true, 1),
+                ("source:erp.products".to_owned(), false, 0),
+                ("source:erp.products".to_owned(), false, 0),
+                ("source:erp.products".to_owned(), true, 0),
+            ]
+        );
+        let status = sync_core::source::source_status(&t.db).await.unwrap();
+        assert_eq!(status.len(), 1);
+        assert!(
+            status[0].last_error.is_none() && status[0].last_success_at.is_some(),
+            "{status:?}"
+        );
+    })
+    .await;
+}
