@@ -209,6 +209,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A dry run of an inbound source: what its next run (or a full run) would create, update
+    /// and delete locally, and which records would be quarantined, with the error. Nothing is
+    /// written.
+    PlanSource {
+        /// The source.
+        source: String,
+        /// As a full run would (from no cursor; lists what vanished).
+        #[arg(long)]
+        full: bool,
+        /// At most this many records.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// A dry run: what the next pass would create, update, delete or skip, and the payloads.
     Plan {
         /// Only this syncer.
@@ -318,6 +334,21 @@ where
         Command::Run { once } => {
             let sources = sources(&cli.settings)?;
             run_worker(&cli.settings, db, registry()?, sources, settings, once).await
+        }
+        Command::PlanSource {
+            source,
+            full,
+            limit,
+            json,
+        } => {
+            let sources = sources(&cli.settings)?;
+            let Some(found) = sources.get(&source) else {
+                return Err(Error::Config(format!(
+                    "this worker has no source named `{source}`; it has: {}",
+                    sources.names().join(", ")
+                )));
+            };
+            ops::plan_source(&db, found.as_ref(), full, limit, json).await
         }
         Command::Sources {
             run,

@@ -504,3 +504,57 @@ pub(crate) async fn quarantined(
     }
     Ok(())
 }
+
+/// `plan-source`: what a run of the source would do locally, nothing written.
+pub(crate) async fn plan_source(
+    db: &DatabaseConnection,
+    source: &dyn sync_core::source::Source,
+    full: bool,
+    limit: usize,
+    json: bool,
+) -> Result<()> {
+    let plan = sync_core::source::plan_source(db, source, full, limit).await?;
+    if json {
+        return print_json(&plan);
+    }
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for r in &plan.records {
+        let key = if r.error.is_some() {
+            "quarantine"
+        } else {
+            r.action
+        };
+        *counts.entry(key).or_default() += 1;
+        if r.action != "unchanged" {
+            match &r.error {
+                Some(error) => say!(
+                    "{:<10} {}  would be quarantined: {error}",
+                    r.action,
+                    r.remote_id
+                ),
+                None => say!("{:<10} {}", r.action, r.remote_id),
+            }
+        }
+    }
+    for id in &plan.vanished {
+        say!("{:<10} {id}  (no longer listed)", "vanished");
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    say!(
+        "source {}: fetched {}{}; {}{}",
+        plan.source,
+        plan.fetched,
+        if plan.full { " (full run)" } else { "" },
+        if summary.is_empty() {
+            "nothing to do".to_owned()
+        } else {
+            summary.join(", ")
+        },
+        if plan.truncated {
+            "; stopped at the limit"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

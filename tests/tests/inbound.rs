@@ -767,3 +767,68 @@ async fn source_runs_are_recorded_and_alert_once_per_change_of_health() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_plan_shows_what_a_run_would_do_and_writes_nothing() {
+    use sync_core::source::plan_source;
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        remote.put_record("products", "1", erp_product(1, "one", 100, &at(1)));
+        remote.put_record("products", "2", erp_product(2, " ", 200, &at(2)));
+        remote.put_record("products", "3", erp_product(3, "three", 300, &at(3)));
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = ErpProducts::new(json_server_feed(&remote, 2), &knobs);
+
+        let plan = plan_source(&t.db, &source, false, 100).await.unwrap();
+        let actions: Vec<(&str, &str, bool)> = plan
+            .records
+            .iter()
+            .map(|r| (r.remote_id.as_str(), r.action, r.error.is_some()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("1", "create", false),
+                ("2", "create", true),
+                ("3", "create", false)
+            ]
+        );
+        assert!(
+            plan.records[1]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("a product needs a name")
+        );
+        assert!(products(&t.db).await.is_empty(), "the plan wrote nothing");
+        assert!(
+            sync_inbound::Entity::find()
+                .all(&t.db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            sync_source::Entity::find()
+                .all(&t.db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        run(&t.db, &source).await;
+        remote.put_record("products", "3", erp_product(3, "three!", 300, &at(40)));
+        assert!(remote.remove_record("products", "1"));
+        let full = plan_source(&t.db, &source, true, 100).await.unwrap();
+        let actions: Vec<(&str, &str)> = full
+            .records
+            .iter()
+            .map(|r| (r.remote_id.as_str(), r.action))
+            .collect();
+        assert_eq!(actions, [("2", "unchanged"), ("3", "update")]);
+        assert_eq!(full.vanished, ["1"]);
+        assert_eq!(products(&t.db).await[1].1, "three", "still nothing written");
+    })
+    .await;
+}

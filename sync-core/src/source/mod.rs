@@ -39,8 +39,8 @@ mod run;
 #[cfg(feature = "http")]
 pub use http::{HttpFeed, HttpFeedBuilder, Pagination, Since};
 pub use run::{
-    SourceReport, SourceRunOptions, SourceStatus, quarantined, request_full_run, request_run,
-    run_source, source_status,
+    PlannedRecord, SourcePlan, SourceReport, SourceRunOptions, SourceStatus, plan_source,
+    quarantined, request_full_run, request_run, run_source, source_status,
 };
 
 use crate::retry::ExponentialBackoff;

@@ -952,3 +952,167 @@ pub async fn quarantined(
         .await
         .map_err(Error::db_while("reading quarantined records"))
 }
+
+/// What [`plan_source`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourcePlan {
+    /// The source's name.
+    pub source: String,
+    /// Planned as a full run (from no cursor).
+    pub full: bool,
+    /// Records fetched.
+    pub fetched: u64,
+    /// What each fetched record would do.
+    pub records: Vec<PlannedRecord>,
+    /// With `full`, when the listing completed: the remote ids applied before that it no longer
+    /// has, which a full run would delete.
+    pub vanished: Vec<String>,
+    /// The listing stopped at the record limit before its end (`vanished` is then empty).
+    pub truncated: bool,
+}
+
+/// One record of a [`SourcePlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedRecord {
+    /// The remote id.
+    pub remote_id: String,
+    /// `create` (never applied), `update`, `delete`, `revive` (quarantined now), `unchanged`
+    /// or `stale` (older than the version applied).
+    pub action: &'static str,
+    /// The error its apply would end with (it would be quarantined).
+    pub error: Option<String>,
+}
+
+/// A dry run of `source`: fetches from the stored cursor (or from none, `full`) up to
+/// `max_records` records, and applies each record that would be applied inside a transaction
+/// that is rolled back (one per page), so that the plan shows which applies would fail and
+/// why. Nothing is written: not the records, not the cursor, not `sync_inbound`. Takes no lease.
+pub async fn plan_source(
+    db: &DatabaseConnection,
+    source: &dyn Source,
+    full: bool,
+    max_records: usize,
+) -> Result<SourcePlan> {
+    let name = source.name();
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(statement(
+            backend,
+            "SELECT next_cursor, state FROM sync_sources WHERE source = ?",
+            vec![name.into()],
+        ))
+        .await
+        .map_err(Error::db_while(format!("reading source `{name}`")))?;
+    let (mut cursor, state) = match row {
+        Some(row) => (
+            parse_json(name, "cursor", row.try_get("", "next_cursor")?)?,
+            parse_json(name, "state", row.try_get("", "state")?)?,
+        ),
+        None => (None, None),
+    };
+    if full {
+        cursor = None;
+    }
+    let state = state.unwrap_or_else(|| json!({}));
+    let options = SourceRunOptions::new("plan");
+    let run = Run {
+        db,
+        source,
+        options: &options,
+        name,
+        full_run: None,
+        started: clock::now_ms(),
+    };
+    let mut plan = SourcePlan {
+        source: name.to_owned(),
+        full,
+        fetched: 0,
+        records: Vec::new(),
+        vanished: Vec::new(),
+        truncated: false,
+    };
+    let mut listed = std::collections::HashSet::new();
+    loop {
+        let cx = FetchContext {
+            source: name,
+            state: &state,
+            full,
+        };
+        let page = source.fetch(&cx, cursor.as_ref()).await?;
+        plan.fetched += page.records.len() as u64;
+        let txn = db
+            .begin()
+            .await
+            .map_err(Error::db_while(format!("planning source `{name}`")))?;
+        let ids: Vec<String> = page
+            .records
+            .iter()
+            .map(|r| r.remote_id.as_str().to_owned())
+            .collect();
+        let known = load_known(&txn, name, &ids).await?;
+        for record in &page.records {
+            let id = record.remote_id.as_str().to_owned();
+            listed.insert(id.clone());
+            let previous = known.get(&id);
+            let modified_at = record.modified_at.map(|t| t.timestamp_millis());
+            let action = match previous {
+                Some(p) if p.digest == record_digest(name, record) => "unchanged",
+                Some(p)
+                    if p.state == APPLIED
+                        && matches!((modified_at, p.modified_at), (Some(n), Some(o)) if n < o) =>
+                {
+                    "stale"
+                }
+                _ if record.deleted => "delete",
+                Some(p) if p.state == QUARANTINED => "revive",
+                Some(_) => "update",
+                None => "create",
+            };
+            let error = if matches!(action, "unchanged" | "stale") {
+                None
+            } else {
+                let base = previous
+                    .filter(|p| p.state == APPLIED)
+                    .and_then(|p| p.payload.clone());
+                run.apply_one(&txn, record, base.as_ref()).await?.err()
+            };
+            plan.records.push(PlannedRecord {
+                remote_id: id,
+                action,
+                error,
+            });
+        }
+        txn.rollback().await.map_err(Error::db_while(format!(
+            "rolling back the plan of `{name}`"
+        )))?;
+        if page.cursor.is_some() {
+            cursor = page.cursor;
+        }
+        if plan.records.len() >= max_records && page.more {
+            plan.truncated = true;
+            break;
+        }
+        if !page.more {
+            break;
+        }
+    }
+    if full && !plan.truncated {
+        let rows = db
+            .query_all_raw(statement(
+                backend,
+                "SELECT remote_id FROM sync_inbound WHERE source = ? AND deleted = ? ORDER BY id",
+                vec![name.into(), false.into()],
+            ))
+            .await
+            .map_err(Error::db_while(format!(
+                "reading what source `{name}` applied"
+            )))?;
+        for row in rows {
+            let id: String = row.try_get("", "remote_id")?;
+            if !listed.contains(&id) {
+                plan.vanished.push(id);
+            }
+        }
+    }
+    Ok(plan)
+}
