@@ -11,12 +11,16 @@
 //! | `crm.contact` | CRM `contacts` | the same, in the CRM's shape |
 //! | `erp.sales_order` | ERP `sales_orders` | an order, its line items and billing info |
 //!
+//! The other way, [`sources`] pull the ERP's products and the contact edits made in the CRM
+//! into the app's tables, through the same models.
+//!
 //! [`demo`] runs the whole story against mock remotes and checks the result.
 
 pub mod api;
 mod demo;
 pub mod entities;
 pub mod migration;
+pub mod sources;
 pub mod syncers;
 
 pub use demo::{DemoReport, Pushes, StepReport, demo};

@@ -140,6 +140,7 @@ async fn serve(
 
     let stop_worker = CancellationToken::new();
     let mut mocks = Vec::new();
+    let mut erp_for_hint = None;
     let worker = match remotes {
         None => {
             println!("  worker    none here: run the `worker` binary beside this server");
@@ -163,8 +164,11 @@ async fn serve(
             let erp_url = remote("ERP", erp_url).await;
             let crm_url = remote("CRM", crm_url).await;
             let registry = syncers::registry(&erp_url, &crm_url)?;
-            let worker = Worker::new(db.clone(), registry, WorkerSettings::default())?;
-            println!("  worker    in this process");
+            let sources = example_app::sources::sources(&erp_url, &crm_url)?;
+            let worker =
+                Worker::new(db.clone(), registry, WorkerSettings::default())?.with_sources(sources);
+            println!("  worker    in this process, also pulling the ERP's products and CRM edits");
+            erp_for_hint = Some(erp_url);
             Some(tokio::spawn(
                 worker.run_until(stop_worker.clone().cancelled_owned()),
             ))
@@ -181,6 +185,19 @@ async fn serve(
     let token =
         std::env::var("SYNC_DASHBOARD_TOKEN").unwrap_or_else(|_| format!("{:016x}", rand_token()));
     println!("Dashboard: {app}/sync (token: set SYNC_DASHBOARD_TOKEN; this run's is {token})");
+    if let Some(erp) = erp_for_hint {
+        println!("Inbound: publish a product in the ERP, then tell the app (its webhook):");
+        println!(
+            "  curl -s -X POST {erp}/products -H 'content-type: application/json' \\\n    \
+             -d '{{\"sku\": \"TEA-01\", \"name\": \"Green tea\", \"price_cents\": 450, \
+             \"stock\": 10, \"updated_at\": \"{}\"}}'",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        println!(
+            "  curl -s -X POST {app}/sync/api/sources/erp.products/webhook -H 'authorization: Bearer {token}'"
+        );
+        println!("  curl -s {app}/sync/api/sources -H 'authorization: Bearer {token}'");
+    }
     println!("Ctrl-C stops.");
 
     let dashboard = Dashboard::new(db.clone(), "/sync", Auth::bearer(token));

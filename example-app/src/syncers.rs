@@ -85,6 +85,12 @@ impl Syncer for CrmContactSyncer {
         "crm.contact"
     }
 
+    /// Sales people edit contacts in the CRM; `crm.contacts` pulls their edits into the
+    /// customers. What it applied is not pushed back.
+    fn mirrored_by(&self) -> Option<&str> {
+        Some(crate::sources::CRM_CONTACT_EDITS)
+    }
+
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
         let Some(customer) = live_customer(cx).await? else {
             return Ok(None);

@@ -251,8 +251,17 @@ impl Demo {
     /// What the remotes received since the step began, printed in the order they answered: a
     /// create with its body, an update with the fields it changes.
     fn received(&mut self) -> Received {
-        let erp = Requests(self.erp.requests().split_off(self.seen.0));
-        let crm = Requests(self.crm.requests().split_off(self.seen.1));
+        // Pushes only: the inbound sources' reads (`GET`) are reported by their own steps.
+        let pushes = |mut all: Vec<RecordedRequest>, seen: usize| {
+            Requests(
+                all.split_off(seen)
+                    .into_iter()
+                    .filter(|r| r.method != "GET")
+                    .collect(),
+            )
+        };
+        let erp = pushes(self.erp.requests(), self.seen.0);
+        let crm = pushes(self.crm.requests(), self.seen.1);
         let mut all: Vec<(&'static str, &RecordedRequest)> = erp
             .0
             .iter()

@@ -5,6 +5,7 @@
 
 mod check;
 mod harness;
+mod inbound;
 mod story;
 
 use std::path::Path;
@@ -104,7 +105,8 @@ pub async fn demo(database_url: Option<&str>) -> anyhow::Result<DemoReport> {
 
     let erp = MockRemote::start().await;
     let crm = MockRemote::start().await;
-    let registry = syncers::registry(&erp.url(), &crm.url())?;
+    let (erp_url, crm_url) = (erp.url(), crm.url());
+    let registry = syncers::registry(&erp_url, &crm_url)?;
     let settings = worker_settings();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let app_url = format!("http://{}", listener.local_addr()?);
@@ -112,7 +114,8 @@ pub async fn demo(database_url: Option<&str>) -> anyhow::Result<DemoReport> {
     let mut demo = Demo::new(db.clone(), app_url, erp, crm, registry.clone())?;
 
     let stop = CancellationToken::new();
-    let worker = Worker::new(db.clone(), registry, settings)?;
+    let worker = Worker::new(db.clone(), registry, settings)?
+        .with_sources(crate::sources::sources(&erp_url, &crm_url)?);
     let worker = tokio::spawn(worker.run_until(stop.clone().cancelled_owned()));
     let server = tokio::spawn(
         axum::serve(listener, api::app(db.clone()))

@@ -26,6 +26,7 @@ impl Demo {
         self.move_an_address(ada, bob).await?;
         self.delete_the_order(&order).await?;
         self.archive_a_customer(ada).await?;
+        self.inbound_story(bob.id).await?;
         Ok(())
     }
 

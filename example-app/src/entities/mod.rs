@@ -8,6 +8,9 @@
 //! | [`line_item`] | | | dependent (`order_id`) |
 //! | [`billing_info`] | | | dependent (`order_id`) |
 //!
+//! [`product`] is pulled from the ERP by the `erp.products` source (see `sources`) and synced
+//! nowhere.
+//!
 //! Every model also has a column no syncer watches (`internal_note`, `label`, `note`):
 //! changing only that column marks nothing dirty, so nothing is pushed.
 
@@ -16,3 +19,4 @@ pub mod billing_info;
 pub mod customer;
 pub mod line_item;
 pub mod order;
+pub mod product;

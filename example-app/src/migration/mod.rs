@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261120_000001_create_customers;
 mod m20261120_000002_create_orders;
+mod m20261203_000003_create_products;
 
 /// Every migration of the application, the framework's first.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         let mut migrations = sync_migrations::migrations();
         migrations.push(Box::new(m20261120_000001_create_customers::Migration));
         migrations.push(Box::new(m20261120_000002_create_orders::Migration));
+        migrations.push(Box::new(m20261203_000003_create_products::Migration));
         migrations
     }
 }
