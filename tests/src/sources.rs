@@ -26,6 +26,10 @@ pub struct ApplyKnobs {
     pub applies: AtomicUsize,
     /// Signalled when an apply stalls.
     pub stalled: Notify,
+    /// Apply whole pages with one upsert (`apply_many`), refusing a page with a blank name.
+    pub batch: std::sync::atomic::AtomicBool,
+    /// Calls of `apply_many` that wrote their page.
+    pub batches: AtomicUsize,
 }
 
 /// `erp.products`: the ERP's products into `products`.
@@ -66,6 +70,45 @@ impl Source for ErpProducts {
 
     fn feed(&self) -> Option<&HttpFeed> {
         Some(&self.feed)
+    }
+
+    async fn apply_many(
+        &self,
+        cx: &ApplyContext<'_>,
+        records: &[&InboundRecord],
+    ) -> Option<Result<()>> {
+        if !self.knobs.batch.load(Ordering::SeqCst) {
+            return None;
+        }
+        if records
+            .iter()
+            .any(|r| r.deleted || r.data["name"].as_str().is_none_or(|n| n.trim().is_empty()))
+        {
+            return Some(Err(Error::permanent(
+                "a page with a blank name or a delete",
+            )));
+        }
+        let rows = records.iter().map(|r| product::ActiveModel {
+            id: Set(r.remote_id.as_str().parse().unwrap_or_default()),
+            name: Set(r.data["name"].as_str().unwrap_or_default().to_owned()),
+            price_cents: Set(r.data["price_cents"].as_i64().unwrap_or_default()),
+            revision: Set(1),
+        });
+        let upsert = product::Entity::insert_many(rows)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(product::Column::Id)
+                    .update_columns([product::Column::Name, product::Column::PriceCents])
+                    .to_owned(),
+            )
+            .exec(cx.db())
+            .await;
+        Some(match upsert {
+            Ok(_) => {
+                self.knobs.batches.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        })
     }
 
     async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> Result<()> {

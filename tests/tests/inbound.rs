@@ -832,3 +832,45 @@ async fn a_plan_shows_what_a_run_would_do_and_writes_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_page_applied_at_once_falls_back_to_one_by_one_when_a_record_fails() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        remote.put_record("products", "1", erp_product(1, "one", 100, &at(1)));
+        remote.put_record("products", "2", erp_product(2, "", 200, &at(2)));
+        remote.put_record("products", "3", erp_product(3, "three", 300, &at(3)));
+        let knobs = Arc::new(ApplyKnobs::default());
+        knobs.batch.store(true, Ordering::SeqCst);
+        let source = ErpProducts::new(json_server_feed(&remote, 10), &knobs);
+
+        let first = run(&t.db, &source).await;
+        assert_eq!((first.applied, first.quarantined), (2, 1), "{first:?}");
+        assert_eq!(
+            knobs.batches.load(Ordering::SeqCst),
+            0,
+            "the page with a bad record was not written at once"
+        );
+        assert_eq!(
+            knobs.applies.load(Ordering::SeqCst),
+            3,
+            "it was applied record by record"
+        );
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 3]);
+        assert_eq!(inbound_row(&t.db, "2").await.state, "quarantined");
+
+        remote.put_record("products", "4", erp_product(4, "four", 400, &at(40)));
+        remote.put_record("products", "5", erp_product(5, "five", 500, &at(41)));
+        let second = run(&t.db, &source).await;
+        assert_eq!((second.applied, second.skipped), (2, 3), "{second:?}");
+        assert_eq!(
+            knobs.batches.load(Ordering::SeqCst),
+            1,
+            "a clean page is one `apply_many`"
+        );
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 3, 4, 5]);
+    })
+    .await;
+}

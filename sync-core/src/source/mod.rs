@@ -13,7 +13,9 @@
 //! - **Nothing skipped twice, nothing applied twice.** A record whose data and delete flag equal
 //!   the version last applied for its remote id is skipped; so is one older (by the remote's
 //!   modification time) than the version applied.
-//! - **No gummed-up works.** Each record is applied under a savepoint. One whose apply fails is
+//! - **No gummed-up works.** A page is applied under one savepoint; when a record fails, the
+//!   page is rolled back to it and applied again record by record, each under a savepoint. One
+//!   whose apply fails is
 //!   quarantined in `sync_inbound` with its payload and error, retried with backoff after the pages
 //!   of later runs, revived at once when the remote sends a new version of it, and never holds
 //!   the cursor or the page's other records back.
@@ -231,6 +233,23 @@ pub trait Source: Send + Sync + 'static {
              or implement `fetch`",
             cx.source()
         )))
+    }
+
+    /// Applies a whole page at once, e.g. with one upsert statement, or returns `None` (the
+    /// default) to have each record applied with [`apply`](Source::apply). `cx.previous()` is
+    /// `None` here. On an error (or a panic) the framework rolls back what this wrote and applies
+    /// the records one by one with `apply`, so that only the failing ones are quarantined.
+    ///
+    /// Writes that bypass the models' hooks (`insert_many`, raw SQL) mark no sync group dirty:
+    /// call [`touch_matching`](crate::touch_matching) or [`touch_many`](crate::touch_many)
+    /// here when other syncers should hear of them.
+    async fn apply_many(
+        &self,
+        cx: &ApplyContext<'_>,
+        records: &[&InboundRecord],
+    ) -> Option<Result<()>> {
+        let _ = (cx, records);
+        None
     }
 
     /// Applies one record (or tombstone, `record.deleted`) to the local rows through

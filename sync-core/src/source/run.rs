@@ -239,6 +239,29 @@ struct Known {
     payload: Option<Value>,
 }
 
+/// A record of a page that is to be applied.
+struct Candidate<'r> {
+    record: &'r InboundRecord,
+    digest: String,
+    modified_at: Option<i64>,
+    /// The data applied last for its remote id.
+    base: Option<Value>,
+    was_quarantined: bool,
+}
+
+impl Candidate<'_> {
+    fn outcome(&self, error: Option<String>) -> Outcome {
+        Outcome {
+            remote_id: self.record.remote_id.as_str().to_owned(),
+            digest: self.digest.clone(),
+            deleted: self.record.deleted,
+            modified_at: self.modified_at,
+            payload: self.record.data.clone(),
+            error: error.map(|e| (e, 1)),
+        }
+    }
+}
+
 /// A row to write into `sync_inbound`.
 struct Outcome {
     remote_id: String,
@@ -357,7 +380,10 @@ impl Run<'_> {
         self.retry_quarantined(report).await
     }
 
-    /// Applies the page's records under savepoints of `txn`; returns what to record.
+    /// Applies the page's records; returns what to record. First all at once under one
+    /// savepoint ([`Source::apply_many`], or each record's `apply` without a savepoint of its
+    /// own); when that fails, rolls it back and applies them one by one, each under its own
+    /// savepoint, so that only the failing records are quarantined.
     async fn apply_records(
         &self,
         txn: &DatabaseTransaction,
@@ -368,8 +394,61 @@ impl Run<'_> {
             .iter()
             .map(|r| r.remote_id.as_str().to_owned())
             .collect();
-        let mut known = load_known(txn, self.name, &ids).await?;
+        let known = load_known(txn, self.name, &ids).await?;
+        let mut assumed = known.clone();
+        let (candidates, skipped) = self.candidates(records, &mut assumed);
+        if candidates.is_empty() {
+            report.skipped += skipped;
+            return Ok(Vec::new());
+        }
+        if self.apply_all(txn, &candidates).await? {
+            report.skipped += skipped;
+            let outcomes: Vec<Outcome> = candidates.iter().map(|c| c.outcome(None)).collect();
+            for (c, outcome) in candidates.iter().zip(&outcomes) {
+                count(report, outcome, c.was_quarantined);
+            }
+            return Ok(outcomes);
+        }
+        // One by one: `known` as before the page, updated as records are applied or fail.
+        let mut known = known;
         let mut outcomes = Vec::new();
+        for record in records {
+            let (mut one, skip) = self.candidates(std::slice::from_ref(record), &mut known.clone());
+            let Some(c) = one.pop() else {
+                report.skipped += skip;
+                continue;
+            };
+            let result = self.apply_one(txn, c.record, c.base.as_ref()).await?;
+            let outcome = c.outcome(result.err());
+            count(report, &outcome, c.was_quarantined);
+            known.insert(
+                outcome.remote_id.clone(),
+                Known {
+                    digest: c.digest.clone(),
+                    state: if outcome.error.is_some() {
+                        QUARANTINED
+                    } else {
+                        APPLIED
+                    }
+                    .to_owned(),
+                    modified_at: c.modified_at,
+                    payload: Some(c.record.data.clone()),
+                },
+            );
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// The records to apply, in order, and how many are skipped (the version applied already,
+    /// or an older one), assuming each candidate is applied (`known` is updated so).
+    fn candidates<'r>(
+        &self,
+        records: &'r [InboundRecord],
+        known: &mut HashMap<String, Known>,
+    ) -> (Vec<Candidate<'r>>, u64) {
+        let mut out = Vec::new();
+        let mut skipped = 0;
         for record in records {
             let id = record.remote_id.as_str().to_owned();
             let digest = record_digest(self.name, record);
@@ -379,7 +458,7 @@ impl Run<'_> {
                 let stale = previous.state == APPLIED
                     && matches!((modified_at, previous.modified_at), (Some(new), Some(old)) if new < old);
                 if previous.digest == digest || stale {
-                    report.skipped += 1;
+                    skipped += 1;
                     continue;
                 }
             }
@@ -387,33 +466,78 @@ impl Run<'_> {
             let base = previous
                 .filter(|p| p.state == APPLIED)
                 .and_then(|p| p.payload.clone());
-            let result = self.apply_one(txn, record, base.as_ref()).await?;
-            let outcome = Outcome {
-                remote_id: id.clone(),
-                digest: digest.clone(),
-                deleted: record.deleted,
-                modified_at,
-                payload: record.data.clone(),
-                error: result.err().map(|e| (e, 1)),
-            };
-            count(report, &outcome, was_quarantined);
             known.insert(
                 id,
                 Known {
-                    digest,
-                    state: if outcome.error.is_some() {
-                        QUARANTINED
-                    } else {
-                        APPLIED
-                    }
-                    .to_owned(),
+                    digest: digest.clone(),
+                    state: APPLIED.to_owned(),
                     modified_at,
                     payload: Some(record.data.clone()),
                 },
             );
-            outcomes.push(outcome);
+            out.push(Candidate {
+                record,
+                digest,
+                modified_at,
+                base,
+                was_quarantined,
+            });
         }
-        Ok(outcomes)
+        (out, skipped)
+    }
+
+    /// Applies every candidate under one savepoint: `Ok(true)` when all succeeded (the
+    /// savepoint is released), `Ok(false)` when one failed (everything rolled back to it).
+    async fn apply_all(
+        &self,
+        txn: &DatabaseTransaction,
+        candidates: &[Candidate<'_>],
+    ) -> Result<bool> {
+        let name = self.name;
+        let savepoint = txn.begin().await.map_err(Error::db_while(format!(
+            "opening a savepoint in source `{name}`"
+        )))?;
+        let records: Vec<&InboundRecord> = candidates.iter().map(|c| c.record).collect();
+        let cx = ApplyContext {
+            db: &savepoint,
+            source: name,
+            previous: None,
+        };
+        let together = AssertUnwindSafe(self.source.apply_many(&cx, &records))
+            .catch_unwind()
+            .await;
+        let ok = match together {
+            Ok(Some(result)) => result.is_ok(),
+            Err(_) => false,
+            Ok(None) => {
+                let mut ok = true;
+                for c in candidates {
+                    let cx = ApplyContext {
+                        db: &savepoint,
+                        source: name,
+                        previous: c.base.as_ref(),
+                    };
+                    let one = AssertUnwindSafe(self.source.apply(&cx, c.record))
+                        .catch_unwind()
+                        .await;
+                    if !matches!(one, Ok(Ok(()))) {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok
+            }
+        };
+        if ok {
+            savepoint.commit().await.map_err(Error::db_while(format!(
+                "committing a page's applies in source `{name}`"
+            )))?;
+        } else {
+            savepoint.rollback().await.map_err(Error::db_while(format!(
+                "rolling back a page's applies in source `{name}`"
+            )))?;
+        }
+        Ok(ok)
     }
 
     /// Applies one record under a savepoint. The outer error is the database failing around
@@ -731,15 +855,29 @@ async fn load_known(
         if chunk.is_empty() {
             continue;
         }
-        let marks = vec!["?"; chunk.len()].join(", ");
-        let mut values: Vec<sea_orm::Value> = vec![source.into()];
-        values.extend(chunk.iter().map(|id| id.as_str().into()));
+        // On PostgreSQL and SQLite the ids travel as one JSON parameter: one short statement,
+        // prepared once per connection, whatever the page's size.
+        let (list, mut values): (String, Vec<sea_orm::Value>) = match backend {
+            DbBackend::Postgres => (
+                "SELECT json_array_elements_text(CAST(? AS json))".into(),
+                vec![json_list(chunk).into()],
+            ),
+            DbBackend::Sqlite => (
+                "SELECT value FROM json_each(?)".into(),
+                vec![json_list(chunk).into()],
+            ),
+            _ => (
+                vec!["?"; chunk.len()].join(", "),
+                chunk.iter().map(|id| id.as_str().into()).collect(),
+            ),
+        };
+        values.insert(0, source.into());
         let rows = txn
             .query_all_raw(statement(
                 backend,
                 &format!(
                     "SELECT remote_id, digest, state, modified_at, payload FROM sync_inbound \
-                     WHERE source = ? AND remote_id IN ({marks})"
+                     WHERE source = ? AND remote_id IN ({list})"
                 ),
                 values,
             ))
@@ -763,6 +901,15 @@ async fn load_known(
     Ok(known)
 }
 
+/// `ids` as a JSON array of strings.
+fn json_list(ids: &[String]) -> String {
+    Value::from(ids.to_vec()).to_string()
+}
+
+/// The columns `write_outcomes` sets, in order.
+const OUTCOME_COLUMNS: &str = "digest, state, deleted, modified_at, payload, error, attempts, \
+                               next_retry_at, updated_at";
+
 async fn write_outcomes(
     txn: &DatabaseTransaction,
     source_name: &str,
@@ -771,6 +918,58 @@ async fn write_outcomes(
 ) -> Result<()> {
     let now = clock::now_ms();
     let backoff = source.backoff();
+    let backend = txn.get_database_backend();
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    if matches!(backend, DbBackend::Postgres | DbBackend::Sqlite) {
+        // The rows travel as one JSON parameter (see `load_known`).
+        let rows: Vec<Value> = outcomes
+            .iter()
+            .map(|o| {
+                let (state, error, attempts, retry_at) = outcome_columns(o, now, &backoff);
+                json!({
+                    "remote_id": o.remote_id, "digest": o.digest, "state": state,
+                    "deleted": o.deleted, "modified_at": o.modified_at,
+                    "payload": o.payload.to_string(), "error": error, "attempts": attempts,
+                    "next_retry_at": retry_at,
+                })
+            })
+            .collect();
+        let set = OUTCOME_COLUMNS
+            .split(", ")
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let select = match backend {
+            DbBackend::Postgres =>                 "SELECT ?, v.remote_id, v.digest, v.state, v.deleted, v.modified_at, v.payload, \
+                 v.error, v.attempts, v.next_retry_at, CAST(? AS bigint) FROM json_to_recordset(CAST(? AS json)) \
+                 AS v(remote_id text, digest text, state text, deleted boolean, modified_at bigint, \
+                 payload text, error text, attempts integer, next_retry_at bigint)"
+                .to_owned(),
+            _ => "SELECT ?, value ->> '$.remote_id', value ->> '$.digest', value ->> '$.state', \
+                  value ->> '$.deleted', value ->> '$.modified_at', value ->> '$.payload', \
+                  value ->> '$.error', value ->> '$.attempts', value ->> '$.next_retry_at', ? \
+                  FROM json_each(?) WHERE true"
+                .to_owned(),
+        };
+        let sql = format!(
+            "INSERT INTO sync_inbound (source, remote_id, {OUTCOME_COLUMNS}) {select} \
+             ON CONFLICT (source, remote_id) DO UPDATE SET {set}"
+        );
+        execute(
+            txn,
+            &sql,
+            vec![
+                source_name.into(),
+                now.into(),
+                Value::Array(rows).to_string().into(),
+            ],
+            || format!("recording the records source `{source_name}` applied"),
+        )
+        .await?;
+        return Ok(());
+    }
     for chunk in outcomes.chunks(100) {
         let mut insert = Query::insert();
         insert.into_table(Inbound).columns([
@@ -787,15 +986,7 @@ async fn write_outcomes(
             I::UpdatedAt,
         ]);
         for outcome in chunk {
-            let (state, error, attempts, retry_at) = match &outcome.error {
-                None => (APPLIED, None, 0, None),
-                Some((message, attempts)) => (
-                    QUARANTINED,
-                    Some(message.clone()),
-                    *attempts,
-                    Some(now + backoff.delay(*attempts as u32).as_millis() as i64),
-                ),
-            };
+            let (state, error, attempts, retry_at) = outcome_columns(outcome, now, &backoff);
             insert.values_panic([
                 source_name.into(),
                 outcome.remote_id.as_str().into(),
@@ -830,6 +1021,23 @@ async fn write_outcomes(
         )))?;
     }
     Ok(())
+}
+
+/// State, error, attempts and next retry of an outcome.
+fn outcome_columns(
+    outcome: &Outcome,
+    now: i64,
+    backoff: &crate::retry::ExponentialBackoff,
+) -> (&'static str, Option<String>, i32, Option<i64>) {
+    match &outcome.error {
+        None => (APPLIED, None, 0, None),
+        Some((message, attempts)) => (
+            QUARANTINED,
+            Some(message.clone()),
+            *attempts,
+            Some(now + backoff.delay(*attempts as u32).as_millis() as i64),
+        ),
+    }
 }
 
 async fn mark_seen(

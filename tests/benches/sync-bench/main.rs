@@ -18,6 +18,8 @@
 //!   woken by LISTEN/NOTIFY (PostgreSQL).
 //! - `memory`: a worker process's resident memory while it pushes `--groups` groups (1M by
 //!   default), sampled from `/proc`, and its peak.
+//! - `inbound`: records applied per second by a source against a bare fetch-upsert-cursor loop;
+//!   `--memory`: resident memory while a source applies 1M records.
 //! - `coalescing`: the same edit workload through the framework, one apalis-postgres job per
 //!   change, and the cron pattern; remote requests, wall time, final remote state (PostgreSQL).
 //!
@@ -43,6 +45,7 @@ use sync_tests::models::{customer, plain_customer};
 use sync_tests::{Backend, TestDb};
 
 mod coalesce;
+mod inbound;
 mod remote;
 mod writers;
 
@@ -76,13 +79,14 @@ async fn main() {
         "latency" => latency(number("--samples", 200)).await,
         "coalescing" => coalesce::run(&args).await,
         "concurrent-writers" => writers::run(db, &args).await,
+        "inbound" => inbound::run(db, &args).await,
         "memory" => memory(db, number("--groups", 1_000_000)).await,
         "worker" => bench_worker(&args).await,
         "remote" => remote::serve().await,
         "floor-worker" => floor_worker(&args).await,
         _ => {
             eprintln!(
-                "usage: sync-bench write-path|concurrent-writers|throughput|coalescing|scan|latency|memory [--db sqlite|postgres]"
+                "usage: sync-bench write-path|concurrent-writers|throughput|coalescing|scan|latency|memory|inbound [--db sqlite|postgres]"
             )
         }
     }
