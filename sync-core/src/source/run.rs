@@ -413,7 +413,7 @@ impl Run<'_> {
         let mut known = known;
         let mut outcomes = Vec::new();
         for record in records {
-            let (mut one, skip) = self.candidates(std::slice::from_ref(record), &mut known.clone());
+            let (mut one, skip) = self.candidates(std::slice::from_ref(record), &mut known);
             let Some(c) = one.pop() else {
                 report.skipped += skip;
                 continue;
