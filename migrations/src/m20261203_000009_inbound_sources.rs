@@ -142,13 +142,16 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // State first: a page's lookup by source and remote ids must find only the unique
+        // index above leading with the source (before statistics exist, PostgreSQL would
+        // otherwise pick this one and filter every record of the source).
         manager
             .create_index(
                 Index::create()
                     .name("ix_sync_inbound_quarantine")
                     .table(SyncInbound::Table)
-                    .col(SyncInbound::Source)
                     .col(SyncInbound::State)
+                    .col(SyncInbound::Source)
                     .col(SyncInbound::NextRetryAt)
                     .if_not_exists()
                     .to_owned(),

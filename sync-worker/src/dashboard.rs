@@ -147,6 +147,8 @@ impl Dashboard {
             .route("/groups/{id}/forget", post(forget_form))
             .route("/syncers/{name}/run", post(run_form))
             .route("/syncers/{name}/resync", post(resync_form))
+            .route("/sources/{name}/run", post(source_run_form))
+            .route("/sources/{name}/full", post(source_full_form))
             .route("/api/status", get(api_status))
             .route("/api/groups", get(api_groups))
             .route("/api/groups/{id}", get(api_group))
@@ -273,6 +275,8 @@ async fn overview(State(d): Shared) -> Answer<Markup> {
     let status = ops::status(&d.db, &[], now).await?;
     let problems = ops::problems(&d.db, None, 200).await?;
     let runs = ops::runs(&d.db, None, 10).await?;
+    let sources = sync_core::source::source_status(&d.db).await?;
+    let quarantined = sync_core::source::quarantined(&d.db, None, 200).await?;
     Ok(page(
         &d,
         "overview",
@@ -314,6 +318,44 @@ async fn overview(State(d): Shared) -> Answer<Markup> {
                             td { @if g.state == "dead" { "-" } @else { "in " (age(g.next_attempt_at - now)) } }
                             td class="error" { (g.last_error.as_deref().unwrap_or("")) }
                             td { form method="post" action={ (d.base) "/groups/" (g.id) "/retry" } { button { "Retry" } } }
+                        }
+                    }
+                }
+            }
+            @if !sources.is_empty() {
+                h2 { "Sources" }
+                table id="sources" {
+                    tr { th { "source" } th { "cursor" } th { "last success" } th { "last run: fetched" } th { "applied" }
+                         th { "unchanged" } th { "quarantined" } th { "deleted" } th { "quarantined now" } th { "running on" }
+                         th { "last error" } th {} }
+                    @for s in &sources {
+                        tr id={ "source-" (s.source) } {
+                            td { (s.source) @if s.full_run { " (full run)" } }
+                            td class="error" { (s.cursor.as_deref().unwrap_or("-")) }
+                            td { (s.last_success_at.map_or("never".into(), |t| format!("{} ago", age(now - t)))) }
+                            @for n in s.last_counts { td { (n) } }
+                            td class=(if s.quarantined > 0 { "failed" } else { "synced" }) { (s.quarantined) }
+                            td { (s.running_on.as_deref().unwrap_or("-")) }
+                            td class="error" { (s.last_error.as_deref().unwrap_or("")) }
+                            td {
+                                form method="post" action={ (d.base) "/sources/" (s.source) "/run" } { button { "Run now" } }
+                                " "
+                                form method="post" action={ (d.base) "/sources/" (s.source) "/full" } { button { "Full run" } }
+                            }
+                        }
+                    }
+                }
+                h2 { "Quarantined records" }
+                @if quarantined.is_empty() { p { "None." } } @else {
+                    table id="quarantined" {
+                        tr { th { "source" } th { "remote id" } th { "attempts" } th { "next retry" } th { "error" } th { "payload" } }
+                        @for r in &quarantined {
+                            tr {
+                                td { (r.source) } td { (r.remote_id) } td { (r.attempts) }
+                                td { (r.next_retry_at.map_or("-".into(), |t| format!("in {}", age(t - now)))) }
+                                td class="error" { (r.error.as_deref().unwrap_or("")) }
+                                td { pre { (r.payload.as_deref().unwrap_or("")) } }
+                            }
                         }
                     }
                 }
@@ -428,6 +470,38 @@ async fn resync_form(
 ) -> Answer<Redirect> {
     ops::request_full_run(&d.db, &name, now_ms()).await?;
     Ok(back(&d, &headers))
+}
+
+async fn source_run_form(
+    State(d): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = sync_core::source::request_run(&d.db, &name).await;
+    source_form(&d, &headers, result)
+}
+
+async fn source_full_form(
+    State(d): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = sync_core::source::request_full_run(&d.db, &name).await;
+    source_form(&d, &headers, result)
+}
+
+/// Back to the page after a source request; a page naming the error for a source no worker
+/// has run.
+fn source_form(d: &Dashboard, headers: &HeaderMap, result: sync_core::Result<()>) -> Response {
+    match result {
+        Ok(()) => back(d, headers).into_response(),
+        Err(sync_core::Error::Config(message)) => (
+            StatusCode::NOT_FOUND,
+            page(d, "not found", html! { p { (message) } }),
+        )
+            .into_response(),
+        Err(error) => Failure(error).into_response(),
+    }
 }
 
 async fn api_status(State(d): Shared) -> Answer<Json<serde_json::Value>> {

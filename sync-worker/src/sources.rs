@@ -5,40 +5,10 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
-use sync_core::source::{SourceReport, SourceRunOptions, Sources, run_source};
+use sea_orm::DatabaseConnection;
+use sync_core::source::{SourceReport, SourceRunOptions, Sources, is_due, run_source};
 
 use crate::AlertSink;
-
-/// Whether `source` is due: never run, its next run's time has come, or a full run was asked.
-async fn due(db: &DatabaseConnection, source: &str, now: i64) -> sync_core::Result<bool> {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        sea_orm::DbBackend::Postgres => {
-            "SELECT next_run_at, full_requested FROM sync_sources WHERE source = $1"
-        }
-        _ => "SELECT next_run_at, full_requested FROM sync_sources WHERE source = ?",
-    };
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
-            sql,
-            [source.into()],
-        ))
-        .await
-        .map_err(|source_error| sync_core::Error::DatabaseWhile {
-            context: format!("reading when source `{source}` is due"),
-            source: source_error,
-        })?;
-    Ok(match row {
-        None => true,
-        Some(row) => {
-            let next: i64 = row.try_get("", "next_run_at")?;
-            let full: bool = row.try_get("", "full_requested")?;
-            full || next <= now
-        }
-    })
-}
 
 /// Runs every due source once, one after the other. A source's failure is logged and
 /// returned in its place; the others still run.
@@ -52,7 +22,7 @@ pub(crate) async fn run_due(
     for source in sources.iter() {
         let name = source.name().to_owned();
         let started = sync_core::now_ms();
-        let result = match due(db, &name, started).await {
+        let result = match is_due(db, &name, started).await {
             Ok(false) => continue,
             Ok(true) => run_source(db, source.as_ref(), &SourceRunOptions::new(owner)).await,
             Err(error) => Err(error),

@@ -53,6 +53,35 @@ fn changes_feed(remote: &MockRemote, size: u32) -> HttpFeed {
         .expect("feed")
 }
 
+/// Status and body of a dashboard request (mounted at `/sync`, bearer token).
+async fn dashboard(db: &DatabaseConnection, method: &str, uri: &str) -> (u16, String) {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use sync_worker::dashboard::{Auth, Dashboard};
+    use tower::ServiceExt;
+
+    let app = axum::Router::new().nest(
+        "/sync",
+        Dashboard::new(db.clone(), "/sync", Auth::bearer("s3cret")).router(),
+    );
+    let response = app
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, "Bearer s3cret")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 async fn run(db: &DatabaseConnection, source: &ErpProducts) -> SourceReport {
     run_source(db, source, &SourceRunOptions::new("worker-a"))
         .await
@@ -272,6 +301,44 @@ async fn a_bad_record_is_quarantined_while_the_others_flow_and_revives() {
             cursor.contains("\"since\""),
             "the cursor moved past the bad record: {cursor}"
         );
+        // Operators see the source's last run and both quarantined records, with their errors
+        // and payloads, on the dashboard, and can ask for a run there.
+        let overview = dashboard(&t.db, "GET", "/sync").await;
+        assert_eq!(overview.0, 200);
+        let html = overview.1;
+        let source_row = html
+            .split("<tr id=\"source-erp.products\">")
+            .nth(1)
+            .and_then(|row| row.split("</tr>").next())
+            .unwrap_or_else(|| panic!("no row for the source: {html}"));
+        assert!(
+            source_row.contains("<td>4</td><td>2</td><td>0</td><td>2</td><td>0</td>"),
+            "fetched, applied, unchanged, quarantined, deleted: {source_row}"
+        );
+        let quarantined = html
+            .split("<table id=\"quarantined\">")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no quarantined records: {html}"));
+        assert!(
+            quarantined.contains("a product needs a name"),
+            "{quarantined}"
+        );
+        assert!(
+            quarantined.contains("&quot;price_cents&quot;:200"),
+            "{quarantined}"
+        );
+        assert!(quarantined.contains("needs a category"), "{quarantined}");
+        let asked = dashboard(&t.db, "POST", "/sync/sources/erp.products/run").await;
+        assert_eq!(asked.0, 303, "redirected back");
+        let row = sync_source::Entity::find_by_id("erp.products")
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.next_run_at, 0, "due now: {row:?}");
+        let unknown = dashboard(&t.db, "POST", "/sync/sources/erp.prodcts/full").await;
+        assert_eq!(unknown.0, 404);
+        assert!(unknown.1.contains("erp.prodcts"), "{}", unknown.1);
 
         // The prerequisite appears; the retry after the backoff applies the stored payload,
         // without the remote sending the record again.

@@ -456,15 +456,17 @@ async fn a_rate_limit_holds_across_worker_processes() {
         }
         let starts = create_starts(&remote);
         assert_eq!(starts.len(), customers);
-        // In any one-second window, at most the rate plus the burst (tokens are granted at those
-        // times; a request that waited for a CPU after its grant may arrive beside the next one,
-        // so the arrivals get one request of slack).
+        // Tokens are granted at most the rate plus the burst in any one-second window. Arrivals
+        // are grants plus the time a request waited for a CPU after its grant (three workers, the
+        // database and this test share the machine), so a window of arrivals may also hold the
+        // grants of the 100 ms before it: the rate times 0.1 s of slack, 4 requests. Without the
+        // shared limit the three processes send far more than 48 in a second.
         let busiest = starts
             .iter()
             .map(|s| starts.iter().filter(|o| **o >= *s && **o < s + 1.0).count())
             .max()
             .unwrap();
-        assert!(busiest <= 45, "{busiest} requests in one second");
+        assert!(busiest <= 48, "{busiest} requests in one second");
         let span = starts.last().unwrap();
         assert!(
             *span >= (customers as f64 - 4.0) / 40.0 * 0.9,

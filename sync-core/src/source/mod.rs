@@ -13,12 +13,12 @@
 //! - **Nothing skipped twice, nothing applied twice.** A record whose data and delete flag equal
 //!   the version last applied for its remote id is skipped; so is one older (by the remote's
 //!   modification time) than the version applied.
-//! - **No gummed-up works.** A page is applied under one savepoint; when a record fails, the
-//!   page is rolled back to it and applied again record by record, each under a savepoint. One
-//!   whose apply fails is
-//!   quarantined in `sync_inbound` with its payload and error, retried with backoff after the pages
-//!   of later runs, revived at once when the remote sends a new version of it, and never holds
-//!   the cursor or the page's other records back.
+//! - **No gummed-up works.** A page is applied at once in its transaction; when a record fails,
+//!   the transaction is rolled back and the page applied again in a new one, record by record,
+//!   each under a savepoint. One whose apply fails is quarantined in `sync_inbound` with its
+//!   payload and error, retried with backoff after the pages of later runs, revived at once when
+//!   the remote sends a new version of it, and never holds the cursor or the page's other
+//!   records back.
 //! - **Single flight.** A lease in `sync_sources` lets one worker at a time run a source; a
 //!   worker that lost its lease (it stalled past it) commits nothing more.
 //! - **Deletes.** A record with `deleted` set is handed to [`Source::apply`] like any other, which
@@ -41,7 +41,7 @@ mod run;
 #[cfg(feature = "http")]
 pub use http::{HttpFeed, HttpFeedBuilder, Pagination, Since};
 pub use run::{
-    PlannedRecord, SourcePlan, SourceReport, SourceRunOptions, SourceStatus, plan_source,
+    PlannedRecord, SourcePlan, SourceReport, SourceRunOptions, SourceStatus, is_due, plan_source,
     quarantined, request_full_run, request_run, run_source, source_status,
 };
 
@@ -140,8 +140,9 @@ pub struct ApplyContext<'a> {
 }
 
 impl<'a> ApplyContext<'a> {
-    /// The transaction (a savepoint of the page's transaction): write the application's rows
-    /// through it, with its models, so that their hooks run. A failed apply rolls back to it.
+    /// The transaction: the page's own while a page is applied at once, a savepoint of it while
+    /// records are applied one by one. Write the application's rows through it, with its
+    /// models, so that their hooks run. What a failed apply wrote is rolled back.
     pub fn db(&self) -> &'a DatabaseTransaction {
         self.db
     }

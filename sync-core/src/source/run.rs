@@ -117,6 +117,30 @@ pub async fn run_source(
     result.map(|()| report)
 }
 
+/// Whether the source is due at `now`: it never ran, its next run's time has come, or a full
+/// run was asked for.
+pub async fn is_due(db: &DatabaseConnection, source: &str, now: i64) -> Result<bool> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(statement(
+            backend,
+            "SELECT next_run_at, full_requested FROM sync_sources WHERE source = ?",
+            vec![source.into()],
+        ))
+        .await
+        .map_err(Error::db_while(format!(
+            "reading when source `{source}` is due"
+        )))?;
+    Ok(match row {
+        None => true,
+        Some(row) => {
+            let next: i64 = row.try_get("", "next_run_at")?;
+            let full: bool = row.try_get("", "full_requested")?;
+            full || next <= now
+        }
+    })
+}
+
 /// Makes the source's next run due now (Run now, a webhook). Fails with [`Error::Config`] when
 /// no worker has run a source of that name yet (a source that never ran is due anyway).
 pub async fn request_run(db: &DatabaseConnection, source: &str) -> Result<()> {
@@ -345,7 +369,7 @@ impl Run<'_> {
             let txn = self.db.begin().await.map_err(Error::db_while(format!(
                 "starting a page of source `{name}`"
             )))?;
-            let outcomes = self.apply_records(&txn, &page.records, report).await?;
+            let (txn, outcomes) = self.apply_records(txn, &page.records, report).await?;
             write_outcomes(&txn, name, &outcomes, self.source).await?;
             if let Some(run) = self.full_run {
                 let ids: Vec<String> = page
@@ -380,35 +404,43 @@ impl Run<'_> {
         self.retry_quarantined(report).await
     }
 
-    /// Applies the page's records; returns what to record. First all at once under one
-    /// savepoint ([`Source::apply_many`], or each record's `apply` without a savepoint of its
-    /// own); when that fails, rolls it back and applies them one by one, each under its own
-    /// savepoint, so that only the failing records are quarantined.
+    /// Applies the page's records in `txn`, the page's transaction, which holds nothing else
+    /// yet; returns the transaction to go on with and what to record. First all at once
+    /// ([`Source::apply_many`], or each record's `apply` without a savepoint of its own); when
+    /// that fails, rolls the transaction back and applies them one by one in a new one, each
+    /// under its own savepoint, so that only the failing records are quarantined.
     async fn apply_records(
         &self,
-        txn: &DatabaseTransaction,
+        txn: DatabaseTransaction,
         records: &[InboundRecord],
         report: &mut SourceReport,
-    ) -> Result<Vec<Outcome>> {
+    ) -> Result<(DatabaseTransaction, Vec<Outcome>)> {
+        let name = self.name;
         let ids: Vec<String> = records
             .iter()
             .map(|r| r.remote_id.as_str().to_owned())
             .collect();
-        let known = load_known(txn, self.name, &ids).await?;
+        let known = load_known(&txn, name, &ids).await?;
         let mut assumed = known.clone();
         let (candidates, skipped) = self.candidates(records, &mut assumed);
         if candidates.is_empty() {
             report.skipped += skipped;
-            return Ok(Vec::new());
+            return Ok((txn, Vec::new()));
         }
-        if self.apply_all(txn, &candidates).await? {
+        if self.apply_all(&txn, &candidates).await {
             report.skipped += skipped;
             let outcomes: Vec<Outcome> = candidates.iter().map(|c| c.outcome(None)).collect();
             for (c, outcome) in candidates.iter().zip(&outcomes) {
                 count(report, outcome, c.was_quarantined);
             }
-            return Ok(outcomes);
+            return Ok((txn, outcomes));
         }
+        txn.rollback().await.map_err(Error::db_while(format!(
+            "rolling back a page's applies in source `{name}`"
+        )))?;
+        let txn = self.db.begin().await.map_err(Error::db_while(format!(
+            "starting a page of source `{name}` again, record by record"
+        )))?;
         // One by one: `known` as before the page, updated as records are applied or fail.
         let mut known = known;
         let mut outcomes = Vec::new();
@@ -418,7 +450,7 @@ impl Run<'_> {
                 report.skipped += skip;
                 continue;
             };
-            let result = self.apply_one(txn, c.record, c.base.as_ref()).await?;
+            let result = self.apply_one(&txn, c.record, c.base.as_ref()).await?;
             let outcome = c.outcome(result.err());
             count(report, &outcome, c.was_quarantined);
             known.insert(
@@ -437,7 +469,7 @@ impl Run<'_> {
             );
             outcomes.push(outcome);
         }
-        Ok(outcomes)
+        Ok((txn, outcomes))
     }
 
     /// The records to apply, in order, and how many are skipped (the version applied already,
@@ -486,34 +518,26 @@ impl Run<'_> {
         (out, skipped)
     }
 
-    /// Applies every candidate under one savepoint: `Ok(true)` when all succeeded (the
-    /// savepoint is released), `Ok(false)` when one failed (everything rolled back to it).
-    async fn apply_all(
-        &self,
-        txn: &DatabaseTransaction,
-        candidates: &[Candidate<'_>],
-    ) -> Result<bool> {
+    /// Applies every candidate in `txn`, without savepoints: whether all succeeded (when one
+    /// failed, the caller rolls the transaction back).
+    async fn apply_all(&self, txn: &DatabaseTransaction, candidates: &[Candidate<'_>]) -> bool {
         let name = self.name;
-        let savepoint = txn.begin().await.map_err(Error::db_while(format!(
-            "opening a savepoint in source `{name}`"
-        )))?;
         let records: Vec<&InboundRecord> = candidates.iter().map(|c| c.record).collect();
         let cx = ApplyContext {
-            db: &savepoint,
+            db: txn,
             source: name,
             previous: None,
         };
         let together = AssertUnwindSafe(self.source.apply_many(&cx, &records))
             .catch_unwind()
             .await;
-        let ok = match together {
+        match together {
             Ok(Some(result)) => result.is_ok(),
             Err(_) => false,
             Ok(None) => {
-                let mut ok = true;
                 for c in candidates {
                     let cx = ApplyContext {
-                        db: &savepoint,
+                        db: txn,
                         source: name,
                         previous: c.base.as_ref(),
                     };
@@ -521,23 +545,12 @@ impl Run<'_> {
                         .catch_unwind()
                         .await;
                     if !matches!(one, Ok(Ok(()))) {
-                        ok = false;
-                        break;
+                        return false;
                     }
                 }
-                ok
+                true
             }
-        };
-        if ok {
-            savepoint.commit().await.map_err(Error::db_while(format!(
-                "committing a page's applies in source `{name}`"
-            )))?;
-        } else {
-            savepoint.rollback().await.map_err(Error::db_while(format!(
-                "rolling back a page's applies in source `{name}`"
-            )))?;
         }
-        Ok(ok)
     }
 
     /// Applies one record under a savepoint. The outer error is the database failing around
@@ -638,16 +651,7 @@ impl Run<'_> {
             count(report, &outcome, true);
             outcomes.push(outcome);
         }
-        write_outcomes(&txn, name, &outcomes, self.source).await?;
-        self.renew_in(
-            &txn,
-            "UPDATE sync_sources SET lease_until = ? WHERE source = ? AND lease_owner = ?",
-            vec![],
-        )
-        .await?;
-        txn.commit().await.map_err(Error::db_while(format!(
-            "committing retries of source `{name}`"
-        )))
+        self.record_and_commit(txn, &outcomes, "retries").await
     }
 
     /// After a complete full run: hands a tombstone to `apply` for every live record the
@@ -693,18 +697,30 @@ impl Run<'_> {
                 }
                 outcomes.push(outcome);
             }
-            write_outcomes(&txn, name, &outcomes, self.source).await?;
-            self.renew_in(
-                &txn,
-                "UPDATE sync_sources SET lease_until = ? WHERE source = ? AND lease_owner = ?",
-                vec![],
-            )
-            .await?;
-            txn.commit().await.map_err(Error::db_while(format!(
-                "committing deletes of source `{name}`"
-            )))?;
+            self.record_and_commit(txn, &outcomes, "deletes").await?;
         }
         Ok(())
+    }
+
+    /// Records `outcomes` and renews the lease in `txn`, then commits it (`what`: the
+    /// transaction's work, for the error).
+    async fn record_and_commit(
+        &self,
+        txn: DatabaseTransaction,
+        outcomes: &[Outcome],
+        what: &str,
+    ) -> Result<()> {
+        let name = self.name;
+        write_outcomes(&txn, name, outcomes, self.source).await?;
+        self.renew_in(
+            &txn,
+            "UPDATE sync_sources SET lease_until = ? WHERE source = ? AND lease_owner = ?",
+            vec![],
+        )
+        .await?;
+        txn.commit().await.map_err(Error::db_while(format!(
+            "committing {what} of source `{name}`"
+        )))
     }
 
     /// Runs a statement that must find the lease still ours: `values` then `source`, `owner`.
@@ -855,32 +871,40 @@ async fn load_known(
         if chunk.is_empty() {
             continue;
         }
-        // On PostgreSQL and SQLite the ids travel as one JSON parameter: one short statement,
-        // prepared once per connection, whatever the page's size.
-        let (list, mut values): (String, Vec<sea_orm::Value>) = match backend {
+        // On PostgreSQL and SQLite the ids travel as one parameter: one short statement,
+        // prepared once per connection, whatever the page's size. On PostgreSQL each id is
+        // looked up on its own (a lateral join): a filter on the whole array could be planned
+        // as a scan of every record of the source while the table has no statistics yet.
+        const COLUMNS: &str = "remote_id, digest, state, modified_at, payload";
+        let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
             DbBackend::Postgres => (
-                "SELECT json_array_elements_text(CAST(? AS json))".into(),
-                vec![json_list(chunk).into()],
+                format!(
+                    "SELECT i.* FROM unnest(CAST(? AS text[])) AS ids(id) CROSS JOIN LATERAL \
+                     (SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id = ids.id) AS i"
+                ),
+                vec![pg_array(chunk).into(), source.into()],
             ),
             DbBackend::Sqlite => (
-                "SELECT value FROM json_each(?)".into(),
-                vec![json_list(chunk).into()],
-            ),
-            _ => (
-                vec!["?"; chunk.len()].join(", "),
-                chunk.iter().map(|id| id.as_str().into()).collect(),
-            ),
-        };
-        values.insert(0, source.into());
-        let rows = txn
-            .query_all_raw(statement(
-                backend,
-                &format!(
-                    "SELECT remote_id, digest, state, modified_at, payload FROM sync_inbound \
-                     WHERE source = ? AND remote_id IN ({list})"
+                format!(
+                    "SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id IN \
+                     (SELECT value FROM json_each(?))"
                 ),
-                values,
-            ))
+                vec![source.into(), json_list(chunk).into()],
+            ),
+            _ => {
+                let mut values = vec![source.into()];
+                values.extend(chunk.iter().map(|id| sea_orm::Value::from(id.as_str())));
+                (
+                    format!(
+                        "SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id IN ({})",
+                        vec!["?"; chunk.len()].join(", ")
+                    ),
+                    values,
+                )
+            }
+        };
+        let rows = txn
+            .query_all_raw(statement(backend, &sql, values))
             .await
             .map_err(Error::db_while(format!(
                 "reading what source `{source}` applied before"
@@ -899,6 +923,26 @@ async fn load_known(
         }
     }
     Ok(known)
+}
+
+/// `ids` as a PostgreSQL array literal of text (`{"a","b\"c"}`).
+fn pg_array(ids: &[String]) -> String {
+    let mut out = String::from("{");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for ch in id.chars() {
+            if matches!(ch, '"' | '\\') {
+                out.push('\\');
+            }
+            out.push(ch);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
 }
 
 /// `ids` as a JSON array of strings.
@@ -923,19 +967,33 @@ async fn write_outcomes(
         return Ok(());
     }
     if matches!(backend, DbBackend::Postgres | DbBackend::Sqlite) {
-        // The rows travel as one JSON parameter (see `load_known`).
-        let rows: Vec<Value> = outcomes
-            .iter()
-            .map(|o| {
-                let (state, error, attempts, retry_at) = outcome_columns(o, now, &backoff);
-                json!({
-                    "remote_id": o.remote_id, "digest": o.digest, "state": state,
-                    "deleted": o.deleted, "modified_at": o.modified_at,
-                    "payload": o.payload.to_string(), "error": error, "attempts": attempts,
-                    "next_retry_at": retry_at,
-                })
+        // The rows travel as one JSON parameter (see `load_known`). On PostgreSQL a statement
+        // stays under 12 KB (several per page when the payloads are large): sqlx sets no
+        // `TCP_NODELAY`, and a message sent in more than one write (over TLS: more than one
+        // 16 KB record) waits for the server's delayed ACK, 40 ms.
+        let mut chunks: Vec<String> = Vec::new();
+        let mut chunk = String::new();
+        for o in outcomes {
+            let (state, error, attempts, retry_at) = outcome_columns(o, now, &backoff);
+            let row = json!({
+                "remote_id": o.remote_id, "digest": o.digest, "state": state,
+                "deleted": o.deleted, "modified_at": o.modified_at,
+                "payload": o.payload.to_string(), "error": error, "attempts": attempts,
+                "next_retry_at": retry_at,
             })
-            .collect();
+            .to_string();
+            if backend == DbBackend::Postgres
+                && !chunk.is_empty()
+                && chunk.len() + row.len() > 12_000
+            {
+                chunk.push(']');
+                chunks.push(std::mem::take(&mut chunk));
+            }
+            chunk.push(if chunk.is_empty() { '[' } else { ',' });
+            chunk.push_str(&row);
+        }
+        chunk.push(']');
+        chunks.push(chunk);
         let set = OUTCOME_COLUMNS
             .split(", ")
             .map(|c| format!("{c} = excluded.{c}"))
@@ -957,17 +1015,15 @@ async fn write_outcomes(
             "INSERT INTO sync_inbound (source, remote_id, {OUTCOME_COLUMNS}) {select} \
              ON CONFLICT (source, remote_id) DO UPDATE SET {set}"
         );
-        execute(
-            txn,
-            &sql,
-            vec![
-                source_name.into(),
-                now.into(),
-                Value::Array(rows).to_string().into(),
-            ],
-            || format!("recording the records source `{source_name}` applied"),
-        )
-        .await?;
+        for rows in chunks {
+            execute(
+                txn,
+                &sql,
+                vec![source_name.into(), now.into(), rows.into()],
+                || format!("recording the records source `{source_name}` applied"),
+            )
+            .await?;
+        }
         return Ok(());
     }
     for chunk in outcomes.chunks(100) {
@@ -1323,4 +1379,19 @@ pub async fn plan_source(
         }
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_ids_are_quoted_in_a_postgres_array() {
+        let ids = ["7", "a,b", "say \"hi\"", "back\\slash", "{x}", ""].map(String::from);
+        assert_eq!(
+            pg_array(&ids),
+            r#"{"7","a,b","say \"hi\"","back\\slash","{x}",""}"#
+        );
+        assert_eq!(pg_array(&[]), "{}");
+    }
 }
