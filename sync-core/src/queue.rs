@@ -432,14 +432,27 @@ pub(crate) struct Failure<'a> {
     pub forget_create: bool,
 }
 
+/// How [`fail`] recorded a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailRecorded {
+    /// As decided.
+    Held,
+    /// An operator retried the group during the attempt (its attempts were reset below the
+    /// claimed count): this failure is the first after the retry, `failed` and due when the
+    /// retry made it due, never `dead`.
+    AfterRetry,
+    /// This worker no longer holds the lease: nothing written.
+    Lost,
+}
+
 /// Records a failed attempt: the group is `failed` until `next_attempt_at`, or `dead` — unless
 /// it was touched during this attempt, in which case the new data gets one more try before it
-/// is declared dead. Returns `false` if this worker no longer holds the lease.
+/// is declared dead, or an operator retried it meanwhile ([`FailRecorded::AfterRetry`]).
 pub(crate) async fn fail<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
     failure: &Failure<'_>,
-) -> Result<bool> {
+) -> Result<FailRecorded> {
     let state = if failure.dead {
         GroupState::Dead
     } else {
@@ -454,7 +467,7 @@ pub(crate) async fn fail<C: ConnectionTrait>(
         "UPDATE sync_groups SET {forget}attempts = ?, last_error = ?, last_status = ?, \
          next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, \
          state = CASE WHEN version > ? THEN 'failed' ELSE ? END \
-         WHERE id = ? AND lease_owner = ?"
+         WHERE id = ? AND lease_owner = ? AND attempts = ?"
     );
     let values: Vec<Value> = vec![
         failure.attempts.into(),
@@ -465,8 +478,28 @@ pub(crate) async fn fail<C: ConnectionTrait>(
         state.as_str().into(),
         group.id.into(),
         group.lease_owner.as_str().into(),
+        group.attempts.into(),
     ];
-    held(db, group, &sql, values, "failing").await
+    if held(db, group, &sql, values, "failing").await? {
+        return Ok(FailRecorded::Held);
+    }
+    let sql = format!(
+        "UPDATE sync_groups SET {forget}attempts = attempts + 1, last_error = ?, last_status = ?, \
+         lease_owner = NULL, lease_until = NULL, state = 'failed' \
+         WHERE id = ? AND lease_owner = ? AND attempts < ?"
+    );
+    let values: Vec<Value> = vec![
+        truncate(failure.error, 4000).into(),
+        failure.status.map(i32::from).into(),
+        group.id.into(),
+        group.lease_owner.as_str().into(),
+        group.attempts.into(),
+    ];
+    Ok(if held(db, group, &sql, values, "failing").await? {
+        FailRecorded::AfterRetry
+    } else {
+        FailRecorded::Lost
+    })
 }
 
 /// Records that the remote lost the group's record (an update answered 404) under

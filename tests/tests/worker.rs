@@ -729,3 +729,50 @@ async fn run_until_idle_records_every_pass_of_a_backlog_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_operator_s_retry_during_a_failing_push_is_not_lost() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |c| c.max_attempts = 2).await;
+        let c = fixtures::customer(&h.t.db, "Ada").await;
+        // The first push fails at once; the second hangs past the client's 2 s timeout.
+        h.remote.push_fault(
+            Fault::new(FaultKind::Status(503, serde_json::json!({"error": "busy"})))
+                .path_contains("/erp/customers")
+                .times(1),
+        );
+        h.engine.run_once().await.unwrap();
+        let g = h.group("erp.customer", c.id).await;
+        assert_eq!((g.state.as_str(), g.attempts), ("failed", 1));
+        h.remote.push_fault(
+            Fault::new(FaultKind::Hang(Duration::from_secs(5)))
+                .path_contains("/erp/customers")
+                .times(1),
+        );
+        h.clock.advance(Duration::from_secs(120));
+        // The last allowed attempt is under way when an operator retries the group: without the
+        // retry, its failure kills the group.
+        let retry = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let g = h.group("erp.customer", c.id).await;
+            assert!(g.lease_owner.is_some(), "the push is under way: {g:?}");
+            let scope = sync_core::ops::RetryScope::Group(g.id);
+            sync_core::ops::retry(&h.t.db, &scope, sync_core::now_ms())
+                .await
+                .unwrap()
+        };
+        let (pass, retried) = tokio::join!(h.engine.run_once(), retry);
+        assert_eq!(retried, 1);
+        assert_eq!(pass.unwrap().failed, 1);
+        let g = h.group("erp.customer", c.id).await;
+        assert_eq!(
+            (g.state.as_str(), g.attempts),
+            ("failed", 1),
+            "the failure counts as the first after the retry, not the last allowed: {g:?}"
+        );
+        let pass = h.engine.run_once().await.unwrap();
+        assert_eq!(pass.pushed, 1, "due at once, as the retry made it");
+        assert_eq!(h.group("erp.customer", c.id).await.state, "synced");
+    })
+    .await;
+}

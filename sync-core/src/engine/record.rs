@@ -196,13 +196,14 @@ impl Engine {
                     dead,
                     forget_create,
                 };
-                let held = queue::fail(db, group, &failure).await?;
+                let recorded = queue::fail(db, group, &failure).await?;
+                let dead = dead && recorded != queue::FailRecorded::AfterRetry;
                 let outcome = match (dead, error.disposition()) {
                     (true, _) => Outcome::Dead,
                     (false, crate::Disposition::Retry { .. }) => Outcome::Retry,
                     (false, _) => Outcome::Failed,
                 };
-                Ok((outcome, held))
+                Ok((outcome, recorded != queue::FailRecorded::Lost))
             }
         }
     }
