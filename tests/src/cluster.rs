@@ -134,12 +134,32 @@ pub async fn wait_until_synced(db: &DatabaseConnection, within: Duration) {
         if busy.is_empty() {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} group(s) not synced within {within:?}, e.g. {:?}",
-            busy.len(),
-            busy[0]
-        );
+        if Instant::now() >= deadline {
+            let listed: Vec<String> = busy
+                .iter()
+                .take(10)
+                .map(|g| {
+                    format!(
+                        "{} `{}` ({}): {} v{}/{} attempts {} deferrals {} lease {:?} error {:?}",
+                        g.syncer,
+                        g.root_key,
+                        g.id,
+                        g.state,
+                        g.version,
+                        g.synced_version,
+                        g.attempts,
+                        g.deferrals,
+                        g.lease_owner,
+                        g.last_error
+                    )
+                })
+                .collect();
+            panic!(
+                "{} group(s) not synced within {within:?}:\n{}",
+                busy.len(),
+                listed.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -142,7 +142,11 @@ impl TestDb {
                 let _ = admin.close().await;
                 let sep = if admin_url.contains('?') { '&' } else { '?' };
                 // sqlx passes `options` to the server: every pooled connection gets the schema.
-                let url = format!("{admin_url}{sep}options=-csearch_path%3D{name}");
+                // The application name tells this test's connections apart from other tests'
+                // in `pg_stat_activity` (a test that kills a connection kills only its own).
+                let url = format!(
+                    "{admin_url}{sep}options=-csearch_path%3D{name}&application_name={name}"
+                );
                 (
                     url,
                     Cleanup::DropSchema {

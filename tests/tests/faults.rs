@@ -196,7 +196,14 @@ async fn an_idle_worker_wakes_on_notify_and_falls_back_to_polling() {
         let remote = MockRemote::start().await;
         let dir = tempfile::tempdir().unwrap();
         // Polling once a minute: only a notification can wake this worker quickly.
-        let worker = WorkerProcess::start(WORKER, &t.url, &remote.url(), "listener", dir.path(), &[("SYNC_POLL_INTERVAL_MS", "60000")]);
+        let worker = WorkerProcess::start(
+            WORKER,
+            &t.url,
+            &remote.url(),
+            "listener",
+            dir.path(),
+            &[("SYNC_POLL_INTERVAL_MS", "60000")],
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let started = Instant::now();
         fixtures::customer(&t.db, "Woken").await;
@@ -204,12 +211,18 @@ async fn an_idle_worker_wakes_on_notify_and_falls_back_to_polling() {
         let latency = started.elapsed();
         assert!(latency < Duration::from_secs(3), "woken after {latency:?}");
 
-        // The listening connection is killed: the worker reconnects (polling meanwhile).
-        t.db.execute_unprepared(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
-        )
-        .await
-        .unwrap();
+        // The listening connection is killed: the worker reconnects (polling meanwhile). Only
+        // this test's (its application name): other tests listen in parallel.
+        let killed =
+            t.db.query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid() \
+                 AND application_name = current_setting('application_name')",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(killed.len(), 1, "the worker's listening connection");
         tokio::time::sleep(Duration::from_secs(1)).await;
         fixtures::customer(&t.db, "After").await;
         wait_until_synced(&t.db, Duration::from_secs(15)).await;
