@@ -58,6 +58,11 @@ const NEEDED: &[(&str, &str, &str)] = &[
         "sync_inbound",
         "source, remote_id, digest, state, payload, seen_run",
     ),
+    (
+        "sync_core::m20261204_000010_touch_applier_lock",
+        "sync_touch_applier",
+        "id",
+    ),
 ];
 
 /// Checks that the database has the framework's tables and columns. Fails with

@@ -321,9 +321,17 @@ async fn apply_batch(db: &DatabaseConnection) -> Result<usize> {
             .await
             .map_err(context())?,
     };
+    // One applier at a time (SQLite: the write lock already ensures it), so that each group's
+    // marks are applied in the order they were logged: two appliers each taking the rows the
+    // other had not locked could apply a restore before the delete logged ahead of it. Another
+    // worker applying now: leave the log to it.
+    if backend != DbBackend::Sqlite && !hold_applier_lock(&txn).await? {
+        txn.rollback().await.map_err(context())?;
+        return Ok(0);
+    }
     let lock = match backend {
         DbBackend::Sqlite => "",
-        _ => " FOR UPDATE SKIP LOCKED",
+        _ => " FOR UPDATE",
     };
     let rows = txn
         .query_all_raw(statement(
@@ -385,6 +393,41 @@ async fn apply_batch(db: &DatabaseConnection) -> Result<usize> {
     }
     txn.commit().await.map_err(context())?;
     Ok(count)
+}
+
+/// Takes the applier's lock (the row of `sync_touch_applier`) in `txn`, unless another
+/// transaction holds it: `false` then. Fails when the row is missing.
+async fn hold_applier_lock<C: ConnectionTrait>(txn: &C) -> Result<bool> {
+    let backend = txn.get_database_backend();
+    let context = || Error::db_while("taking the touch applier's lock (`sync_touch_applier`)");
+    let held = txn
+        .query_one_raw(statement(
+            backend,
+            "SELECT id FROM sync_touch_applier FOR UPDATE SKIP LOCKED",
+            vec![],
+        ))
+        .await
+        .map_err(context())?;
+    if held.is_some() {
+        return Ok(true);
+    }
+    let exists = txn
+        .query_one_raw(statement(
+            backend,
+            "SELECT id FROM sync_touch_applier",
+            vec![],
+        ))
+        .await
+        .map_err(context())?;
+    if exists.is_none() {
+        return Err(Error::Config(
+            "`sync_touch_applier` has no row, so no worker can apply the touch log: insert \
+             one (`INSERT INTO sync_touch_applier (id) VALUES (1)`), as migration \
+             `sync_core::m20261204_000010_touch_applier_lock` does"
+                .into(),
+        ));
+    }
+    Ok(false)
 }
 
 const GROUP_COLUMNS: &str = "id, syncer, root_key, version, state, root_deleted, attempts, \

@@ -239,3 +239,58 @@ async fn an_edit_of_a_two_hop_dependent_whose_order_moves_touches_the_new_root()
     })
     .await;
 }
+
+/// A customer archived and then restored, both logged, while another worker is in the middle of
+/// applying the log (it holds the first of the two touches): the group must end restored. Two
+/// appliers each taking the touches the other had not locked applied the restore first and the
+/// archive last, leaving the group of a live customer marked deleted.
+#[tokio::test]
+async fn a_group_s_touches_are_applied_in_log_order_while_another_worker_applies() {
+    on_each_backend(|t| async move {
+        if t.backend == Backend::Sqlite {
+            // One writer at a time: appliers cannot overlap.
+            return;
+        }
+        let c = fixtures::customer(&t.db, "Archived and back").await;
+        sync_tests::apply_all_touches(&t.db).await;
+        for archived in [Some(1), None] {
+            let mut am = customer::Entity::find_by_id(c.id)
+                .one(&t.db)
+                .await
+                .unwrap()
+                .unwrap()
+                .into_active_model();
+            am.deleted_at = Set(archived);
+            am.update(&t.db).await.unwrap();
+        }
+        let logged = sync_core::ops::logged_touches(&t.db).await.unwrap();
+        assert!(
+            logged >= 2,
+            "the archive and the restore are logged ({logged})"
+        );
+
+        // Another applier holds the oldest touch (the archive) in its transaction.
+        let other = t.db.begin().await.unwrap();
+        let held = other
+            .query_all_raw(sea_orm::Statement::from_string(
+                t.db.get_database_backend(),
+                "SELECT id FROM sync_touches ORDER BY id LIMIT 1 FOR UPDATE",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1);
+        let db = t.db.clone();
+        let applier = tokio::spawn(async move { sync_core::apply_touches(&db).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        other.commit().await.unwrap();
+        applier.await.unwrap().unwrap();
+
+        let group = t.group("erp.customer", c.id).await.unwrap();
+        assert!(
+            !group.root_deleted,
+            "the customer exists: its group is not marked deleted ({group:?})"
+        );
+        assert_eq!(group.state, "pending");
+    })
+    .await;
+}
