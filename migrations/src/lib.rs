@@ -35,6 +35,7 @@ mod m20261203_000007_touch_log_and_create_intents;
 mod m20261203_000008_notify_only_sleepers;
 mod m20261203_000009_inbound_sources;
 mod m20261204_000010_touch_applier_lock;
+mod m20261204_000011_sync_groups_fillfactor;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -49,6 +50,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261203_000008_notify_only_sleepers::Migration),
         Box::new(m20261203_000009_inbound_sources::Migration),
         Box::new(m20261204_000010_touch_applier_lock::Migration),
+        Box::new(m20261204_000011_sync_groups_fillfactor::Migration),
     ]
 }
 

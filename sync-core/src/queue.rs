@@ -809,12 +809,18 @@ pub(crate) struct AttemptRecord {
     pub started_at: i64,
 }
 
-/// Appends attempts to `sync_attempts`, in one statement per 100 rows.
+/// Appends attempts to `sync_attempts`: on PostgreSQL and SQLite the rows travel as one JSON
+/// document per statement (a statement prepared once per connection, whatever the number of
+/// rows; on PostgreSQL under 12 KB each, as in `complete_many`), on MariaDB in one statement
+/// per 100 rows.
 pub(crate) async fn log_attempts<C: ConnectionTrait>(
     db: &C,
     attempts: &[AttemptRecord],
 ) -> Result<()> {
     let backend = db.get_database_backend();
+    if backend != DbBackend::MySql {
+        return log_attempts_as_json(db, attempts).await;
+    }
     for chunk in attempts.chunks(100) {
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
@@ -837,6 +843,82 @@ pub(crate) async fn log_attempts<C: ConnectionTrait>(
             ]);
         }
         db.execute_raw(statement(backend, &sql, values))
+            .await
+            .map_err(Error::db_while("writing the attempt log"))?;
+    }
+    Ok(())
+}
+
+async fn log_attempts_as_json<C: ConnectionTrait>(
+    db: &C,
+    attempts: &[AttemptRecord],
+) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        group_id: i64,
+        syncer: &'a str,
+        version: i64,
+        operation: &'a str,
+        outcome: &'a str,
+        status_code: Option<u16>,
+        error: Option<String>,
+        duration_ms: i64,
+        worker: &'a str,
+        started_at: i64,
+    }
+    let backend = db.get_database_backend();
+    let mut chunks: Vec<Vec<Row<'_>>> = vec![Vec::new()];
+    let mut size = 0;
+    for a in attempts {
+        let error = a.error.as_deref().map(|e| truncate(e, 4000));
+        let row_size =
+            200 + a.syncer.len() + a.worker.len() + error.as_ref().map_or(0, String::len);
+        if backend == DbBackend::Postgres
+            && size + row_size > 12_000
+            && chunks.last().is_some_and(|c| !c.is_empty())
+        {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += row_size;
+        chunks.last_mut().expect("one chunk").push(Row {
+            group_id: a.group_id,
+            syncer: &a.syncer,
+            version: a.version,
+            operation: a.operation,
+            outcome: a.outcome,
+            status_code: a.status_code,
+            error,
+            duration_ms: a.duration_ms,
+            worker: &a.worker,
+            started_at: a.started_at,
+        });
+    }
+    let source = match backend {
+        DbBackend::Postgres => {
+            "json_to_recordset(CAST(? AS json)) AS v(group_id bigint, syncer text, version bigint, \
+             operation text, outcome text, status_code integer, error text, duration_ms bigint, \
+             worker text, started_at bigint)"
+        }
+        _ => {
+            "(SELECT json_extract(value, '$.group_id') AS group_id, json_extract(value, '$.syncer') AS syncer, \
+             json_extract(value, '$.version') AS version, json_extract(value, '$.operation') AS operation, \
+             json_extract(value, '$.outcome') AS outcome, json_extract(value, '$.status_code') AS status_code, \
+             json_extract(value, '$.error') AS error, json_extract(value, '$.duration_ms') AS duration_ms, \
+             json_extract(value, '$.worker') AS worker, json_extract(value, '$.started_at') AS started_at \
+             FROM jsonb_each(?)) AS v"
+        }
+    };
+    let sql = format!(
+        "INSERT INTO sync_attempts (group_id, syncer, version, operation, outcome, status_code, \
+         error, duration_ms, worker, started_at) \
+         SELECT v.group_id, v.syncer, v.version, v.operation, v.outcome, v.status_code, v.error, \
+         v.duration_ms, v.worker, v.started_at FROM {source}"
+    );
+    for rows in chunks.into_iter().filter(|c| !c.is_empty()) {
+        let document = serde_json::to_string(&rows)
+            .map_err(|e| Error::permanent(format!("cannot encode the attempt log: {e}")))?;
+        db.execute_raw(statement(backend, &sql, vec![document.into()]))
             .await
             .map_err(Error::db_while("writing the attempt log"))?;
     }
