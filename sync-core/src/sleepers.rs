@@ -152,3 +152,23 @@ pub(crate) async fn wake_workers<C: ConnectionTrait>(db: &C) {
         tracing::debug!(%error, "could not notify the workers; they find the groups when they poll");
     }
 }
+
+/// Wakes the workers' source loops now, after a source was asked to run (Run now, a full run, a
+/// webhook): those in this process in memory, and on PostgreSQL those in other processes with a
+/// notification on the `sync_sources` channel. A failed notification is logged; the workers run
+/// the source at their next look (one poll interval at most).
+pub(crate) async fn wake_sources(db: &DatabaseConnection) {
+    crate::wake::notify_sources();
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    if let Err(error) = db
+        .execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_notify('sync_sources', current_schema())",
+        ))
+        .await
+    {
+        tracing::debug!(%error, "could not notify the workers' sources; they run it at their next poll");
+    }
+}

@@ -40,3 +40,19 @@ pub fn notified_future() -> Pin<Box<Notified<'static>>> {
     future.as_mut().enable();
     future
 }
+
+static SOURCES: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// Wakes the inbound sources' loops waiting in this process: a source was asked to run now
+/// (Run now, a full run, a webhook).
+pub fn notify_sources() {
+    SOURCES.notify_waiters();
+}
+
+/// A future that completes at the next [`notify_sources`] after this call (registered at once,
+/// as [`notified_future`]'s is).
+pub fn sources_notified_future() -> Pin<Box<Notified<'static>>> {
+    let mut future = Box::pin(SOURCES.notified());
+    future.as_mut().enable();
+    future
+}

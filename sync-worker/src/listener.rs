@@ -1,6 +1,8 @@
 //! PostgreSQL wake-ups: `LISTEN sync_groups`, fed by the trigger the migrations install, so idle
-//! workers in other processes wake when a touching transaction commits. When the listening
-//! connection drops, workers fall back to polling until it is back.
+//! workers in other processes wake when a touching transaction commits, and `LISTEN
+//! sync_sources`, sent when a source is asked to run (Run now, a full run, a webhook), so that
+//! the source runs at once whichever process took the request. When the listening connection
+//! drops, workers fall back to polling until it is back.
 
 use std::time::Duration;
 
@@ -31,17 +33,25 @@ async fn listen(pool: &PgPool) -> Result<(), sea_orm::sqlx::Error> {
         .fetch_one(pool)
         .await?;
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen("sync_groups").await?;
+    listener.listen_all(["sync_groups", "sync_sources"]).await?;
     tracing::debug!(%schema, "listening for touches");
-    // Anything touched while we were not listening is due now.
+    // Anything touched, or any source asked to run, while we were not listening is due now.
     sync_core::wake::notify();
+    sync_core::wake::notify_sources();
     loop {
         match listener.try_recv().await? {
-            Some(notification) if notification.payload() == schema => sync_core::wake::notify(),
+            Some(notification) if notification.payload() == schema => {
+                if notification.channel() == "sync_sources" {
+                    sync_core::wake::notify_sources();
+                } else {
+                    sync_core::wake::notify();
+                }
+            }
             Some(_) => {}
             None => {
                 tracing::warn!("the LISTEN connection was lost; reconnecting, polling meanwhile");
                 sync_core::wake::notify();
+                sync_core::wake::notify_sources();
             }
         }
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, ModelTrait};
 use serde_json::Value;
 use sync_core::retry::ExponentialBackoff;
-use sync_core::source::{ApplyContext, HttpFeed, InboundRecord, Source};
-use sync_core::{Error, Result, async_trait};
+use sync_core::source::{ApplyContext, HttpFeed, InboundRecord, Pagination, Since, Source};
+use sync_core::{Error, HttpRemote, Result, async_trait};
 use tokio::sync::Notify;
 
 use crate::models::{customer, product};
@@ -221,4 +221,22 @@ impl Source for CrmContacts {
         row.update(cx.db()).await?;
         Ok(())
     }
+}
+
+/// A json-server style feed of `{base_url}/products` (`_page`, `_limit`, `updated_at_gte` with
+/// 30 s of overlap, sorted by `updated_at`), `size` records a page.
+pub fn json_server_feed_at(base_url: &str, size: u32) -> HttpFeed {
+    let http = HttpRemote::builder(base_url, "products")
+        .build()
+        .expect("remote");
+    HttpFeed::builder(http)
+        .pagination(Pagination::pages("_page", "_limit", size))
+        .since(Since::ModifiedSince {
+            param: "updated_at_gte".into(),
+            overlap: Duration::from_secs(30),
+        })
+        .modified_pointer("/updated_at")
+        .query("_sort", "updated_at")
+        .build()
+        .expect("feed")
 }

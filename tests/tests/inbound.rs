@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::json;
 use sync_core::entity::{sync_inbound, sync_source};
 use sync_core::source::{
-    HttpFeed, Pagination, Since, SourceReport, SourceRunOptions, request_full_run, run_source,
+    HttpFeed, Pagination, SourceReport, SourceRunOptions, request_full_run, run_source,
 };
 use sync_core::{HttpRemote, apply_touches};
 use sync_tests::models::product;
@@ -20,19 +20,7 @@ use sync_worker::testing::{Fault, FaultKind, MockRemote};
 /// A json-server style feed of `/products`: pages of `size`, changes since `updated_at` minus
 /// a 30 s overlap, sorted by `updated_at`.
 fn json_server_feed(remote: &MockRemote, size: u32) -> HttpFeed {
-    let http = HttpRemote::builder(remote.url(), "products")
-        .build()
-        .expect("remote");
-    HttpFeed::builder(http)
-        .pagination(Pagination::pages("_page", "_limit", size))
-        .since(Since::ModifiedSince {
-            param: "updated_at_gte".into(),
-            overlap: Duration::from_secs(30),
-        })
-        .modified_pointer("/updated_at")
-        .query("_sort", "updated_at")
-        .build()
-        .expect("feed")
+    sync_tests::sources::json_server_feed_at(&remote.url(), size)
 }
 
 /// A "changes since a cursor" feed of `/products/_changes`, with tombstones.
@@ -582,8 +570,9 @@ async fn a_running_worker_runs_its_sources_and_a_webhook_makes_it_fetch_at_once(
         sources
             .register(ErpProducts::new(json_server_feed(&remote, 10), &knobs))
             .expect("register");
+        // Polling every 30 s: only the webhook's wake-up can make the source run at once.
         let mut settings = WorkerSettings::default();
-        settings.poll_interval = Duration::from_millis(50);
+        settings.poll_interval = Duration::from_secs(30);
         let worker = Worker::new(
             t.db.clone(),
             registry(&remote.url(), &Arc::new(Knobs::default())),
@@ -639,6 +628,62 @@ async fn a_running_worker_runs_its_sources_and_a_webhook_makes_it_fetch_at_once(
             .expect("shutdown")
             .unwrap()
             .unwrap();
+    })
+    .await;
+}
+
+/// A webhook taken by the web application's process makes the source run at once in a worker
+/// process of its own (PostgreSQL: a notification on `sync_sources`; other backends have no
+/// cross-process wake-up and run it at the worker's next poll).
+#[tokio::test]
+async fn a_run_requested_in_another_process_runs_the_source_at_once() {
+    use sync_tests::cluster::WorkerProcess;
+    const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
+
+    async fn products(db: &DatabaseConnection) -> usize {
+        product::Entity::find().all(db).await.expect("read").len()
+    }
+
+    on_each_backend(|t: TestDb| async move {
+        if t.backend != sync_tests::Backend::Postgres {
+            return;
+        }
+        let remote = MockRemote::start().await;
+        remote.put_record("products", "1", erp_product(1, "one", 100, &at(1)));
+        let dir = tempfile::tempdir().unwrap();
+        // Polling once a minute: only a notification can make it run the source again soon.
+        let worker = WorkerProcess::start(
+            WORKER,
+            &t.url,
+            &remote.url(),
+            "sources",
+            dir.path(),
+            &[("SYNC_POLL_INTERVAL_MS", "60000"), ("TEST_SOURCES", "1")],
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while products(&t.db).await < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first run did not land"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Past the first run's end (its lease released, its schedule a minute away).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        remote.put_record("products", "2", erp_product(2, "two", 200, &at(2)));
+        let asked = std::time::Instant::now();
+        sync_core::source::request_run(&t.db, "erp.products")
+            .await
+            .expect("request a run");
+        while products(&t.db).await < 2 {
+            assert!(
+                asked.elapsed() < Duration::from_secs(10),
+                "the requested run did not land within 10 s (the worker polls once a minute)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.terminate(Duration::from_secs(10));
     })
     .await;
 }

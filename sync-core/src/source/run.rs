@@ -141,8 +141,10 @@ pub async fn is_due(db: &DatabaseConnection, source: &str, now: i64) -> Result<b
     })
 }
 
-/// Makes the source's next run due now (Run now, a webhook). Fails with [`Error::Config`] when
-/// no worker has run a source of that name yet (a source that never ran is due anyway).
+/// Makes the source's next run due now (Run now, a webhook), and wakes the workers' source
+/// loops (in this process, and on PostgreSQL in every process, by a notification). Fails with
+/// [`Error::Config`] when no worker has run a source of that name yet (a source that never ran
+/// is due anyway).
 pub async fn request_run(db: &DatabaseConnection, source: &str) -> Result<()> {
     let hit = execute(
         db,
@@ -151,7 +153,9 @@ pub async fn request_run(db: &DatabaseConnection, source: &str) -> Result<()> {
         || format!("requesting a run of source `{source}`"),
     )
     .await?;
-    known(db, source, hit).await
+    known(db, source, hit).await?;
+    crate::sleepers::wake_sources(db).await;
+    Ok(())
 }
 
 /// Asks for a full run of the source, due now: from no cursor, and when its listing completes,
@@ -164,7 +168,9 @@ pub async fn request_full_run(db: &DatabaseConnection, source: &str) -> Result<(
         || format!("requesting a full run of source `{source}`"),
     )
     .await?;
-    known(db, source, hit).await
+    known(db, source, hit).await?;
+    crate::sleepers::wake_sources(db).await;
+    Ok(())
 }
 
 /// `Ok` when the update hit the source's row (MySQL counts only changed rows: look again).
