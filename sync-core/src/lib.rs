@@ -96,6 +96,7 @@ mod store;
 mod syncable;
 mod syncer;
 mod touch_log;
+pub mod verify;
 #[doc(hidden)]
 pub mod wake;
 

@@ -195,6 +195,26 @@ pub trait Syncer: Send + Sync + 'static {
         }
     }
 
+    /// Reads the remote entity `remote_id` as the remote holds it, for verification
+    /// ([`Engine::verify`](crate::Engine::verify)). `Ok(None)`: the remote has no such entity.
+    /// The default reads `GET {collection}/{id}` through the built-in remote; a syncer without
+    /// one cannot be verified unless it implements this.
+    async fn fetch(&self, remote_id: &str) -> Result<Option<Value>> {
+        #[cfg(feature = "http")]
+        return require_remote(self)?.fetch(remote_id).await;
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = remote_id;
+            Err(no_remote(self))
+        }
+    }
+
+    /// How verification compares a translation with the remote's record (default:
+    /// [`Comparison::default`](crate::verify::Comparison)).
+    fn comparison(&self) -> crate::verify::Comparison {
+        crate::verify::Comparison::default()
+    }
+
     /// Limits on requests to this syncer's remote, shared by all worker processes: a rate with
     /// a burst, and a cap on pushes in flight. `None` (the default): unlimited.
     fn limits(&self) -> Option<crate::Limits> {

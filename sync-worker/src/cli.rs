@@ -246,6 +246,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read what the remotes hold for the pushed groups and compare it with the current
+    /// translations: in step, different (with the fields), missing (the remote lost it),
+    /// unreadable. Writes nothing; exits non-zero when anything differs, is missing or could not
+    /// be read. Each read obeys the syncer's rate limits.
+    Verify {
+        /// Only this syncer.
+        #[arg(long)]
+        syncer: Option<String>,
+        /// Only this group.
+        #[arg(long)]
+        group: Option<i64>,
+        /// At most this many groups (lowest ids first).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Settings {
@@ -455,6 +473,24 @@ where
                 json,
             };
             ops::plan(&db, &registry()?, request).await
+        }
+        Command::Verify {
+            syncer,
+            group,
+            limit,
+            json,
+        } => {
+            let mut options = sync_core::verify::VerifyOptions::all();
+            if let Some(syncer) = syncer {
+                options = options.syncer(syncer);
+            }
+            if let Some(group) = group {
+                options = options.group(group);
+            }
+            if let Some(limit) = limit {
+                options = options.limit(limit);
+            }
+            ops::verify(&db, registry()?, settings, &options, json).await
         }
     }
 }

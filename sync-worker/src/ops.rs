@@ -558,3 +558,67 @@ pub(crate) async fn plan_source(
     );
     Ok(())
 }
+
+/// `verify`: the drift report, one line per group that is not in step, then the counts. Fails
+/// with [`Error::Incomplete`] when anything differs, is missing or could not be read.
+pub(crate) async fn verify(
+    db: &DatabaseConnection,
+    registry: Registry,
+    settings: WorkerSettings,
+    options: &sync_core::verify::VerifyOptions,
+    json: bool,
+) -> Result<()> {
+    use sync_core::verify::Drift;
+    let engine = sync_core::Engine::new(db.clone(), registry, settings.engine)?;
+    let report = engine.verify(options).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        for g in &report.groups {
+            let what = match &g.drift {
+                Drift::InStep | Drift::NotPushed => continue,
+                Drift::Different { fields } => fields
+                    .iter()
+                    .map(|f| {
+                        let remote = f
+                            .remote
+                            .as_ref()
+                            .map_or_else(|| "(absent)".to_owned(), ToString::to_string);
+                        format!("{}: local {} remote {remote}", f.path, f.local)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Drift::Missing => "the remote has no such record".to_owned(),
+                Drift::Unreadable { error } => error.clone(),
+            };
+            say!(
+                "{:<10} {:<20} {:<12} group {} remote id {}: {what}",
+                g.drift.label(),
+                g.syncer,
+                g.root_key,
+                g.group_id,
+                g.remote_id.as_deref().unwrap_or("-")
+            );
+        }
+        say!(
+            "verify: {} group(s): {} in step, {} different, {} missing, {} unreadable, {} not pushed yet",
+            report.groups.len(),
+            report.count("in_step"),
+            report.count("different"),
+            report.count("missing"),
+            report.count("unreadable"),
+            report.count("not_pushed"),
+        );
+    }
+    if report.is_clean() {
+        return Ok(());
+    }
+    Err(Error::Incomplete(format!(
+        "the remotes differ from the local data: {} different, {} missing, {} unreadable; \
+         push the current data again with `resync --syncer NAME`; have a record the remote lost \
+         created again with `forget --group ID`",
+        report.count("different"),
+        report.count("missing"),
+        report.count("unreadable"),
+    )))
+}

@@ -12,4 +12,5 @@ mod races;
 mod recovery;
 mod tracking;
 mod translate_many;
+mod verify;
 mod worker;

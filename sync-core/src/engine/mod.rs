@@ -7,7 +7,8 @@
 //!   first and repeated exactly after a crash), keeping its lease alive;
 //! - `decide.rs` (crate level): what a failed attempt leads to, a pure function;
 //! - [`record`]: write the outcomes and the attempt log;
-//! - [`pass`]: passes one after the other, for tests and one-shot runs.
+//! - [`pass`]: passes one after the other, for tests and one-shot runs;
+//! - [`verify`]: compare what the remotes hold with the current translations.
 //!
 //! The product's scheduler is the apalis runtime in `sync-worker`, which claims ahead, keeps
 //! every push slot busy and records in group commits; it drives the engine through
@@ -20,6 +21,7 @@ mod pass;
 mod push;
 mod record;
 mod report;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;

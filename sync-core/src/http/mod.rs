@@ -437,6 +437,17 @@ impl HttpRemote {
             .into_error(&Method::DELETE, &url))
     }
 
+    /// Reads the resource `remote_id` (`GET {collection}/{id}`), for verification. `Ok(None)`
+    /// when the remote answers 404; other failures are classified as for pushes.
+    pub async fn fetch(&self, remote_id: &str) -> Result<Option<Value>> {
+        let url = self.item_url(remote_id, "remote id")?;
+        match self.get_json(&url).await {
+            Ok((json, _)) => Ok(Some(json)),
+            Err(error) if error.status() == Some(404) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The collection's URL, `{base}/{collection}`.
     pub(crate) fn collection_url(&self) -> &Url {
         &self.inner.collection_url
