@@ -610,3 +610,86 @@ pub async fn prune(
 pub fn key_text(value: &Value) -> String {
     RootKey::from_value(value).map_or_else(|| format!("{value:?}"), |k| k.to_string())
 }
+
+/// What [`repair`] queued.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Repaired {
+    /// Groups whose remote record differed: pushed again with the current translation.
+    pub pushed_again: u64,
+    /// Groups whose remote record was missing: their remote id forgotten, created again.
+    pub created_again: u64,
+}
+
+/// Repairs what a verification found, through the normal queue (the workers push; single
+/// flight, rate limits, idempotency and the attempt log all apply): a group whose remote record
+/// differs is made dirty with its digest forgotten, so that its next push sends the current
+/// translation; a group whose remote record is missing has its remote id forgotten
+/// ([`forget`]), so that its next push creates it again. Each repair is written to the attempt
+/// log (operation `none`, outcome `repair`), the forgotten remote id with it. Groups a worker
+/// holds a lease on, or closed since, are left alone. Unreadable groups are not touched.
+pub async fn repair(
+    db: &DatabaseConnection,
+    report: &crate::verify::VerifyReport,
+    now: i64,
+) -> Result<Repaired> {
+    use crate::verify::Drift;
+    let backend = db.get_database_backend();
+    let mut repaired = Repaired::default();
+    let mut log = Vec::new();
+    for g in &report.groups {
+        let (done, note) = match &g.drift {
+            Drift::Different { fields } => {
+                let done = db
+                    .execute_raw(statement(
+                        backend,
+                        "UPDATE sync_groups SET last_digest = NULL, version = version + 1, \
+                         touched_at = ?, dirty_since = COALESCE(dirty_since, ?), attempts = 0, \
+                         deferrals = 0, next_attempt_at = ?, state = 'pending' \
+                         WHERE id = ? AND state <> 'deleted' AND (lease_until IS NULL OR lease_until < ?)",
+                        vec![now.into(), now.into(), now.into(), g.group_id.into(), now.into()],
+                    ))
+                    .await
+                    .map_err(Error::db_while("queueing a repair"))?
+                    .rows_affected();
+                repaired.pushed_again += done;
+                let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
+                (
+                    done,
+                    format!(
+                        "verify: the remote record differed ({}); pushed again",
+                        paths.join(", ")
+                    ),
+                )
+            }
+            Drift::Missing => {
+                let done = forget(db, &ForgetScope::Group(g.group_id), now).await?;
+                repaired.created_again += done;
+                (
+                    done,
+                    format!(
+                        "verify: the remote had no record `{}`; remote id forgotten, created again",
+                        g.remote_id.as_deref().unwrap_or_default()
+                    ),
+                )
+            }
+            _ => continue,
+        };
+        if done > 0 {
+            log.push(crate::queue::AttemptRecord {
+                group_id: g.group_id,
+                syncer: g.syncer.clone(),
+                version: g.version,
+                operation: "none",
+                outcome: "repair",
+                status_code: None,
+                error: Some(note),
+                duration_ms: 0,
+                worker: "verify".into(),
+                started_at: now,
+            });
+        }
+    }
+    crate::queue::log_attempts(db, &log).await?;
+    crate::sleepers::wake_workers(db).await;
+    Ok(repaired)
+}

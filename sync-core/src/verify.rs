@@ -179,6 +179,8 @@ pub struct GroupDrift {
     pub syncer: String,
     /// The root's key.
     pub root_key: String,
+    /// The group's version when it was verified.
+    pub version: i64,
     /// The remote id the group holds, if any.
     pub remote_id: Option<String>,
     /// What was found.
@@ -341,6 +343,7 @@ mod tests {
             group_id: 1,
             syncer: "s".into(),
             root_key: "1".into(),
+            version: 1,
             remote_id: None,
             drift,
         };

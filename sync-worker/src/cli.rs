@@ -260,6 +260,10 @@ pub enum Command {
         /// At most this many groups (lowest ids first).
         #[arg(long)]
         limit: Option<u64>,
+        /// Queue the repairs: differing records pushed again, missing ones created again (the
+        /// running workers push them; run `verify` again afterwards).
+        #[arg(long)]
+        repair: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -478,6 +482,7 @@ where
             syncer,
             group,
             limit,
+            repair,
             json,
         } => {
             let mut options = sync_core::verify::VerifyOptions::all();
@@ -490,7 +495,7 @@ where
             if let Some(limit) = limit {
                 options = options.limit(limit);
             }
-            ops::verify(&db, registry()?, settings, &options, json).await
+            ops::verify(&db, registry()?, settings, &options, repair, json).await
         }
     }
 }

@@ -559,20 +559,27 @@ pub(crate) async fn plan_source(
     Ok(())
 }
 
-/// `verify`: the drift report, one line per group that is not in step, then the counts. Fails
-/// with [`Error::Incomplete`] when anything differs, is missing or could not be read.
+/// `verify`: the drift report, one line per group that is not in step, then the counts, and with
+/// `repair` the repairs queued ([`ops::repair`]). Fails with [`Error::Incomplete`] when anything
+/// differs, is missing or could not be read (with `repair`: could not be read).
 pub(crate) async fn verify(
     db: &DatabaseConnection,
     registry: Registry,
     settings: WorkerSettings,
     options: &sync_core::verify::VerifyOptions,
+    repair: bool,
     json: bool,
 ) -> Result<()> {
     use sync_core::verify::Drift;
     let engine = sync_core::Engine::new(db.clone(), registry, settings.engine)?;
     let report = engine.verify(options).await?;
+    let repaired = if repair {
+        Some(ops::repair(db, &report, now_ms()).await?)
+    } else {
+        None
+    };
     if json {
-        print_json(&report)?;
+        print_json(&json!({"groups": report.groups, "repaired": repaired}))?;
     } else {
         for g in &report.groups {
             let what = match &g.drift {
@@ -609,9 +616,22 @@ pub(crate) async fn verify(
             report.count("unreadable"),
             report.count("not_pushed"),
         );
+        if let Some(r) = &repaired {
+            say!(
+                "repair: {} to push again, {} to create again; the running workers push them (run `verify` again afterwards)",
+                r.pushed_again,
+                r.created_again
+            );
+        }
     }
-    if report.is_clean() {
+    let unreadable = report.count("unreadable");
+    if report.is_clean() || (repaired.is_some() && unreadable == 0) {
         return Ok(());
+    }
+    if repaired.is_some() {
+        return Err(Error::Incomplete(format!(
+            "{unreadable} group(s) could not be verified (see their errors above); the others' repairs are queued"
+        )));
     }
     Err(Error::Incomplete(format!(
         "the remotes differ from the local data: {} different, {} missing, {} unreadable; \

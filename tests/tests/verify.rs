@@ -178,6 +178,93 @@ async fn the_cli_verify_reports_drift_and_exits_non_zero() {
                 (lost.to_string(), "missing".to_owned())
             ]
         );
+
+        // `--repair` queues the fix and succeeds; once a worker pushed it, all is in step.
+        let (code, out, err) = cli(
+            &t,
+            &remote,
+            &["verify", "--syncer", "erp.customer", "--repair"],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("0 to push again, 1 to create again"), "{out}");
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let (code, out, err) = cli(&t, &remote, &["verify", "--syncer", "erp.customer"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("2 in step"), "{out}");
+    })
+    .await;
+}
+
+/// `repair` goes through the queue: the worker pushes the differing record again and creates the
+/// lost one again (a new remote id, the old one kept in the attempt log); verification is then
+/// clean, and the record in step was not pushed.
+#[tokio::test]
+async fn repair_puts_the_remote_back_in_step_through_the_queue() {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use sync_core::entity::sync_attempt;
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = Engine::new(
+            t.db.clone(),
+            registry(&remote.url(), &Arc::new(Knobs::default())),
+            EngineConfig::default(),
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for name in ["Untouched", "Edited", "Lost"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let edited = remote_id(&t, ids[1]).await;
+        let mut record = remote.record(CUSTOMERS, &edited).unwrap();
+        record["email"] = json!("someone@else.example");
+        remote.put_record(CUSTOMERS, &edited, record);
+        let lost = remote_id(&t, ids[2]).await;
+        assert!(remote.remove_record(CUSTOMERS, &lost));
+
+        let only_customers = VerifyOptions::all().syncer("erp.customer");
+        let report = engine.verify(&only_customers).await.unwrap();
+        let repaired = sync_core::ops::repair(&t.db, &report, sync_core::now_ms())
+            .await
+            .unwrap();
+        assert_eq!((repaired.pushed_again, repaired.created_again), (1, 1));
+        remote.clear_requests();
+        engine.run_until_idle(usize::MAX).await.unwrap();
+
+        let pushes: Vec<(String, String)> = remote
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.starts_with(&format!("/{CUSTOMERS}")))
+            .map(|r| (r.method, r.path))
+            .collect();
+        assert_eq!(pushes.len(), 2, "one update and one create: {pushes:?}");
+        assert!(
+            pushes
+                .iter()
+                .any(|(m, p)| m != "POST" && p.ends_with(&format!("/{edited}")))
+        );
+        assert!(pushes.iter().any(|(m, _)| m == "POST"));
+        assert_eq!(
+            remote.record(CUSTOMERS, &edited).unwrap()["email"],
+            json!("edited@example.com")
+        );
+        let recreated = remote_id(&t, ids[2]).await;
+        assert_ne!(recreated, lost, "created again under a new id");
+        assert!(remote.record(CUSTOMERS, &recreated).is_some());
+        let group = t.group("erp.customer", ids[2]).await.unwrap().id;
+        let history = sync_attempt::Entity::find()
+            .filter(sync_attempt::Column::GroupId.eq(group))
+            .filter(sync_attempt::Column::Outcome.eq("repair"))
+            .all(&t.db)
+            .await
+            .unwrap();
+        assert_eq!(history.len(), 1);
+        let note = history[0].error.clone().unwrap_or_default();
+        assert!(note.contains(&format!("`{lost}`")), "{note}");
+
+        let after = engine.verify(&only_customers).await.unwrap();
+        assert_eq!(after.count("in_step"), 3, "{after:#?}");
     })
     .await;
 }

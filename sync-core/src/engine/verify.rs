@@ -64,6 +64,7 @@ impl Engine {
             group_id: row.id,
             syncer: row.syncer.clone(),
             root_key: row.root_key.clone(),
+            version: row.version,
             remote_id: row.remote_id.clone(),
             drift,
         };
