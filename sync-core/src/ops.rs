@@ -38,6 +38,9 @@ pub struct SyncerStatus {
     pub healthy: bool,
     /// Paused until this time after a 429, if it is.
     pub paused_until: Option<i64>,
+    /// A one-time sync ([`Syncer::create_only`](crate::Syncer::create_only)). The database does
+    /// not know: [`status`] leaves it `false`, and callers holding the registry set it.
+    pub create_only: bool,
 }
 
 /// Status of every syncer that has groups, plus `known` syncers without any.
@@ -60,6 +63,7 @@ pub async fn status(
                 failures_last_hour: 0,
                 healthy: true,
                 paused_until: None,
+                create_only: false,
             })
             .syncer
             .clone()
@@ -553,6 +557,10 @@ pub async fn plan(
                 ) {
                     (None, _) => "create",
                     (Some(_), true) => "skip",
+                    (Some(_), false) if s.create_only() => {
+                        item.reason = Some("create-only: created once, never updated".into());
+                        "skip"
+                    }
                     (Some(_), false) => "update",
                 };
                 item.payload = Some(payload);

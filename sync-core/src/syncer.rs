@@ -195,6 +195,16 @@ pub trait Syncer: Send + Sync + 'static {
         }
     }
 
+    /// A one-time sync: the entity is created on the remote once and never updated (an invoice
+    /// handed to an accounting system, a welcome record in a marketing tool). Later touches are
+    /// recorded and push nothing (the attempt log shows them skipped); a full run does not
+    /// update either. When the root is deleted, [`delete`](Self::delete) runs as for any syncer:
+    /// implement it as a no-op to keep the remote record. Verification still compares the
+    /// record with the current translation. Default `false`.
+    fn create_only(&self) -> bool {
+        false
+    }
+
     /// Reads the remote entity `remote_id` as the remote holds it, for verification
     /// ([`Engine::verify`](crate::Engine::verify)). `Ok(None)`: the remote has no such entity.
     /// The default reads `GET {collection}/{id}` through the built-in remote; a syncer without

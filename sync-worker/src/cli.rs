@@ -395,7 +395,18 @@ where
             }
             ops::sources(&db, json).await
         }
-        Command::Status { json } => ops::status(&db, &[], json).await,
+        Command::Status { json } => {
+            // The registry, when it can be built, tells which syncers are one-time syncs.
+            let create_only: Vec<String> = registry()
+                .map(|r| {
+                    r.names()
+                        .into_iter()
+                        .filter(|n| r.get(n).is_some_and(|s| s.create_only()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            ops::status(&db, &[], &create_only, json).await
+        }
         Command::Failed {
             syncer,
             limit,

@@ -23,9 +23,17 @@ use crate::progress::Progress;
 use crate::{Error, Result, Worker, WorkerSettings};
 
 /// `status`: per syncer, groups by state, work left, last success, recent failures.
-pub(crate) async fn status(db: &DatabaseConnection, known: &[String], json: bool) -> Result<()> {
+pub(crate) async fn status(
+    db: &DatabaseConnection,
+    known: &[String],
+    create_only: &[String],
+    json: bool,
+) -> Result<()> {
     let now = now_ms();
-    let status = ops::status(db, known, now).await?;
+    let mut status = ops::status(db, known, now).await?;
+    for s in &mut status {
+        s.create_only = create_only.contains(&s.syncer);
+    }
     if json {
         return print_json(&status);
     }
@@ -45,12 +53,13 @@ pub(crate) async fn status(db: &DatabaseConnection, known: &[String], json: bool
     for s in status {
         let n = |state: &str| s.groups.get(state).copied().unwrap_or(0);
         let health = if s.healthy { "" } else { "  FAILING" };
+        let once = if s.create_only { "  create-only" } else { "" };
         let paused = s
             .paused_until
             .map(|u| format!("  paused {}", age(u - now)))
             .unwrap_or_default();
         say!(
-            "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}{health}{paused}",
+            "{:<24} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}  {:<12} {:<14} {:>10}{health}{paused}{once}",
             s.syncer,
             n("pending"),
             n("synced"),

@@ -24,6 +24,8 @@ pub struct Knobs {
     pub lookup_field: Mutex<Option<String>>,
     /// Read when the registry is built: the inbound source `crm.contact` is mirrored by.
     pub contact_mirrored_by: Mutex<Option<String>>,
+    /// `erp.customer` is a one-time sync (`Syncer::create_only`).
+    pub erp_customer_create_only: std::sync::atomic::AtomicBool,
 }
 
 impl Knobs {
@@ -73,6 +75,12 @@ impl Syncer for ErpCustomer {
 
     fn when_missing(&self) -> sync_core::WhenMissing {
         *self.knobs.erp_customer_when_missing.lock().expect("knobs")
+    }
+
+    fn create_only(&self) -> bool {
+        self.knobs
+            .erp_customer_create_only
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {

@@ -268,3 +268,83 @@ async fn repair_puts_the_remote_back_in_step_through_the_queue() {
     })
     .await;
 }
+
+/// A one-time sync: created once; later edits push nothing (recorded as skipped, shown by
+/// `plan` and `status`); the root's deletion still deletes, as the syncer's `delete` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_only_syncer_creates_once_and_never_updates() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let knobs = Arc::new(Knobs::default());
+        knobs
+            .erp_customer_create_only
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let registry = registry(&remote.url(), &knobs);
+        let engine = Engine::new(t.db.clone(), registry.clone(), EngineConfig::default()).unwrap();
+        let c = fixtures::customer(&t.db, "Invoice").await;
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let customers = |method: &str| {
+            remote
+                .requests()
+                .into_iter()
+                .filter(|r| r.method == method && r.path.starts_with(&format!("/{CUSTOMERS}")))
+                .count()
+        };
+        assert_eq!(customers("POST"), 1);
+        let id = remote_id(&t, c.id).await;
+
+        let mut am = c.clone().into_active_model();
+        am.name = Set("Invoice, edited".into());
+        let c = am.update(&t.db).await.unwrap();
+        let plan = sync_core::ops::plan(&t.db, &registry, Some("erp.customer"), false, false, 10)
+            .await
+            .unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].action, "skip");
+        assert!(
+            plan[0]
+                .reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("create-only")
+        );
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        assert_eq!(customers("PUT") + customers("PATCH"), 0, "never updated");
+        assert_eq!(
+            remote.record(CUSTOMERS, &id).unwrap()["name"],
+            json!("Invoice")
+        );
+        let group = t.group("erp.customer", c.id).await.unwrap();
+        assert_eq!(
+            (group.state.as_str(), group.synced_version),
+            ("synced", group.version)
+        );
+
+        // `status` names it a one-time sync.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sync-test-worker"))
+            .env("DATABASE_URL", &t.url)
+            .env("TEST_REMOTE_URL", remote.url())
+            .env("TEST_ERP_CUSTOMER_CREATE_ONLY", "1")
+            .env("RUST_LOG", "error")
+            .arg("status")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("erp.customer"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(line.ends_with("create-only"), "{text}");
+
+        // Archiving the root deletes the remote record, as `delete` does by default.
+        let mut am = c.into_active_model();
+        am.deleted_at = Set(Some(1));
+        am.update(&t.db).await.unwrap();
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        assert_eq!(customers("DELETE"), 1);
+        assert!(remote.record(CUSTOMERS, &id).is_none());
+    })
+    .await;
+}

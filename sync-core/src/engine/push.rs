@@ -231,6 +231,10 @@ impl Engine {
         if !full && group.last_digest.as_deref() == Some(digest.as_str()) {
             return (Operation::None, Ok(Synced::Skipped));
         }
+        // A one-time sync: created once, never updated.
+        if syncer.create_only() {
+            return (Operation::None, Ok(Synced::Skipped));
+        }
         if !full && let Some(source) = syncer.mirrored_by() {
             match crate::source::is_echo(&self.db, source, remote_id.as_str(), &payload).await {
                 Ok(true) => {

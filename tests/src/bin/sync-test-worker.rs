@@ -67,6 +67,12 @@ async fn main() -> ExitCode {
                 }
                 *knobs.erp_customer_limits.lock().expect("knobs") = Some(limits);
             }
+            // `TEST_ERP_CUSTOMER_CREATE_ONLY=1`: `erp.customer` is a one-time sync.
+            if std::env::var_os("TEST_ERP_CUSTOMER_CREATE_ONLY").is_some() {
+                knobs
+                    .erp_customer_create_only
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             let mut registry = try_registry(&url, &knobs)?;
             // `TEST_RENAME_ERP_CUSTOMER=name` registers `erp.customer` under another name, to test
             // that startup refuses a syncer no model declares.
