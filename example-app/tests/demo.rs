@@ -7,7 +7,7 @@ use example_app::DemoReport;
 
 fn assert_passed(report: &DemoReport) {
     assert!(report.passed(), "{report:#?}");
-    assert_eq!(report.steps.len(), 16, "{report:#?}");
+    assert_eq!(report.steps.len(), 18, "{report:#?}");
     assert!(report.mismatches.is_empty());
     // One by digest (a second address in a known city), one echo (the CRM's own edit).
     assert_eq!(report.skipped_by_digest, 2, "{report:#?}");

@@ -4,6 +4,7 @@
 //! translation of the local data.
 
 mod check;
+mod drift;
 mod harness;
 mod inbound;
 mod story;

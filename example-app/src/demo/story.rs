@@ -27,6 +27,7 @@ impl Demo {
         self.delete_the_order(&order).await?;
         self.archive_a_customer(ada).await?;
         self.inbound_story(bob.id).await?;
+        self.drift_story(bob.id).await?;
         Ok(())
     }
 
