@@ -197,6 +197,9 @@ pub struct VerifyOptions {
     pub group: Option<i64>,
     /// At most this many groups (the lowest ids first).
     pub limit: Option<u64>,
+    /// Only the groups whose id modulo `.0` is `.1`: one slice of `.0`, so that `.0` runs with
+    /// the indexes `0..n` verify every group once (a scheduled, sampled verification).
+    pub slice: Option<(u64, u64)>,
 }
 
 impl VerifyOptions {
@@ -220,6 +223,13 @@ impl VerifyOptions {
     /// At most `n` groups.
     pub fn limit(mut self, n: u64) -> Self {
         self.limit = Some(n);
+        self
+    }
+
+    /// Only slice `index` of `of` (the groups whose id modulo `of` is `index`); `of` of 0 or 1
+    /// is every group.
+    pub fn slice(mut self, of: u64, index: u64) -> Self {
+        self.slice = (of > 1).then_some((of, index % of.max(1)));
         self
     }
 }

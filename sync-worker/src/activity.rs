@@ -18,13 +18,14 @@ use crate::Result;
 pub struct Alert {
     /// The syncer.
     pub syncer: String,
-    /// `failing` or `recovered`.
+    /// `failing` or `recovered` (the syncer's health), `drift` or `in_step` (scheduled
+    /// verification, see [`VerifySchedule`](crate::VerifySchedule)).
     pub state: &'static str,
     /// When (ms since the epoch).
     pub at: i64,
-    /// Failures in the run that triggered it.
+    /// Failures in the run that triggered it (verification: the groups drifting).
     pub failed: u32,
-    /// Attempts in that run.
+    /// Attempts in that run (verification: the groups read).
     pub attempted: u32,
 }
 
@@ -60,8 +61,8 @@ impl AlertSink {
         self
     }
 
-    async fn send(&self, alert: &Alert) {
-        tracing::warn!(syncer = %alert.syncer, state = alert.state, failed = alert.failed, "syncer health changed");
+    pub(crate) async fn send(&self, alert: &Alert) {
+        tracing::warn!(syncer = %alert.syncer, state = alert.state, failed = alert.failed, "syncer alert");
         if let Some(callback) = &self.callback {
             callback(alert);
         }

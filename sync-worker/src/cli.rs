@@ -72,6 +72,14 @@ pub struct Settings {
     /// Database connections.
     #[arg(long, env = "SYNC_POOL_SIZE", global = true, default_value_t = 10)]
     pub pool_size: u32,
+    /// `run`: verify the groups against the remotes every this many seconds (unset: never on
+    /// its own); drift is logged, counted in metrics and alerted once.
+    #[arg(long, env = "SYNC_VERIFY_EVERY_SECS", global = true)]
+    pub verify_every_secs: Option<u64>,
+    /// With `--verify-every-secs`: verify one slice of this many per run, so that every group
+    /// is read once per this many runs.
+    #[arg(long, env = "SYNC_VERIFY_SLICES", global = true, default_value_t = 1)]
+    pub verify_slices: u64,
     /// Serve Prometheus metrics on this address (e.g. `127.0.0.1:9100`).
     #[arg(long, env = "SYNC_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -289,6 +297,10 @@ impl Settings {
         Ok(WorkerSettings {
             engine,
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(1)),
+            verify: self.verify_every_secs.map(|secs| {
+                crate::VerifySchedule::every(Duration::from_secs(secs.max(1)))
+                    .slices(self.verify_slices)
+            }),
             ..WorkerSettings::default()
         })
     }

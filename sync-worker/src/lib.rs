@@ -37,6 +37,7 @@ mod recorder;
 mod sources;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod verifier;
 mod worker;
 
 #[doc(inline)]
@@ -45,5 +46,7 @@ pub use activity::{Alert, AlertSink, ReportSettings};
 pub use backend::{BackendError, GroupBackend, PollSettings};
 #[doc(inline)]
 pub use error::{Error, Result};
+#[doc(inline)]
+pub use verifier::VerifySchedule;
 #[doc(inline)]
 pub use worker::{Worker, WorkerSettings, shutdown_signal};

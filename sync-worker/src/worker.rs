@@ -32,6 +32,9 @@ pub struct WorkerSettings {
     pub wake_delay: Duration,
     /// Runs, alerts, pruning.
     pub report: ReportSettings,
+    /// Verify the groups against the remotes on a schedule (`None`, the default: only when an
+    /// operator runs `verify`).
+    pub verify: Option<crate::VerifySchedule>,
 }
 
 impl Default for WorkerSettings {
@@ -42,6 +45,7 @@ impl Default for WorkerSettings {
             shutdown_timeout: Duration::from_secs(60),
             wake_delay: Duration::ZERO,
             report: ReportSettings::default(),
+            verify: None,
         }
     }
 }
@@ -218,6 +222,13 @@ impl Worker {
                 self.settings.report.alerts.clone(),
             )
         });
+        let verifier = self.settings.verify.clone().map(|schedule| {
+            crate::verifier::spawn_loop(
+                engine.clone(),
+                schedule,
+                self.settings.report.alerts.clone(),
+            )
+        });
         let (recorder, recording) = Recorder::spawn(engine.clone(), 500);
         let result = Monitor::new()
             .register(move |_restart| {
@@ -247,6 +258,9 @@ impl Worker {
         reporter.abort();
         if let Some(inbound) = inbound {
             inbound.abort();
+        }
+        if let Some(verifier) = verifier {
+            verifier.abort();
         }
         let _ = crate::activity::flush(
             &self.engine,

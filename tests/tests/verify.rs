@@ -348,3 +348,100 @@ async fn a_create_only_syncer_creates_once_and_never_updates() {
     })
     .await;
 }
+
+/// A worker verifying on a schedule (in slices) reports drift once when it appears and once when
+/// it is gone, and repairs nothing by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_verifying_on_a_schedule_alerts_once_per_change_of_drift() {
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use sync_worker::{Alert, AlertSink, VerifySchedule, Worker, WorkerSettings};
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let alerts: Arc<Mutex<Vec<Alert>>> = Arc::default();
+        let sink = alerts.clone();
+        let mut settings = WorkerSettings::default();
+        settings.poll_interval = Duration::from_millis(50);
+        settings.verify = Some(VerifySchedule::every(Duration::from_millis(100)).slices(2));
+        settings.report.alerts = AlertSink::default().callback(move |a| {
+            if matches!(a.state, "drift" | "in_step") {
+                sink.lock().unwrap().push(a.clone());
+            }
+        });
+        let worker = Worker::new(
+            t.db.clone(),
+            registry(&remote.url(), &Arc::new(Knobs::default())),
+            settings,
+        )
+        .unwrap();
+        let mut ids = Vec::new();
+        for name in ["One", "Two", "Three"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(worker.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let until = |what: &'static str, done: Box<dyn Fn() -> bool + Send>| async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what} within 10 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let r = remote.clone();
+        until(
+            "three records pushed",
+            Box::new(move || r.records(CUSTOMERS).len() == 3),
+        )
+        .await;
+        // A few runs, both slices: all in step, nothing to say.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            alerts.lock().unwrap().is_empty(),
+            "{:?}",
+            alerts.lock().unwrap()
+        );
+
+        let lost = remote_id(&t, ids[1]).await;
+        let record = remote.record(CUSTOMERS, &lost).unwrap();
+        assert!(remote.remove_record(CUSTOMERS, &lost));
+        let a = alerts.clone();
+        until(
+            "a drift alert",
+            Box::new(move || !a.lock().unwrap().is_empty()),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            remote.record(CUSTOMERS, &lost).is_none(),
+            "nothing repaired by itself"
+        );
+        remote.put_record(CUSTOMERS, &lost, record);
+        let a = alerts.clone();
+        until(
+            "an in-step alert",
+            Box::new(move || a.lock().unwrap().len() >= 2),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        let seen: Vec<(String, &str, u32)> = alerts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| (a.syncer.clone(), a.state, a.failed))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("erp.customer".to_owned(), "drift", 1),
+                ("erp.customer".to_owned(), "in_step", 0)
+            ]
+        );
+    })
+    .await;
+}

@@ -39,6 +39,12 @@ impl Engine {
         if let Some(id) = options.group {
             query = query.filter(sync_group::Column::Id.eq(id));
         }
+        if let Some((of, index)) = options.slice {
+            // Numbers of our own, not user text: written into the statement.
+            query = query.filter(sea_orm::sea_query::Expr::cust(format!(
+                "sync_groups.id % {of} = {index}"
+            )));
+        }
         if let Some(limit) = options.limit {
             query = query.limit(limit);
         }
