@@ -81,15 +81,53 @@ async fn main() {
         "concurrent-writers" => writers::run(db, &args).await,
         "inbound" => inbound::run(db, &args).await,
         "memory" => memory(db, number("--groups", 1_000_000)).await,
+        "verify" => verify_rate(db, number("--groups", 20_000), number("--rounds", 3)).await,
         "worker" => bench_worker(&args).await,
         "remote" => remote::serve().await,
         "floor-worker" => floor_worker(&args).await,
         _ => {
             eprintln!(
-                "usage: sync-bench write-path|concurrent-writers|throughput|coalescing|scan|latency|memory|inbound [--db sqlite|postgres]"
+                "usage: sync-bench write-path|concurrent-writers|throughput|coalescing|scan|latency|memory|inbound|verify [--db sqlite|postgres]"
             )
         }
     }
+}
+
+/// `verify`: groups verified per second against a loopback remote holding their records (the
+/// mock remote, in this process), and the requests it took per group. `groups` creates are
+/// pushed first; each round then verifies all of them.
+async fn verify_rate(backend: Backend, groups: usize, rounds: usize) {
+    let t = fresh(backend).await;
+    let remote = sync_worker::testing::MockRemote::start().await;
+    let pool = sync_core::connect(&t.url, 16).await.unwrap();
+    let engine = Engine::new(pool, bench_registry(&remote.url()), engine_config("verify")).unwrap();
+    seed(&t.db, groups).await;
+    engine.run_until_idle(usize::MAX).await.unwrap();
+    println!(
+        "verify on {backend:?}: {groups} pushed groups, a loopback remote holding each record, \
+         {} reads at a time, {rounds} rounds",
+        engine.config().concurrency
+    );
+    let mut rates = Vec::new();
+    for round in 0..rounds.max(1) {
+        remote.clear_requests();
+        let start = Instant::now();
+        let report = engine
+            .verify(&sync_core::verify::VerifyOptions::all())
+            .await
+            .unwrap();
+        let elapsed = start.elapsed().as_secs_f64();
+        let requests = remote.requests().len();
+        assert_eq!(report.count("in_step"), groups, "every record in step");
+        let rate = groups as f64 / elapsed;
+        println!(
+            "  round {}: {rate:>9.0} groups/s, {:.2} requests per group",
+            round + 1,
+            requests as f64 / groups as f64
+        );
+        rates.push(rate);
+    }
+    println!("  median {:.0} groups/s", median(&rates));
 }
 
 /// The value after `name` on the command line.
