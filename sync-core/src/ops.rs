@@ -277,7 +277,6 @@ pub enum ForgetScope {
 /// holds a lease on are left alone. Returns how many groups were changed.
 pub async fn forget(db: &DatabaseConnection, scope: &ForgetScope, now: i64) -> Result<u64> {
     crate::apply_touches(db).await?;
-    let backend = db.get_database_backend();
     let (filter, values): (&str, Vec<Value>) = match scope {
         ForgetScope::Group(id) => ("id = ?", vec![(*id).into()]),
         ForgetScope::Missing { syncer: None } => {
@@ -288,26 +287,60 @@ pub async fn forget(db: &DatabaseConnection, scope: &ForgetScope, now: i64) -> R
             vec![name.as_str().into()],
         ),
     };
-    let mut all: Vec<Value> = vec![false.into(), now.into(), now.into(), now.into(), now.into()];
+    let done = make_due(db, Again::CreateAgain, filter, values, now).await?;
+    crate::sleepers::wake_workers(db).await;
+    Ok(done)
+}
+
+/// How [`make_due`] makes a group due again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Again {
+    /// Its digest forgotten: the next push sends the translation even if unchanged.
+    PushAgain,
+    /// Its remote id forgotten too (and digest, last payload, pending create): the next push
+    /// creates the record again.
+    CreateAgain,
+}
+
+/// Makes the groups matching `filter` (with `values`) due now, with a new version, their
+/// attempts reset, as `again` says. Closed groups and groups a worker holds a lease on are left
+/// alone. Returns how many groups were changed.
+async fn make_due<C: ConnectionTrait>(
+    db: &C,
+    again: Again,
+    filter: &str,
+    values: Vec<Value>,
+    now: i64,
+) -> Result<u64> {
+    let (forget, context) = match again {
+        Again::PushAgain => ("", "making groups due again"),
+        Again::CreateAgain => (
+            "remote_id = NULL, remote_id_numeric = ?, last_payload = NULL, create_key = NULL, \
+             create_payload = NULL, last_status = NULL, ",
+            "forgetting remote ids",
+        ),
+    };
+    let mut all: Vec<Value> = Vec::new();
+    if again == Again::CreateAgain {
+        all.push(false.into());
+    }
+    all.extend([now.into(), now.into(), now.into(), now.into()]);
     all.extend(values);
-    let done = db
+    let backend = db.get_database_backend();
+    Ok(db
         .execute_raw(statement(
             backend,
             &format!(
-                "UPDATE sync_groups SET remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, \
-                 last_payload = NULL, create_key = NULL, create_payload = NULL, \
-                 version = version + 1, touched_at = ?, dirty_since = COALESCE(dirty_since, ?), \
-                 attempts = 0, deferrals = 0, last_status = NULL, next_attempt_at = ?, \
-                 state = 'pending' \
+                "UPDATE sync_groups SET {forget}last_digest = NULL, version = version + 1, \
+                 touched_at = ?, dirty_since = COALESCE(dirty_since, ?), attempts = 0, \
+                 deferrals = 0, next_attempt_at = ?, state = 'pending' \
                  WHERE state <> 'deleted' AND (lease_until IS NULL OR lease_until < ?) AND {filter}"
             ),
             all,
         ))
         .await
-        .map_err(Error::db_while("forgetting remote ids"))?
-        .rows_affected();
-    crate::sleepers::wake_workers(db).await;
-    Ok(done)
+        .map_err(Error::db_while(context))?
+        .rows_affected())
 }
 
 /// "Run now": makes every failed group of `syncer` due at once (dead ones stay dead; use
@@ -641,63 +674,57 @@ pub async fn repair(
     now: i64,
 ) -> Result<Repaired> {
     use crate::verify::Drift;
-    let backend = db.get_database_backend();
+    crate::apply_touches(db).await?;
+    let context = || Error::db_while("queueing the repairs");
+    // One transaction: each repair is written with its attempt-log entry, or neither is. The
+    // report lists the groups in id order, the order every writer of `sync_groups` locks them.
+    let txn = crate::begin_write(db).await?;
     let mut repaired = Repaired::default();
     let mut log = Vec::new();
     for g in &report.groups {
-        let (done, note) = match &g.drift {
+        let (again, note) = match &g.drift {
             Drift::Different { fields } => {
-                let done = db
-                    .execute_raw(statement(
-                        backend,
-                        "UPDATE sync_groups SET last_digest = NULL, version = version + 1, \
-                         touched_at = ?, dirty_since = COALESCE(dirty_since, ?), attempts = 0, \
-                         deferrals = 0, next_attempt_at = ?, state = 'pending' \
-                         WHERE id = ? AND state <> 'deleted' AND (lease_until IS NULL OR lease_until < ?)",
-                        vec![now.into(), now.into(), now.into(), g.group_id.into(), now.into()],
-                    ))
-                    .await
-                    .map_err(Error::db_while("queueing a repair"))?
-                    .rows_affected();
-                repaired.pushed_again += done;
                 let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
                 (
-                    done,
+                    Again::PushAgain,
                     format!(
                         "verify: the remote record differed ({}); pushed again",
                         paths.join(", ")
                     ),
                 )
             }
-            Drift::Missing => {
-                let done = forget(db, &ForgetScope::Group(g.group_id), now).await?;
-                repaired.created_again += done;
-                (
-                    done,
-                    format!(
-                        "verify: the remote had no record `{}`; remote id forgotten, created again",
-                        g.remote_id.as_deref().unwrap_or_default()
-                    ),
-                )
-            }
+            Drift::Missing => (
+                Again::CreateAgain,
+                format!(
+                    "verify: the remote had no record `{}`; remote id forgotten, created again",
+                    g.remote_id.as_deref().unwrap_or_default()
+                ),
+            ),
             _ => continue,
         };
-        if done > 0 {
-            log.push(crate::queue::AttemptRecord {
-                group_id: g.group_id,
-                syncer: g.syncer.clone(),
-                version: g.version,
-                operation: "none",
-                outcome: "repair",
-                status_code: None,
-                error: Some(note),
-                duration_ms: 0,
-                worker: "verify".into(),
-                started_at: now,
-            });
+        let done = make_due(&txn, again, "id = ?", vec![g.group_id.into()], now).await?;
+        if done == 0 {
+            continue;
         }
+        match again {
+            Again::PushAgain => repaired.pushed_again += done,
+            Again::CreateAgain => repaired.created_again += done,
+        }
+        log.push(crate::queue::AttemptRecord {
+            group_id: g.group_id,
+            syncer: g.syncer.clone(),
+            version: g.version,
+            operation: "none",
+            outcome: "repair",
+            status_code: None,
+            error: Some(note),
+            duration_ms: 0,
+            worker: "verify".into(),
+            started_at: now,
+        });
     }
-    crate::queue::log_attempts(db, &log).await?;
+    crate::queue::log_attempts(&txn, &log).await?;
+    txn.commit().await.map_err(context())?;
     crate::sleepers::wake_workers(db).await;
     Ok(repaired)
 }

@@ -299,12 +299,7 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
          lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, create_payload = NULL, \
          dirty_since = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN NULL ELSE sync_groups.dirty_since END, \
          state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
-    // Statements stay under 12 KB. sqlx 0.9.0 does not set TCP_NODELAY on its sockets, and a
-    // message the kernel takes in two writes (over the 16 KB initial send buffer) waits for the
-    // server's delayed ACK.
-    let mut chunks: Vec<Vec<CompletionRow<'_>>> = vec![Vec::new()];
-    let mut size = 0;
-    for (group, synced) in done {
+    let rows = done.iter().map(|(group, synced)| {
         let (kind, remote_id, digest, payload, closed) = match synced {
             Synced::Pushed {
                 remote_id,
@@ -348,17 +343,9 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
             + group.lease_owner.len()
             + payload.map_or(0, str::len)
             + remote_id.map_or(0, |id| id.as_str().len());
-        if backend == DbBackend::Postgres
-            && size + row_size > 12_000
-            && chunks.last().is_some_and(|c| !c.is_empty())
-        {
-            chunks.push(Vec::new());
-            size = 0;
-        }
-        size += row_size;
-        chunks.last_mut().expect("one chunk").push(row);
-    }
-    for rows in chunks {
+        (row, row_size)
+    });
+    for rows in json_chunks(backend, rows) {
         // The whole batch travels as one JSON parameter: one short statement, prepared once per
         // connection, whatever the batch size (a VALUES list of bound parameters is re-planned
         // for every size). On SQLite, `jsonb_each` (3.45+; sqlx bundles 3.51) hands each row over
@@ -552,7 +539,7 @@ pub(crate) async fn record_pending_creates<C: ConnectionTrait + TransactionTrait
     let several = match db.get_database_backend() {
         DbBackend::Sqlite => false,
         DbBackend::MySql => creates.len() > 50,
-        _ => size > 12_000,
+        _ => size > PG_STATEMENT_BYTES,
     };
     if !several {
         return record_pending_creates_in(db, owner, creates).await;
@@ -584,25 +571,17 @@ async fn record_pending_creates_in<C: ConnectionTrait>(
             key: &'a str,
             payload: &'a str,
         }
-        // PostgreSQL statements stay under 12 KB, as in `complete_many`.
-        let mut chunks: Vec<Vec<Row<'_>>> = vec![Vec::new()];
-        let mut size = 0;
-        for (id, key, payload) in creates {
-            let row_size = 40 + key.len() + payload.len();
-            if backend == DbBackend::Postgres
-                && size + row_size > 12_000
-                && chunks.last().is_some_and(|c| !c.is_empty())
-            {
-                chunks.push(Vec::new());
-                size = 0;
-            }
-            size += row_size;
-            chunks.last_mut().expect("one chunk").push(Row {
-                id: *id,
-                key,
-                payload,
-            });
-        }
+        let chunks = json_chunks(
+            backend,
+            creates.iter().map(|(id, key, payload)| {
+                let row = Row {
+                    id: *id,
+                    key,
+                    payload,
+                };
+                (row, 40 + key.len() + payload.len())
+            }),
+        );
         let source = match backend {
             DbBackend::Postgres => {
                 "json_to_recordset(CAST(? AS json)) AS v(id bigint, key text, payload text)"
@@ -867,21 +846,11 @@ async fn log_attempts_as_json<C: ConnectionTrait>(
         started_at: i64,
     }
     let backend = db.get_database_backend();
-    let mut chunks: Vec<Vec<Row<'_>>> = vec![Vec::new()];
-    let mut size = 0;
-    for a in attempts {
+    let rows = attempts.iter().map(|a| {
         let error = a.error.as_deref().map(|e| truncate(e, 4000));
         let row_size =
             200 + a.syncer.len() + a.worker.len() + error.as_ref().map_or(0, String::len);
-        if backend == DbBackend::Postgres
-            && size + row_size > 12_000
-            && chunks.last().is_some_and(|c| !c.is_empty())
-        {
-            chunks.push(Vec::new());
-            size = 0;
-        }
-        size += row_size;
-        chunks.last_mut().expect("one chunk").push(Row {
+        let row = Row {
             group_id: a.group_id,
             syncer: &a.syncer,
             version: a.version,
@@ -892,8 +861,9 @@ async fn log_attempts_as_json<C: ConnectionTrait>(
             duration_ms: a.duration_ms,
             worker: &a.worker,
             started_at: a.started_at,
-        });
-    }
+        };
+        (row, row_size)
+    });
     let source = match backend {
         DbBackend::Postgres => {
             "json_to_recordset(CAST(? AS json)) AS v(group_id bigint, syncer text, version bigint, \
@@ -915,7 +885,10 @@ async fn log_attempts_as_json<C: ConnectionTrait>(
          SELECT v.group_id, v.syncer, v.version, v.operation, v.outcome, v.status_code, v.error, \
          v.duration_ms, v.worker, v.started_at FROM {source}"
     );
-    for rows in chunks.into_iter().filter(|c| !c.is_empty()) {
+    for rows in json_chunks(backend, rows)
+        .into_iter()
+        .filter(|c| !c.is_empty())
+    {
         let document = serde_json::to_string(&rows)
             .map_err(|e| Error::permanent(format!("cannot encode the attempt log: {e}")))?;
         db.execute_raw(statement(backend, &sql, vec![document.into()]))
@@ -923,6 +896,31 @@ async fn log_attempts_as_json<C: ConnectionTrait>(
             .map_err(Error::db_while("writing the attempt log"))?;
     }
     Ok(())
+}
+
+/// The most a statement carrying a JSON document of rows weighs on PostgreSQL. sqlx 0.9 does
+/// not set TCP_NODELAY on its sockets, and a message the kernel takes in two writes (over the
+/// 16 KB initial send buffer) waits for the server's delayed ACK.
+const PG_STATEMENT_BYTES: usize = 12_000;
+
+/// `rows`, each with its estimated size in the JSON document, cut into the documents of one
+/// statement each: under [`PG_STATEMENT_BYTES`] on PostgreSQL (a row larger than that goes
+/// alone), one document elsewhere.
+fn json_chunks<T>(backend: DbBackend, rows: impl IntoIterator<Item = (T, usize)>) -> Vec<Vec<T>> {
+    let mut chunks: Vec<Vec<T>> = vec![Vec::new()];
+    let mut size = 0;
+    for (row, row_size) in rows {
+        if backend == DbBackend::Postgres
+            && size + row_size > PG_STATEMENT_BYTES
+            && chunks.last().is_some_and(|c| !c.is_empty())
+        {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += row_size;
+        chunks.last_mut().expect("one chunk").push(row);
+    }
+    chunks
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.

@@ -120,17 +120,7 @@ fn same(local: &Value, remote: Option<&Value>, rules: &Comparison) -> bool {
                 a.iter().zip(b).all(|(x, y)| same(x, Some(y), rules))
             }
         }
-        (Value::Object(a), Value::Object(b)) => {
-            let mut diffs = Vec::new();
-            compare_at(
-                "",
-                &Value::Object(a.clone()),
-                Some(&Value::Object(b.clone())),
-                rules,
-                &mut diffs,
-            );
-            diffs.is_empty()
-        }
+        (Value::Object(_), Value::Object(_)) => compare(local, remote, rules).is_empty(),
         _ => local == remote,
     }
 }

@@ -19,16 +19,21 @@ async fn remote_id(t: &TestDb, customer: i32) -> String {
         .expect("pushed")
 }
 
+/// An engine with the test syncers, pushing to `remote`.
+fn engine(t: &TestDb, remote: &MockRemote) -> Engine {
+    Engine::new(
+        t.db.clone(),
+        registry(&remote.url(), &Arc::new(Knobs::default())),
+        EngineConfig::default(),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn verify_reports_each_kind_of_drift_and_writes_nothing() {
     on_each_backend(|t: TestDb| async move {
         let remote = MockRemote::start().await;
-        let engine = Engine::new(
-            t.db.clone(),
-            registry(&remote.url(), &Arc::new(Knobs::default())),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let engine = engine(&t, &remote);
         let mut ids = Vec::new();
         for name in ["In step", "Changed", "Lost", "Unreadable"] {
             ids.push(fixtures::customer(&t.db, name).await.id);
@@ -131,12 +136,7 @@ async fn the_cli_verify_reports_drift_and_exits_non_zero() {
     };
     on_each_backend(|t: TestDb| async move {
         let remote = MockRemote::start().await;
-        let engine = Engine::new(
-            t.db.clone(),
-            registry(&remote.url(), &Arc::new(Knobs::default())),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let engine = engine(&t, &remote);
         let kept = fixtures::customer(&t.db, "Kept").await.id;
         let lost = fixtures::customer(&t.db, "Lost").await.id;
         engine.run_until_idle(usize::MAX).await.unwrap();
@@ -205,12 +205,7 @@ async fn repair_puts_the_remote_back_in_step_through_the_queue() {
 
     on_each_backend(|t: TestDb| async move {
         let remote = MockRemote::start().await;
-        let engine = Engine::new(
-            t.db.clone(),
-            registry(&remote.url(), &Arc::new(Knobs::default())),
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let engine = engine(&t, &remote);
         let mut ids = Vec::new();
         for name in ["Untouched", "Edited", "Lost"] {
             ids.push(fixtures::customer(&t.db, name).await.id);
