@@ -2,14 +2,15 @@
 //! its models, with a cursor that never skips or repeats work.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::json;
 use sync_core::entity::{sync_inbound, sync_source};
 use sync_core::source::{
-    HttpFeed, Pagination, SourceReport, SourceRunOptions, request_full_run, run_source,
+    ApplyContext, FetchContext, HttpFeed, InboundRecord, Page, Pagination, Source, SourceReport,
+    SourceRunOptions, request_full_run, run_source,
 };
 use sync_core::{HttpRemote, apply_touches};
 use sync_tests::models::product;
@@ -983,6 +984,118 @@ async fn a_page_applied_at_once_falls_back_to_one_by_one_when_a_record_fails() {
         );
         let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
         assert_eq!(ids, [1, 3, 4, 5]);
+    })
+    .await;
+}
+
+/// `erp.products`, whose apply of a page waits (up to 10 s) until the next page has been asked
+/// for, and fails if it was not.
+struct WaitsForTheNextFetch {
+    inner: ErpProducts,
+    fetches: AtomicUsize,
+}
+
+#[sync_core::async_trait]
+impl Source for WaitsForTheNextFetch {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn fetch(
+        &self,
+        cx: &FetchContext<'_>,
+        cursor: Option<&serde_json::Value>,
+    ) -> sync_core::Result<Page> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        self.inner.feed.fetch(cx, cursor).await
+    }
+
+    async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> sync_core::Result<()> {
+        let page = record.data["id"].as_i64().unwrap_or_default() as usize;
+        // Records 1 and 2 are page 1, 3 and 4 page 2, 5 page 3 (the last).
+        let next_asked = 1 + page.div_ceil(2);
+        let asked = async {
+            while self.fetches.load(Ordering::SeqCst) < next_asked.min(3) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), asked)
+            .await
+            .map_err(|_| {
+                sync_core::Error::permanent(format!(
+                    "page {next_asked} was not asked for while record {page} was applied"
+                ))
+            })?;
+        self.inner.apply(cx, record).await
+    }
+}
+
+#[tokio::test]
+async fn the_next_page_is_fetched_while_a_page_is_applied() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        for id in 1..=5_i64 {
+            remote.put_record(
+                "products",
+                &id.to_string(),
+                erp_product(id, &format!("P{id}"), id * 100, &at(id as u32)),
+            );
+        }
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = WaitsForTheNextFetch {
+            inner: ErpProducts::new(json_server_feed(&remote, 2), &knobs),
+            fetches: AtomicUsize::new(0),
+        };
+        let report = run_source(&t.db, &source, &SourceRunOptions::new("worker-a"))
+            .await
+            .expect("source run");
+        assert_eq!(
+            (report.pages, report.applied, report.quarantined),
+            (3, 5, 0),
+            "{report:?}"
+        );
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 3, "one fetch a page");
+        assert_eq!(products(&t.db).await.len(), 5);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_fetch_of_the_next_page_keeps_the_page_applied_meanwhile() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        for id in 1..=4_i64 {
+            remote.put_record(
+                "products",
+                &id.to_string(),
+                erp_product(id, &format!("P{id}"), id * 100, &at(id as u32)),
+            );
+        }
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = ErpProducts::new(json_server_feed(&remote, 2), &knobs);
+        // The first page answers; the second (asked for while the first is applied) fails.
+        remote.push_fault(
+            Fault::new(FaultKind::Status(503, json!({"error": "down"})))
+                .method("GET")
+                .path_contains("_page=2")
+                .times(1),
+        );
+        let failed = run_source(&t.db, &source, &SourceRunOptions::new("worker-a")).await;
+        assert!(failed.is_err(), "the failed fetch ends the run: {failed:?}");
+        assert_eq!(
+            products(&t.db)
+                .await
+                .iter()
+                .map(|p| p.0)
+                .collect::<Vec<_>>(),
+            vec![1, 2],
+            "the first page committed"
+        );
+        // The next run starts after the first page: it asks for it again only within the
+        // overlap window, and applies the rest.
+        let next = run(&t.db, &source).await;
+        assert_eq!(next.quarantined, 0, "{next:?}");
+        assert_eq!(products(&t.db).await.len(), 4);
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! One run of a source: lease, quarantine retries, pages (applies, digests and cursor in one
 //! transaction each), and after a complete full run, the records that vanished.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -79,6 +80,8 @@ pub struct SourceReport {
 }
 
 const APPLIED: &str = "applied";
+/// Written as a literal in the statements that read quarantined records (the index that finds
+/// them is partial on PostgreSQL and SQLite, `WHERE state = 'quarantined'`).
 const QUARANTINED: &str = "quarantined";
 
 /// Runs `source` once: takes its lease (or returns a report with `busy` when another worker
@@ -253,20 +256,35 @@ async fn acquire(
 /// The digest of a record's version: its data and delete flag (not its modification time: the
 /// same data sent again with a newer time is not a change).
 fn record_digest(source: &str, record: &InboundRecord) -> String {
-    crate::digest::digest(
-        source,
-        0,
-        &json!({ "data": record.data, "deleted": record.deleted }),
-    )
+    crate::digest::digest_record(source, &record.data, record.deleted)
 }
 
 /// What `sync_inbound` holds for a remote id.
 #[derive(Debug, Clone)]
-struct Known {
+struct Known<'r> {
     digest: String,
     state: String,
     modified_at: Option<i64>,
-    payload: Option<Value>,
+    payload: Option<Base<'r>>,
+}
+
+/// The data last applied for a remote id, parsed only when an `apply` asks for it.
+#[derive(Debug, Clone)]
+enum Base<'r> {
+    /// As `sync_inbound` stores it.
+    Stored(String),
+    /// A record applied earlier in the same page.
+    Page(&'r Value),
+}
+
+impl Base<'_> {
+    /// The data (`None` when the stored text is not JSON: no base rather than no apply).
+    fn value(&self) -> Option<Cow<'_, Value>> {
+        match self {
+            Base::Stored(text) => serde_json::from_str(text).ok().map(Cow::Owned),
+            Base::Page(value) => Some(Cow::Borrowed(*value)),
+        }
+    }
 }
 
 /// A record of a page that is to be applied.
@@ -275,7 +293,7 @@ struct Candidate<'r> {
     digest: String,
     modified_at: Option<i64>,
     /// The data applied last for its remote id.
-    base: Option<Value>,
+    base: Option<Base<'r>>,
     was_quarantined: bool,
 }
 
@@ -286,7 +304,7 @@ impl Candidate<'_> {
             digest: self.digest.clone(),
             deleted: self.record.deleted,
             modified_at: self.modified_at,
-            payload: self.record.data.clone(),
+            payload: self.record.data.to_string(),
             error: error.map(|e| (e, 1)),
         }
     }
@@ -298,7 +316,8 @@ struct Outcome {
     digest: String,
     deleted: bool,
     modified_at: Option<i64>,
-    payload: Value,
+    /// The record's data as JSON text.
+    payload: String,
     /// `Err(message, attempts)` for a quarantined record.
     error: Option<(String, i32)>,
 }
@@ -348,15 +367,15 @@ impl Run<'_> {
         } else {
             self.full_run = full_run;
         }
-        report.full = self.full_run.is_some();
-
+        let full = self.full_run.is_some();
+        report.full = full;
+        let first = FetchContext {
+            source: name,
+            state: &state,
+            full,
+        };
+        let mut page = self.source.fetch(&first, cursor.as_ref()).await?;
         loop {
-            let cx = FetchContext {
-                source: name,
-                state: &state,
-                full: self.full_run.is_some(),
-            };
-            let page = self.source.fetch(&cx, cursor.as_ref()).await?;
             report.pages += 1;
             report.fetched += page.records.len() as u64;
             let moved = page.cursor.is_some() && page.cursor != cursor;
@@ -366,39 +385,34 @@ impl Run<'_> {
                      cursor; stopping instead of asking again forever"
                 )));
             }
-            if let Some(next) = page.cursor {
+            if let Some(next) = page.cursor.take() {
                 cursor = Some(next);
             }
-            if let Some(patch) = page.state {
+            if let Some(patch) = page.state.take() {
                 merge_state(name, &mut state, patch)?;
             }
-            let txn = self.db.begin().await.map_err(Error::db_while(format!(
-                "starting a page of source `{name}`"
-            )))?;
-            let (txn, outcomes) = self.apply_records(txn, &page.records, report).await?;
-            write_outcomes(&txn, name, &outcomes, self.source).await?;
-            if let Some(run) = self.full_run {
-                let ids: Vec<String> = page
-                    .records
-                    .iter()
-                    .map(|r| r.remote_id.as_str().to_owned())
-                    .collect();
-                mark_seen(&txn, name, run, &ids).await?;
-            }
-            let cursor_text = cursor.as_ref().map(Value::to_string);
-            let state_text = state.to_string();
-            self.renew_in(
-                &txn,
-                "UPDATE sync_sources SET next_cursor = ?, state = ?, lease_until = ? \
-                 WHERE source = ? AND lease_owner = ?",
-                vec![cursor_text.into(), state_text.into()],
-            )
-            .await?;
-            txn.commit().await.map_err(Error::db_while(format!(
-                "committing a page of source `{name}`"
-            )))?;
-            if !page.more {
-                break;
+            // The next page is fetched while this one is applied: its request needs only the
+            // cursor and state this page moved to, and nothing of it is written before this
+            // page has committed. A failed fetch ends the run after this page's commit.
+            let following = async {
+                if !page.more {
+                    return None;
+                }
+                let cx = FetchContext {
+                    source: name,
+                    state: &state,
+                    full,
+                };
+                Some(self.source.fetch(&cx, cursor.as_ref()).await)
+            };
+            let (applied, following) = futures::join!(
+                self.apply_page(&page.records, cursor.as_ref(), &state, report),
+                following
+            );
+            applied?;
+            match following {
+                Some(next) => page = next?,
+                None => break,
             }
         }
 
@@ -408,6 +422,43 @@ impl Run<'_> {
         // After the pages: a record the remote sent again in a new version was applied (or
         // quarantined anew) there, and its stale payload is not retried.
         self.retry_quarantined(report).await
+    }
+
+    /// Applies a page's records and commits them with the cursor and state that move past
+    /// them (and, in a full run, the records' marks as seen), in one transaction.
+    async fn apply_page(
+        &self,
+        records: &[InboundRecord],
+        cursor: Option<&Value>,
+        state: &Value,
+        report: &mut SourceReport,
+    ) -> Result<()> {
+        let name = self.name;
+        let txn = self.db.begin().await.map_err(Error::db_while(format!(
+            "starting a page of source `{name}`"
+        )))?;
+        let (txn, outcomes) = self.apply_records(txn, records, report).await?;
+        write_outcomes(&txn, name, &outcomes, self.source).await?;
+        if let Some(run) = self.full_run {
+            let ids: Vec<String> = records
+                .iter()
+                .map(|r| r.remote_id.as_str().to_owned())
+                .collect();
+            mark_seen(&txn, name, run, &ids).await?;
+        }
+        self.renew_in(
+            &txn,
+            "UPDATE sync_sources SET next_cursor = ?, state = ?, lease_until = ? \
+             WHERE source = ? AND lease_owner = ?",
+            vec![
+                cursor.map(Value::to_string).into(),
+                state.to_string().into(),
+            ],
+        )
+        .await?;
+        txn.commit().await.map_err(Error::db_while(format!(
+            "committing a page of source `{name}`"
+        )))
     }
 
     /// Applies the page's records in `txn`, the page's transaction, which holds nothing else
@@ -456,7 +507,8 @@ impl Run<'_> {
                 report.skipped += skip;
                 continue;
             };
-            let result = self.apply_one(&txn, c.record, c.base.as_ref()).await?;
+            let base = c.base.as_ref().and_then(Base::value);
+            let result = self.apply_one(&txn, c.record, base.as_deref()).await?;
             let outcome = c.outcome(result.err());
             count(report, &outcome, c.was_quarantined);
             known.insert(
@@ -470,7 +522,7 @@ impl Run<'_> {
                     }
                     .to_owned(),
                     modified_at: c.modified_at,
-                    payload: Some(c.record.data.clone()),
+                    payload: Some(Base::Page(&c.record.data)),
                 },
             );
             outcomes.push(outcome);
@@ -483,7 +535,7 @@ impl Run<'_> {
     fn candidates<'r>(
         &self,
         records: &'r [InboundRecord],
-        known: &mut HashMap<String, Known>,
+        known: &mut HashMap<String, Known<'r>>,
     ) -> (Vec<Candidate<'r>>, u64) {
         let mut out = Vec::new();
         let mut skipped = 0;
@@ -510,7 +562,7 @@ impl Run<'_> {
                     digest: digest.clone(),
                     state: APPLIED.to_owned(),
                     modified_at,
-                    payload: Some(record.data.clone()),
+                    payload: Some(Base::Page(&record.data)),
                 },
             );
             out.push(Candidate {
@@ -542,10 +594,11 @@ impl Run<'_> {
             Err(_) => false,
             Ok(None) => {
                 for c in candidates {
+                    let base = c.base.as_ref().and_then(Base::value);
                     let cx = ApplyContext {
                         db: txn,
                         source: name,
-                        previous: c.base.as_ref(),
+                        previous: base.as_deref(),
                     };
                     let one = AssertUnwindSafe(self.source.apply(&cx, c.record))
                         .catch_unwind()
@@ -613,11 +666,10 @@ impl Run<'_> {
             .query_all_raw(statement(
                 backend,
                 "SELECT remote_id, digest, deleted, modified_at, payload, attempts FROM sync_inbound \
-                 WHERE source = ? AND state = ? AND next_retry_at <= ? AND updated_at < ? \
-                 ORDER BY next_retry_at LIMIT 500",
+                 WHERE source = ? AND state = 'quarantined' AND next_retry_at <= ? \
+                 AND updated_at < ? ORDER BY next_retry_at LIMIT 500",
                 vec![
                     name.into(),
-                    QUARANTINED.into(),
                     clock::now_ms().into(),
                     self.started.into(),
                 ],
@@ -651,7 +703,7 @@ impl Run<'_> {
                 digest: row.try_get("", "digest")?,
                 deleted: record.deleted,
                 modified_at: record.modified_at.map(|t| t.timestamp_millis()),
-                payload: record.data,
+                payload: record.data.to_string(),
                 error: result.err().map(|e| (e, attempts.saturating_add(1))),
             };
             count(report, &outcome, true);
@@ -694,7 +746,7 @@ impl Run<'_> {
                     digest: record_digest(name, &record),
                     deleted: true,
                     modified_at: None,
-                    payload: Value::Null,
+                    payload: "null".to_owned(),
                     error: result.err().map(|e| (e, 1)),
                 };
                 count(report, &outcome, false);
@@ -870,7 +922,7 @@ async fn load_known(
     txn: &DatabaseTransaction,
     source: &str,
     ids: &[String],
-) -> Result<HashMap<String, Known>> {
+) -> Result<HashMap<String, Known<'static>>> {
     let backend = txn.get_database_backend();
     let mut known = HashMap::new();
     for chunk in ids.chunks(500) {
@@ -923,7 +975,7 @@ async fn load_known(
                     digest: row.try_get("", "digest")?,
                     state: row.try_get("", "state")?,
                     modified_at: row.try_get("", "modified_at")?,
-                    payload: payload.and_then(|p| serde_json::from_str(&p).ok()),
+                    payload: payload.map(Base::Stored),
                 },
             );
         }
@@ -979,15 +1031,33 @@ async fn write_outcomes(
         // 16 KB record) waits for the server's delayed ACK, 40 ms.
         let mut chunks: Vec<String> = Vec::new();
         let mut chunk = String::new();
+        /// One row of the document, written straight to text.
+        #[derive(Serialize)]
+        struct Row<'a> {
+            remote_id: &'a str,
+            digest: &'a str,
+            state: &'static str,
+            deleted: bool,
+            modified_at: Option<i64>,
+            payload: &'a str,
+            error: Option<String>,
+            attempts: i32,
+            next_retry_at: Option<i64>,
+        }
         for o in outcomes {
-            let (state, error, attempts, retry_at) = outcome_columns(o, now, &backoff);
-            let row = json!({
-                "remote_id": o.remote_id, "digest": o.digest, "state": state,
-                "deleted": o.deleted, "modified_at": o.modified_at,
-                "payload": o.payload.to_string(), "error": error, "attempts": attempts,
-                "next_retry_at": retry_at,
+            let (state, error, attempts, next_retry_at) = outcome_columns(o, now, &backoff);
+            let row = serde_json::to_string(&Row {
+                remote_id: &o.remote_id,
+                digest: &o.digest,
+                state,
+                deleted: o.deleted,
+                modified_at: o.modified_at,
+                payload: &o.payload,
+                error,
+                attempts,
+                next_retry_at,
             })
-            .to_string();
+            .map_err(|e| Error::permanent(format!("cannot encode the records applied: {e}")))?;
             if backend == DbBackend::Postgres
                 && !chunk.is_empty()
                 && chunk.len() + row.len() > 12_000
@@ -1014,7 +1084,7 @@ async fn write_outcomes(
             _ => "SELECT ?, value ->> '$.remote_id', value ->> '$.digest', value ->> '$.state', \
                   value ->> '$.deleted', value ->> '$.modified_at', value ->> '$.payload', \
                   value ->> '$.error', value ->> '$.attempts', value ->> '$.next_retry_at', ? \
-                  FROM json_each(?) WHERE true"
+                  FROM jsonb_each(?) WHERE true"
                 .to_owned(),
         };
         let sql = format!(
@@ -1056,7 +1126,7 @@ async fn write_outcomes(
                 state.into(),
                 outcome.deleted.into(),
                 outcome.modified_at.into(),
-                Some(outcome.payload.to_string()).into(),
+                Some(outcome.payload.as_str()).into(),
                 error.into(),
                 attempts.into(),
                 retry_at.into(),
@@ -1167,8 +1237,9 @@ pub async fn source_status(db: &DatabaseConnection) -> Result<Vec<SourceStatus>>
     let counts = db
         .query_all_raw(statement(
             backend,
-            "SELECT source, COUNT(*) AS n FROM sync_inbound WHERE state = ? GROUP BY source",
-            vec![QUARANTINED.into()],
+            "SELECT source, COUNT(*) AS n FROM sync_inbound WHERE state = 'quarantined' \
+             GROUP BY source",
+            vec![],
         ))
         .await
         .map_err(Error::db_while("counting quarantined records"))?;
@@ -1212,7 +1283,10 @@ pub async fn quarantined(
     limit: u64,
 ) -> Result<Vec<crate::entity::sync_inbound::Model>> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-    let mut find = Inbound::find().filter(I::State.eq(QUARANTINED));
+    // The state as a literal, not a parameter: the index of quarantined records is partial.
+    let mut find = Inbound::find().filter(sea_orm::sea_query::Expr::cust(
+        "sync_inbound.state = 'quarantined'",
+    ));
     if let Some(source) = source {
         find = find.filter(I::Source.eq(source));
     }
@@ -1343,8 +1417,9 @@ pub async fn plan_source(
             } else {
                 let base = previous
                     .filter(|p| p.state == APPLIED)
-                    .and_then(|p| p.payload.clone());
-                run.apply_one(&txn, record, base.as_ref()).await?.err()
+                    .and_then(|p| p.payload.as_ref())
+                    .and_then(Base::value);
+                run.apply_one(&txn, record, base.as_deref()).await?.err()
             };
             plan.records.push(PlannedRecord {
                 remote_id: id,
