@@ -95,6 +95,7 @@ mod state;
 mod store;
 mod syncable;
 mod syncer;
+pub mod table;
 mod touch_log;
 pub mod verify;
 #[doc(hidden)]
@@ -132,6 +133,8 @@ pub use syncer::{
     BulkItem, ClaimedGroup, PendingCreate, PushContext, Registry, RootSource, Syncer,
     TranslateContext, WhenMissing,
 };
+#[doc(inline)]
+pub use table::TableSink;
 #[doc(inline)]
 pub use touch_log::{apply_touches, settle_touches};
 
