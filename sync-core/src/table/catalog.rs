@@ -188,8 +188,8 @@ async fn postgres(sink: &TableSink) -> Result<Vec<Found>> {
     let inner = &*sink.inner;
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     let name = match &inner.schema {
-        Some(schema) => format!("{}.{}", quote(schema), quote(&inner.table)),
-        None => quote(&inner.table),
+        Some(schema) => format!("{}.{}", quote(schema), quote(&inner.name)),
+        None => quote(&inner.name),
     };
     // `to_regclass` resolves the name as the statements will: on the `search_path` unless
     // qualified.
@@ -239,7 +239,7 @@ async fn mysql(sink: &TableSink) -> Result<Vec<Found>> {
          FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
          ORDER BY ORDINAL_POSITION",
-        [schema(), inner.table.clone().into()],
+        [schema(), inner.name.clone().into()],
     );
     let columns = rows(sink, statement).await?;
     // MariaDB's JSON is `longtext` with a `json_valid` check; MySQL reports `json` itself (and
@@ -251,7 +251,7 @@ async fn mysql(sink: &TableSink) -> Result<Vec<Found>> {
             DbBackend::MySql,
             "SELECT CAST(CHECK_CLAUSE AS CHAR) AS clause FROM information_schema.CHECK_CONSTRAINTS \
              WHERE CONSTRAINT_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
-            [schema(), inner.table.clone().into()],
+            [schema(), inner.name.clone().into()],
         ))
         .await
         .unwrap_or_default();
@@ -310,7 +310,7 @@ async fn mysql_unique_key(sink: &TableSink) -> Result<()> {
          WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND NON_UNIQUE = 0",
         [
             sea_orm::Value::String(inner.schema.clone()),
-            inner.table.clone().into(),
+            inner.name.clone().into(),
         ],
     );
     let mut indexes: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -343,12 +343,12 @@ async fn sqlite(sink: &TableSink) -> Result<Vec<Found>> {
         Some(schema) => Statement::from_sql_and_values(
             DbBackend::Sqlite,
             "SELECT name, type AS declared FROM pragma_table_info(?, ?)",
-            [inner.table.clone().into(), schema.clone().into()],
+            [inner.name.clone().into(), schema.clone().into()],
         ),
         None => Statement::from_sql_and_values(
             DbBackend::Sqlite,
             "SELECT name, type AS declared FROM pragma_table_info(?)",
-            [inner.table.clone().into()],
+            [inner.name.clone().into()],
         ),
     };
     let mut found = Vec::new();

@@ -99,8 +99,10 @@ struct Inner {
     backend: Option<DbBackend>,
     /// The name as given, for messages.
     shown: String,
+    /// The schema (PostgreSQL), database (MySQL) or attached database (SQLite), if given.
     schema: Option<String>,
-    table: String,
+    /// The table's own name.
+    name: String,
     keys: Vec<String>,
     columns: Vec<ColumnSpec>,
     delete: DeleteMode,
@@ -524,7 +526,7 @@ impl TableSinkBuilder {
                 backend,
                 shown,
                 schema,
-                table,
+                name: table,
                 keys: self.keys,
                 columns: self.columns,
                 delete: self.delete,

@@ -28,7 +28,7 @@ fn a_valid_mapping_builds() {
     assert_eq!(sink.table(), "reporting.customers");
     assert_eq!(sink.batch_size(), 200);
     assert_eq!(sink.inner.schema.as_deref(), Some("reporting"));
-    assert_eq!(sink.inner.table, "customers");
+    assert_eq!(sink.inner.name, "customers");
     let pointers: Vec<&str> = sink
         .inner
         .columns

@@ -164,8 +164,8 @@ pub(super) fn decode(sink: &TableSink, resolved: &Resolved, remote_id: &str) -> 
 pub(super) fn table_ref(sink: &TableSink) -> TableRef {
     let inner = &*sink.inner;
     match &inner.schema {
-        Some(schema) => (Alias::new(schema.clone()), Alias::new(inner.table.clone())).into(),
-        None => Alias::new(inner.table.clone()).into(),
+        Some(schema) => (Alias::new(schema.clone()), Alias::new(inner.name.clone())).into(),
+        None => Alias::new(inner.name.clone()).into(),
     }
 }
 
