@@ -9,7 +9,9 @@
 //!    through its `ActiveModel` logs a touch of its group in the same transaction.
 //! 2. **Write a [`Syncer`]** per remote entity: [`Syncer::translate`] builds the payload from
 //!    the local rows; the built-in [`HttpRemote`] pushes it (plain REST, idempotency keys,
-//!    timeouts, `Retry-After`), or the syncer implements `create`, `update` and `delete` itself.
+//!    timeouts, `Retry-After`), the built-in [`TableSink`] upserts it into a table of another
+//!    database (a reporting table, another service's read model), or the syncer implements
+//!    `create`, `update` and `delete` itself.
 //! 3. **Run a worker**: `sync_worker::cli::main` (a worker binary with the operator commands)
 //!    or `sync_worker::Worker` in the application's process. It claims dirty groups, translates
 //!    them, skips payloads the remote already holds, pushes the rest and records the outcome.
