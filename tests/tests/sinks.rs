@@ -31,8 +31,6 @@ const TABLE: &str = "customer_report";
 struct Report {
     sink: TableSink,
     when_missing: Mutex<WhenMissing>,
-    /// The size of every batch pushed.
-    batches: Mutex<Vec<usize>>,
 }
 
 #[async_trait]
@@ -82,13 +80,35 @@ impl Syncer for Report {
         *self.when_missing.lock().unwrap()
     }
 
+    fn table(&self) -> Option<&TableSink> {
+        Some(&self.sink)
+    }
+}
+
+/// [`Report`], counting the rows of every batch it pushes.
+#[derive(Debug)]
+struct Counted {
+    report: Arc<Report>,
+    batches: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl Syncer for Counted {
+    fn name(&self) -> &str {
+        self.report.name()
+    }
+
+    async fn translate(&self, cx: &TranslateContext<'_>) -> Result<Option<Value>> {
+        self.report.translate(cx).await
+    }
+
     async fn push_many(&self, items: &[BulkItem]) -> Vec<Result<RemoteId>> {
         self.batches.lock().unwrap().push(items.len());
-        self.sink.push_many(items).await
+        self.report.push_many(items).await
     }
 
     fn table(&self) -> Option<&TableSink> {
-        Some(&self.sink)
+        self.report.table()
     }
 }
 
@@ -156,9 +176,9 @@ fn sink(second: &SecondDb, deletes: Deletes) -> TableSink {
 
 /// An engine pushing with `report`, on a clock a minute ahead of the application's (the test
 /// moves it), whose failed groups wait ten minutes.
-fn engine(t: &TestDb, report: &Arc<Report>) -> (Engine, ManualClock) {
+fn engine(t: &TestDb, syncer: Arc<dyn Syncer>) -> (Engine, ManualClock) {
     let mut registry = Registry::new();
-    registry.register_arc(report.clone()).unwrap();
+    registry.register_arc(syncer).unwrap();
     let mut config = EngineConfig::default();
     config.worker_id = "sinks".into();
     config.batch_size = 500;
@@ -180,7 +200,6 @@ fn report(sink: TableSink) -> Arc<Report> {
     Arc::new(Report {
         sink,
         when_missing: Mutex::new(WhenMissing::Fail),
-        batches: Mutex::default(),
     })
 }
 
@@ -292,7 +311,7 @@ async fn rows_land_with_their_mapped_columns_updates_upsert_and_deletes_remove_t
         let second = t.second_database().await;
         create_table(&second).await;
         let report = report(sink(&second, Deletes::Delete));
-        let (engine, _clock) = engine(&t, &report);
+        let (engine, _clock) = engine(&t, report.clone());
         let ada = fixtures::customer(&t.db, "Ada").await;
         let home = fixtures::address(&t.db, ada.id, "London").await;
         let vera = fixtures::customer(&t.db, "Vera").await;
@@ -343,7 +362,7 @@ async fn soft_deletes_mark_the_row_and_a_restored_root_is_live_again() {
         let second = t.second_database().await;
         create_table(&second).await;
         let report = report(sink(&second, Deletes::Soft));
-        let (engine, _clock) = engine(&t, &report);
+        let (engine, _clock) = engine(&t, report.clone());
         let ada = fixtures::customer(&t.db, "Ada").await;
         engine.run_until_idle(10).await.unwrap();
         let id = ada.id.to_string();
@@ -385,8 +404,11 @@ async fn five_hundred_groups_land_in_a_few_batched_statements() {
     on_each_backend(|t: TestDb| async move {
         let second = t.second_database().await;
         create_table(&second).await;
-        let report = report(sink(&second, Deletes::Delete));
-        let (engine, _clock) = engine(&t, &report);
+        let report = Arc::new(Counted {
+            report: report(sink(&second, Deletes::Delete)),
+            batches: Mutex::default(),
+        });
+        let (engine, _clock) = engine(&t, report.clone());
         let txn = sync_core::begin_write(&t.db).await.unwrap();
         for i in 0..500 {
             fixtures::customer(&txn, &format!("Customer {i}")).await;
@@ -441,7 +463,7 @@ async fn a_create_repeated_after_a_crash_leaves_exactly_one_row() {
         let second = t.second_database().await;
         create_table(&second).await;
         let report = report(sink(&second, Deletes::Delete));
-        let (engine, clock) = engine(&t, &report);
+        let (engine, clock) = engine(&t, report.clone());
         let ada = fixtures::customer(&t.db, "Ada").await;
 
         // A worker claims the group and writes the row, then dies before recording anything.
@@ -501,7 +523,7 @@ async fn verify_compares_rows_and_repair_puts_them_back() {
         let second = t.second_database().await;
         create_table(&second).await;
         let report = report(sink(&second, Deletes::Soft));
-        let (engine, _clock) = engine(&t, &report);
+        let (engine, _clock) = engine(&t, report.clone());
         let mut customers = Vec::new();
         for name in ["In step", "Edited", "Deleted", "Marked deleted"] {
             customers.push(fixtures::customer(&t.db, name).await);
@@ -597,7 +619,7 @@ async fn an_update_of_a_row_deleted_by_hand_fails_visibly_or_writes_it_back() {
         let second = t.second_database().await;
         create_table(&second).await;
         let report = report(sink(&second, Deletes::Delete));
-        let (engine, clock) = engine(&t, &report);
+        let (engine, clock) = engine(&t, report.clone());
         let ada = fixtures::customer(&t.db, "Ada").await;
         engine.run_until_idle(10).await.unwrap();
 
@@ -662,7 +684,7 @@ async fn bad_data_fails_only_its_group_and_a_wrong_mapping_names_the_table_s_col
         let second = t.second_database().await;
         create_table(&second).await;
         let report = report(sink(&second, Deletes::Delete));
-        let (engine, _clock) = engine(&t, &report);
+        let (engine, _clock) = engine(&t, report.clone());
         let good = fixtures::customer(&t.db, "Good").await;
         let broken = fixtures::customer(&t.db, "Broken Bob").await;
         let nameless = fixtures::customer(&t.db, "Nameless Nora").await;
