@@ -735,6 +735,27 @@ async fn bad_data_fails_only_its_group_and_a_wrong_mapping_names_the_table_s_col
             ),
             other => panic!("expected a configuration error, got {other:?}"),
         }
+        // A worker with such a sink refuses to start, saying why.
+        let mut registry = Registry::new();
+        registry
+            .register(Report {
+                sink: wrong.clone(),
+                when_missing: Mutex::new(WhenMissing::Fail),
+            })
+            .unwrap();
+        let worker = sync_worker::Worker::new(
+            t.db.clone(),
+            registry,
+            sync_worker::WorkerSettings::default(),
+        )
+        .unwrap();
+        let refused = worker
+            .run_until(std::future::pending())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("has no column `citi`"), "{refused}");
+
         let absent = TableSink::builder(second.db.clone(), "no_such_table")
             .key("id")
             .column("id", "/id")
