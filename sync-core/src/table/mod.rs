@@ -45,7 +45,8 @@ pub(crate) use catalog::Resolved;
 /// - **A lost row.** An update whose row is missing (deleted by hand, or soft-deleted) fails
 ///   as the HTTP remote's `404` does: with status 404, so that the syncer's
 ///   [`when_missing`](crate::Syncer::when_missing) decides (by default the group fails visibly
-///   and `forget --missing` recreates it; `WhenMissing::Recreate` writes it back at once).
+///   and `forget --missing` recreates it; with `WhenMissing::Recreate` the next attempt writes it
+///   back).
 /// - **Types.** Each column's type is read from the database's catalog on first use (or given
 ///   with [`column_as`](TableSinkBuilder::column_as)); see [`ColumnType`] for what each accepts.
 ///   A payload value that does not fit its column fails that group with [`Error::Permanent`]
