@@ -9,7 +9,9 @@
 //!    through its `ActiveModel` logs a touch of its group in the same transaction.
 //! 2. **Write a [`Syncer`]** per remote entity: [`Syncer::translate`] builds the payload from
 //!    the local rows; the built-in [`HttpRemote`] pushes it (plain REST, idempotency keys,
-//!    timeouts, `Retry-After`), or the syncer implements `create`, `update` and `delete` itself.
+//!    timeouts, `Retry-After`), the built-in [`TableSink`] upserts it into a table of another
+//!    database (a reporting table, another service's read model), or the syncer implements
+//!    `create`, `update` and `delete` itself.
 //! 3. **Run a worker**: `sync_worker::cli::main` (a worker binary with the operator commands)
 //!    or `sync_worker::Worker` in the application's process. It claims dirty groups, translates
 //!    them, skips payloads the remote already holds, pushes the rest and records the outcome.
@@ -95,6 +97,7 @@ mod state;
 mod store;
 mod syncable;
 mod syncer;
+pub mod table;
 mod touch_log;
 pub mod verify;
 #[doc(hidden)]
@@ -132,6 +135,8 @@ pub use syncer::{
     BulkItem, ClaimedGroup, PendingCreate, PushContext, Registry, RootSource, Syncer,
     TranslateContext, WhenMissing,
 };
+#[doc(inline)]
+pub use table::TableSink;
 #[doc(inline)]
 pub use touch_log::{apply_touches, settle_touches};
 

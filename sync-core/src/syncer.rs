@@ -9,14 +9,15 @@ use serde_json::Value;
 #[cfg(feature = "http")]
 use crate::HttpRemote;
 use crate::entity::sync_group;
-use crate::{Error, RemoteId, Result, RootKey};
+use crate::{Error, RemoteId, Result, RootKey, TableSink};
 
 /// One kind of remote entity: how to build its payload from the local rows, and how to push it.
 ///
 /// A syncer is registered with the worker under [`name`](Syncer::name), the same name the models'
 /// `#[sync(syncer = "...")]` attributes use. Most syncers implement [`translate`](Syncer::translate)
-/// and hand pushing to the built-in [`HttpRemote`] by returning it from
-/// [`remote`](Syncer::remote); a syncer for a remote that is not plain REST implements
+/// and hand pushing to a built-in remote: the [`HttpRemote`] by returning it from
+/// [`remote`](Syncer::remote), or a [`TableSink`] (a table of another database) by returning it
+/// from [`table`](Syncer::table). A syncer for a remote that is neither implements
 /// [`create`](Syncer::create), [`update`](Syncer::update) and [`delete`](Syncer::delete) itself.
 ///
 /// ```no_run
@@ -80,8 +81,12 @@ pub trait Syncer: Send + Sync + 'static {
     /// worker died: a remote that honours the key answers the first result again; one that can
     /// look the record up by its external key should adopt that record. The default does both
     /// through the built-in [`HttpRemote`] (see
-    /// [`HttpRemoteBuilder::lookup_field`](crate::HttpRemoteBuilder::lookup_field)).
+    /// [`HttpRemoteBuilder::lookup_field`](crate::HttpRemoteBuilder::lookup_field)), or
+    /// upserts the row through the [`table`](Self::table) sink.
     async fn create(&self, cx: &PushContext<'_>, payload: &Value) -> Result<RemoteId> {
+        if let Some(table) = self.table() {
+            return table.create(payload).await;
+        }
         #[cfg(feature = "http")]
         {
             let remote = require_remote(self)?;
@@ -104,9 +109,13 @@ pub trait Syncer: Send + Sync + 'static {
 
     /// Whether a create repeated with different data updates the record the first one made
     /// (the remote upserts by the external key) instead of making another. Then the worker
-    /// sends creates without first recording them (see [`PendingCreate`]). The default: whether
-    /// the built-in remote creates with [`CreateMode::PutByExternalKey`](crate::CreateMode).
+    /// sends creates without first recording them (see [`PendingCreate`]). The default: `true`
+    /// with a [`table`](Self::table) sink, otherwise whether the built-in remote creates with
+    /// [`CreateMode::PutByExternalKey`](crate::CreateMode).
     fn creates_upsert(&self) -> bool {
+        if self.table().is_some() {
+            return true;
+        }
         #[cfg(feature = "http")]
         return self
             .remote()
@@ -131,8 +140,13 @@ pub trait Syncer: Send + Sync + 'static {
         WhenMissing::Fail
     }
 
-    /// Replaces the remote entity `remote_id` with `payload`.
+    /// Replaces the remote entity `remote_id` with `payload`. When the remote no longer has it,
+    /// return an [`Error::Permanent`] with status 404: [`when_missing`](Self::when_missing)
+    /// decides what follows (the built-in remotes do).
     async fn update(&self, cx: &PushContext<'_>, remote_id: &str, payload: &Value) -> Result<()> {
+        if let Some(table) = self.table() {
+            return table.update(remote_id, payload).await;
+        }
         #[cfg(feature = "http")]
         return require_remote(self)?
             .update_keyed(
@@ -151,6 +165,9 @@ pub trait Syncer: Send + Sync + 'static {
 
     /// Deletes the remote entity `remote_id`. Deleting what is already gone succeeds.
     async fn delete(&self, cx: &PushContext<'_>, remote_id: &str) -> Result<()> {
+        if let Some(table) = self.table() {
+            return table.delete(remote_id).await;
+        }
         #[cfg(feature = "http")]
         return require_remote(self)?
             .delete(remote_id, cx.idempotency_key())
@@ -164,8 +181,12 @@ pub trait Syncer: Send + Sync + 'static {
 
     /// How many entities one request may carry when this syncer pushes creates and updates in
     /// batches. `None` pushes one request per entity: the default, unless the remote has a bulk
-    /// endpoint ([`HttpRemoteBuilder::bulk`](crate::HttpRemoteBuilder::bulk)).
+    /// endpoint ([`HttpRemoteBuilder::bulk`](crate::HttpRemoteBuilder::bulk)) or is a
+    /// [`table`](Self::table) sink (its [`batch_size`](crate::table::TableSinkBuilder::batch_size)).
     fn batch_limit(&self) -> Option<usize> {
+        if let Some(table) = self.table() {
+            return Some(table.batch_size());
+        }
         #[cfg(feature = "http")]
         return self.remote().and_then(HttpRemote::bulk_limit);
         #[cfg(not(feature = "http"))]
@@ -174,8 +195,12 @@ pub trait Syncer: Send + Sync + 'static {
 
     /// Creates or updates several entities in one request; called only when
     /// [`batch_limit`](Self::batch_limit) is set, with at most that many items. One result per
-    /// item, in order: the entity's remote id. The default uses the remote's bulk endpoint.
+    /// item, in order: the entity's remote id. The default uses the remote's bulk endpoint, or
+    /// upserts the rows through the [`table`](Self::table) sink.
     async fn push_many(&self, items: &[BulkItem]) -> Vec<Result<RemoteId>> {
+        if let Some(table) = self.table() {
+            return table.push_many(items).await;
+        }
         #[cfg(feature = "http")]
         let remote = require_remote(self);
         #[cfg(not(feature = "http"))]
@@ -207,9 +232,13 @@ pub trait Syncer: Send + Sync + 'static {
 
     /// Reads the remote entity `remote_id` as the remote holds it, for verification
     /// ([`Engine::verify`](crate::Engine::verify)). `Ok(None)`: the remote has no such entity.
-    /// The default reads `GET {collection}/{id}` through the built-in remote; a syncer without
-    /// one cannot be verified unless it implements this.
+    /// The default reads `GET {collection}/{id}` through the built-in remote, or the row through
+    /// the [`table`](Self::table) sink (a soft-deleted row is missing); a syncer without either
+    /// cannot be verified unless it implements this.
     async fn fetch(&self, remote_id: &str) -> Result<Option<Value>> {
+        if let Some(table) = self.table() {
+            return table.fetch(remote_id).await;
+        }
         #[cfg(feature = "http")]
         return require_remote(self)?.fetch(remote_id).await;
         #[cfg(not(feature = "http"))]
@@ -237,6 +266,14 @@ pub trait Syncer: Send + Sync + 'static {
     fn remote(&self) -> Option<&HttpRemote> {
         None
     }
+
+    /// The built-in table sink the defaults of `create`, `update`, `delete`, `push_many`,
+    /// `batch_limit`, `creates_upsert` and `fetch` use: this syncer's entities are rows of a
+    /// table in another database (see [`TableSink`]). Consulted before
+    /// [`remote`](Self::remote).
+    fn table(&self) -> Option<&TableSink> {
+        None
+    }
 }
 
 /// One entity of a batch push ([`Syncer::push_many`]).
@@ -258,8 +295,8 @@ fn require_remote<S: Syncer + ?Sized>(syncer: &S) -> Result<&HttpRemote> {
 
 fn no_remote<S: Syncer + ?Sized>(syncer: &S) -> Error {
     Error::Config(format!(
-        "syncer `{}` neither returns an `HttpRemote` from `remote()` nor implements `create`, \
-         `update` and `delete`",
+        "syncer `{}` returns neither an `HttpRemote` from `remote()` nor a `TableSink` from \
+         `table()`, and does not implement `create`, `update` and `delete`",
         syncer.name()
     ))
 }

@@ -181,12 +181,15 @@ impl Worker {
     /// Runs until `stop` completes, then shuts down as [`run`](Worker::run) does.
     ///
     /// Fails at once, naming the missing migrations, when the database lacks the framework's
-    /// tables ([`sync_core::check_schema`]).
+    /// tables ([`sync_core::check_schema`]), and naming the table or column, when a syncer's
+    /// [`TableSink`](sync_core::TableSink) cannot write its table
+    /// ([`TableSink::check`](sync_core::TableSink::check)).
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         sync_core::check_schema(self.engine.db()).await?;
         for warning in self.engine.registry().check_declared()? {
             tracing::warn!("{warning}");
         }
+        check_table_sinks(self.engine.registry()).await?;
         let config = self.engine.config().clone();
         // The apalis timeout is a backstop around translate, push and record; the engine
         // already bounds the push itself (and keeps its lease alive meanwhile).
@@ -319,4 +322,23 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// Reads the catalog of every syncer's table sink, so that a missing table or column (or a
+/// MySQL table without a unique key) stops the worker at startup with a message naming it. A
+/// sink database that cannot be reached now is only logged: the pushes retry.
+async fn check_table_sinks(registry: &Registry) -> Result<()> {
+    for name in registry.names() {
+        let Some(sink) = registry.get(&name).and_then(|s| s.table()) else {
+            continue;
+        };
+        match sink.check().await {
+            Ok(()) => {}
+            Err(error @ sync_core::Error::Config(_)) => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(syncer = %name, %error, "could not check the table sink at startup; its pushes will retry");
+            }
+        }
+    }
+    Ok(())
 }

@@ -69,6 +69,8 @@ pub struct TestDb {
     pub backend: Backend,
     /// The URL this database can be reached at (for worker processes).
     pub url: String,
+    /// The test's unique name: its PostgreSQL schema, its MariaDB database.
+    name: String,
     cleanup: Cleanup,
     // Shared with the cleanup handle: a test that uses only some fields of its `TestDb` moves
     // just those into its future, and the directory must outlive the test all the same.
@@ -80,6 +82,39 @@ enum Cleanup {
     None,
     DropSchema { admin_url: String, schema: String },
     DropDatabase { admin_url: String, database: String },
+    DropPgDatabase { admin_url: String, database: String },
+}
+
+/// A second database beside a test's own (see [`TestDb::second_database`]).
+#[derive(Debug)]
+pub struct SecondDb {
+    /// The connection pool (5 connections).
+    pub db: DatabaseConnection,
+    /// Which backend.
+    pub backend: Backend,
+    /// The URL it can be reached at.
+    pub url: String,
+    cleanup: CleanupHandle,
+}
+
+impl SecondDb {
+    /// Closes the pool and drops the database (failures are ignored).
+    pub async fn remove(self) {
+        let _ = self.db.close().await;
+        self.cleanup.run().await;
+    }
+}
+
+/// `url` with its path naming `database` instead (the query kept).
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
 }
 
 /// Drops the test's schema or database once the test passed.
@@ -102,6 +137,13 @@ impl CleanupHandle {
                 admin_url,
                 database,
             } => (admin_url, format!("DROP DATABASE IF EXISTS `{database}`")),
+            Cleanup::DropPgDatabase {
+                admin_url,
+                database,
+            } => (
+                admin_url,
+                format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"),
+            ),
         };
         if let Ok(admin) = Database::connect(admin_url).await {
             let _ = admin.execute_unprepared(&sql).await;
@@ -190,8 +232,74 @@ impl TestDb {
             db,
             backend,
             url,
+            name,
             cleanup,
             dir: dir.map(std::sync::Arc::new),
+        }
+    }
+
+    /// A second, empty database on the same server (no migrations, no tables), for remotes that
+    /// are databases: on PostgreSQL and MariaDB a database of its own named after this test,
+    /// on SQLite a second file. [`SecondDb::remove`] drops it.
+    pub async fn second_database(&self) -> SecondDb {
+        let name = format!("{}_second", self.name);
+        let (url, cleanup, dir) = match self.backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("create a temporary directory");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("second.db").display()
+                );
+                (url, Cleanup::None, Some(dir))
+            }
+            Backend::Postgres => {
+                let admin_url =
+                    std::env::var("SYNC_TEST_POSTGRES_URL").expect("checked by backends()");
+                let admin = connect_admin(&admin_url, "SYNC_TEST_POSTGRES_URL").await;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create a second database");
+                let _ = admin.close().await;
+                (
+                    with_database(&admin_url, &name),
+                    Cleanup::DropPgDatabase {
+                        admin_url,
+                        database: name,
+                    },
+                    None,
+                )
+            }
+            Backend::MySql => {
+                let admin_url =
+                    std::env::var("SYNC_TEST_MYSQL_URL").expect("checked by backends()");
+                let admin = connect_admin(&admin_url, "SYNC_TEST_MYSQL_URL").await;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
+                    .await
+                    .expect("create a second database");
+                let _ = admin.close().await;
+                (
+                    with_database(&admin_url, &name),
+                    Cleanup::DropDatabase {
+                        admin_url,
+                        database: name,
+                    },
+                    None,
+                )
+            }
+        };
+        let db = sync_core::connect(&url, 5)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", self.backend));
+        SecondDb {
+            db,
+            backend: self.backend,
+            url,
+            cleanup: CleanupHandle {
+                cleanup,
+                _dir: dir.map(std::sync::Arc::new),
+            },
         }
     }
 
