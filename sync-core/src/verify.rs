@@ -20,6 +20,8 @@
 
 use serde_json::Value;
 
+use crate::RemoteId;
+
 /// How [`compare`] normalises values. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -221,6 +223,24 @@ impl VerifyOptions {
     pub fn slice(mut self, of: u64, index: u64) -> Self {
         self.slice = (of > 1).then_some((of, index % of.max(1)));
         self
+    }
+}
+
+/// One page of a remote collection ([`HttpRemote::list`](crate::HttpRemote::list)).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RemotePage {
+    /// The page's live records with their remote ids, in the remote's order.
+    pub records: Vec<(RemoteId, Value)>,
+    /// Where the next page starts (given back to the next `list` call); `None`: this is the
+    /// last page.
+    pub next: Option<Value>,
+}
+
+impl RemotePage {
+    /// A page of `records`, followed by the page at `next` (`None`: the last page).
+    pub fn new(records: Vec<(RemoteId, Value)>, next: Option<Value>) -> Self {
+        RemotePage { records, next }
     }
 }
 
