@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use sea_orm::ConnectionTrait;
 use serde_json::json;
-use sync_core::verify::{Drift, FieldDiff, VerifyOptions};
+use sync_core::verify::{Drift, FieldDiff, GroupDrift, VerifyOptions};
 use sync_core::{Engine, EngineConfig};
 use sync_tests::syncers::{Knobs, registry};
 use sync_tests::{TestDb, fixtures, on_each_backend};
@@ -437,6 +438,350 @@ async fn a_worker_verifying_on_a_schedule_alerts_once_per_change_of_drift() {
                 ("erp.customer".to_owned(), "in_step", 0)
             ]
         );
+    })
+    .await;
+}
+
+/// An engine whose remotes list their collections json-server style, `page` records a page.
+fn listing_engine(t: &TestDb, remote: &MockRemote, page: u32) -> Engine {
+    Engine::new(
+        t.db.clone(),
+        listing_registry(remote, page),
+        EngineConfig::default(),
+    )
+    .unwrap()
+}
+
+fn listing_registry(remote: &MockRemote, page: u32) -> sync_core::Registry {
+    let knobs = Knobs::default();
+    *knobs.list_page_size.lock().unwrap() = Some(page);
+    registry(&remote.url(), &Arc::new(knobs))
+}
+
+/// A customer made on the remote by hand, which no group points at.
+fn hand_made(remote: &MockRemote, id: u64, name: &str) {
+    remote.put_record(
+        CUSTOMERS,
+        &id.to_string(),
+        json!({"id": id, "name": name, "email": "hand@example.com", "addresses": []}),
+    );
+}
+
+/// The orphans of a report: (remote id, the record's name).
+fn orphans_of(report: &sync_core::verify::VerifyReport) -> Vec<(String, serde_json::Value)> {
+    report
+        .orphans()
+        .map(|g| match &g.drift {
+            Drift::Orphan { record } => (g.remote_id.clone().unwrap(), record["name"].clone()),
+            other => panic!("not an orphan: {other:?}"),
+        })
+        .collect()
+}
+
+/// Listing GETs (`GET /erp/customers?…`): the recorded path has no query.
+fn listing_requests(remote: &MockRemote) -> usize {
+    remote
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == format!("/{CUSTOMERS}"))
+        .count()
+}
+
+/// Orphans are the records a paged listing holds that no group points at. They are looked for
+/// only when whole syncers are verified, and reported only when the listing reached its end: a
+/// listing that fails part way is one unreadable entry, and no orphan is reported.
+#[tokio::test]
+async fn orphans_are_found_from_a_paged_listing_only_when_it_completes() {
+    use std::sync::Mutex;
+    use sync_core::verify::VerifyProgress;
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = listing_engine(&t, &remote, 2);
+        let mut ids = Vec::new();
+        for name in ["One", "Two", "Three"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        hand_made(&remote, 901, "Made by hand");
+        hand_made(&remote, 902, "Also by hand");
+        remote.clear_requests();
+
+        let only_customers = VerifyOptions::all().syncer("erp.customer");
+        let seen: Mutex<Vec<VerifyProgress>> = Mutex::default();
+        let report = engine
+            .verify_with_progress(&only_customers, |p| seen.lock().unwrap().push(p))
+            .await
+            .unwrap();
+        assert_eq!(report.count("in_step"), 3, "{report:#?}");
+        assert_eq!(
+            orphans_of(&report),
+            vec![
+                ("901".to_owned(), json!("Made by hand")),
+                ("902".to_owned(), json!("Also by hand"))
+            ]
+        );
+        assert!(
+            report
+                .orphans()
+                .all(|g| !g.has_group() && g.syncer == "erp.customer")
+        );
+        assert!(!report.is_clean(), "an orphan is drift");
+        let listing = &report.listings[0];
+        assert_eq!(
+            report.listings.len(),
+            1,
+            "only the syncer verified is listed"
+        );
+        assert_eq!(
+            (listing.pages, listing.records, listing.complete),
+            (3, 5, true),
+            "five records, two a page"
+        );
+        // One GET per pushed group and one per page, nothing else.
+        assert_eq!(listing_requests(&remote), 3);
+        assert_eq!(remote.requests().len(), 3 + 3);
+        assert!(remote.requests().iter().all(|r| r.method == "GET"));
+        let last = *seen.lock().unwrap().last().unwrap();
+        assert_eq!((last.checked, last.total, last.listed), (3, 3, 5));
+
+        // A verification of part of the groups lists nothing.
+        let group = t.group("erp.customer", ids[0]).await.unwrap().id;
+        for part in [
+            VerifyOptions::all().group(group),
+            VerifyOptions::all().syncer("erp.customer").limit(2),
+            VerifyOptions::all().syncer("erp.customer").slice(2, 0),
+            VerifyOptions::all().syncer("erp.customer").groups_only(),
+        ] {
+            remote.clear_requests();
+            let partial = engine.verify(&part).await.unwrap();
+            assert_eq!(partial.count("orphan"), 0, "{part:?}");
+            assert!(partial.listings.is_empty(), "{part:?}");
+            assert_eq!(listing_requests(&remote), 0, "{part:?}");
+        }
+
+        // The second page fails: the groups are verified, the orphans are not reported.
+        remote.push_fault(
+            Fault::new(FaultKind::Status(
+                500,
+                json!({"error": "page two is on fire"}),
+            ))
+            .method("GET")
+            .path_contains("_page=2")
+            .times(1),
+        );
+        let report = engine.verify(&only_customers).await.unwrap();
+        assert_eq!(report.count("in_step"), 3);
+        assert_eq!(report.count("orphan"), 0, "{report:#?}");
+        let failed: Vec<&GroupDrift> = report.groups.iter().filter(|g| !g.has_group()).collect();
+        assert_eq!(failed.len(), 1, "{report:#?}");
+        match &failed[0].drift {
+            Drift::Unreadable { error } => {
+                assert!(error.contains("page 2") && error.contains("500"), "{error}");
+            }
+            other => panic!("expected the listing unreadable, got {other:?}"),
+        }
+        assert_eq!(
+            (report.listings[0].pages, report.listings[0].complete),
+            (1, false)
+        );
+        assert!(!report.is_clean());
+
+        // Once the remote serves every page again, they are back.
+        let report = engine.verify(&only_customers).await.unwrap();
+        assert_eq!(report.count("orphan"), 2);
+    })
+    .await;
+}
+
+/// `ops::repair` (plain `--repair`) never deletes an orphan, not even through the queue;
+/// `Engine::delete_orphans` deletes exactly the orphans, keeps them all while a create of the
+/// syncer is in flight, and logs each deletion with the record it held.
+#[tokio::test]
+async fn delete_orphans_deletes_only_the_orphans_and_plain_repair_deletes_none() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = listing_engine(&t, &remote, 2);
+        let mut ids = Vec::new();
+        for name in ["Kept", "Edited", "Lost"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let edited = remote_id(&t, ids[1]).await;
+        let mut record = remote.record(CUSTOMERS, &edited).unwrap();
+        record["email"] = json!("someone@else.example");
+        remote.put_record(CUSTOMERS, &edited, record);
+        assert!(remote.remove_record(CUSTOMERS, &remote_id(&t, ids[2]).await));
+        hand_made(&remote, 901, "Made by hand");
+        hand_made(&remote, 902, "Also by hand");
+
+        let only_customers = VerifyOptions::all().syncer("erp.customer");
+        let report = engine.verify(&only_customers).await.unwrap();
+        assert_eq!(
+            (
+                report.count("different"),
+                report.count("missing"),
+                report.count("orphan")
+            ),
+            (1, 1, 2)
+        );
+        remote.clear_requests();
+        let repaired = sync_core::ops::repair(&t.db, &report, sync_core::now_ms())
+            .await
+            .unwrap();
+        assert_eq!((repaired.pushed_again, repaired.created_again), (1, 1));
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        assert!(remote.requests_matching("DELETE", "").is_empty());
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+        assert!(remote.record(CUSTOMERS, "902").is_some());
+
+        // A create in flight (recorded, its answer not yet): a listed record may be it.
+        let fresh = fixtures::customer(&t.db, "In flight").await;
+        let fresh_group = t.group("erp.customer", fresh.id).await.unwrap().id;
+        let set_create_key = |key: &str| {
+            format!(
+                "UPDATE sync_groups SET create_key = {key}, create_payload = {key} WHERE id = {fresh_group}"
+            )
+        };
+        t.db.execute_unprepared(&set_create_key("'{}'"))
+            .await
+            .unwrap();
+        let held_back = engine.delete_orphans(&report).await.unwrap();
+        assert_eq!((held_back.deleted, held_back.kept), (0, 2));
+        assert!(remote.requests_matching("DELETE", "").is_empty());
+        t.db.execute_unprepared(&set_create_key("NULL"))
+            .await
+            .unwrap();
+
+        let deleted = engine.delete_orphans(&report).await.unwrap();
+        assert_eq!(
+            (deleted.deleted, deleted.kept, deleted.failed.len()),
+            (2, 0, 0),
+            "{deleted:?}"
+        );
+        let deletes: Vec<String> = remote
+            .requests_matching("DELETE", "")
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(
+            deletes,
+            [
+                format!("/{CUSTOMERS}/901"),
+                format!("/{CUSTOMERS}/902")
+            ]
+        );
+        assert!(remote.record(CUSTOMERS, "901").is_none());
+        let log = sync_core::ops::attempts(&t.db, 0, 10).await.unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert!(log.iter().all(|a| a.operation == "delete"
+            && a.outcome == "repair"
+            && a.syncer == "erp.customer"));
+        assert!(
+            log.iter()
+                .any(|a| a.error.as_deref().unwrap_or("").contains("Made by hand")),
+            "the log keeps what was deleted: {log:?}"
+        );
+
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let after = engine.verify(&only_customers).await.unwrap();
+        assert!(after.is_clean(), "{after:#?}");
+        assert_eq!(after.count("in_step"), 4);
+        assert_eq!(remote.records(CUSTOMERS).len(), 4);
+    })
+    .await;
+}
+
+/// The CLI: `verify` reports orphans and exits 1; `--repair` alone leaves them (and still exits
+/// 1, naming `--delete-orphans`); `--repair --delete-orphans` deletes them; `--delete-orphans`
+/// without `--repair` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_deletes_orphans_only_when_asked() {
+    const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
+    let cli = |t: &TestDb, remote: &MockRemote, args: &[&str]| {
+        let out = std::process::Command::new(WORKER)
+            .env("DATABASE_URL", &t.url)
+            .env("TEST_REMOTE_URL", remote.url())
+            .env("TEST_LIST_PAGE_SIZE", "2")
+            .env("RUST_LOG", "error")
+            .args(["verify", "--syncer", "erp.customer"])
+            .args(args)
+            .output()
+            .expect("run the worker binary");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = listing_engine(&t, &remote, 2);
+        for name in ["Ada", "Grace", "Edsger"] {
+            fixtures::customer(&t.db, name).await;
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        hand_made(&remote, 901, "Made by hand");
+
+        let (code, out, err) = cli(&t, &remote, &[]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            out.contains("orphan") && out.contains("remote id 901"),
+            "{out}"
+        );
+        assert!(
+            out.contains("3 in step") && out.contains("1 orphan(s)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("listed erp.customer: 4 record(s) in 3 page(s)"),
+            "{out}"
+        );
+
+        let (code, out, _) = cli(&t, &remote, &["--json"]);
+        assert_eq!(code, 1);
+        let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(report["listings"][0]["complete"], json!(true));
+        let orphan = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["drift"]["kind"] == "orphan")
+            .expect("an orphan");
+        assert_eq!(
+            (orphan["remote_id"].clone(), orphan["group_id"].clone()),
+            (json!("901"), json!(0))
+        );
+        assert_eq!(orphan["drift"]["record"]["name"], json!("Made by hand"));
+
+        let (code, out, err) = cli(&t, &remote, &["--repair"]);
+        assert_eq!(code, 1, "orphans are left: {out}{err}");
+        assert!(err.contains("--delete-orphans"), "{err}");
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+        assert!(remote.requests_matching("DELETE", "").is_empty());
+
+        let (code, out, err) = cli(&t, &remote, &["--delete-orphans"]);
+        assert_eq!(code, 2, "needs --repair: {out}{err}");
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+
+        let (code, out, err) = cli(&t, &remote, &["--repair", "--delete-orphans"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("orphans: 1 deleted, 0 kept, 0 failed"),
+            "{out}"
+        );
+        assert!(remote.record(CUSTOMERS, "901").is_none());
+        assert_eq!(
+            remote
+                .requests_matching("DELETE", "")
+                .into_iter()
+                .map(|r| r.path)
+                .collect::<Vec<_>>(),
+            [format!("/{CUSTOMERS}/901")]
+        );
+        let (code, out, err) = cli(&t, &remote, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("0 orphan(s)"), "{out}");
     })
     .await;
 }

@@ -131,7 +131,7 @@ impl HttpRemoteBuilder {
 
     /// The collection can be listed, `GET {collection}` page by page, as `listing` says (see
     /// [`Listing`]): verification then also reports *orphans*, records the remote holds that
-    /// no group points at ([`HttpRemote::list`]). Each
+    /// no group points at ([`HttpRemote::list`], [`Syncer::list`](crate::Syncer::list)). Each
     /// page is one request, under the syncer's [`Limits`](crate::Limits): listing 10,000
     /// records 100 a page costs 100 requests.
     pub fn listing(mut self, listing: Listing) -> Self {
