@@ -785,3 +785,173 @@ async fn the_cli_deletes_orphans_only_when_asked() {
     })
     .await;
 }
+
+/// Calls the dashboard as a signed-in operator; a `form` body is sent as a form.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    form: Option<&str>,
+) -> (axum::http::StatusCode, String) {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, "Bearer s3cret");
+    let request = match form {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned())),
+        None => request.body(Body::empty()),
+    };
+    let response = app.clone().oneshot(request.unwrap()).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The dashboard's Verify page: without the syncers it says verification is not configured;
+/// with them it runs a verification, shows the report (counts, the differing fields, the
+/// missing record, the orphan), repairs through the API (differing and missing, no delete),
+/// deletes the orphan only when confirmed, and a second verification is clean.
+#[tokio::test]
+async fn the_dashboard_verify_page_shows_the_report_and_repairs_through_the_api() {
+    use axum::http::StatusCode;
+    use sync_worker::dashboard::{Auth, Dashboard};
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let plain = axum::Router::new().nest(
+            "/sync",
+            Dashboard::new(t.db.clone(), "/sync", Auth::bearer("s3cret")).router(),
+        );
+        let (status, page) = call(&plain, "GET", "/sync/verify", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("verify-not-configured") && page.contains("with_registry"),
+            "{page}"
+        );
+        let (status, body) = call(&plain, "POST", "/sync/api/verify", None).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+
+        let engine = listing_engine(&t, &remote, 2);
+        let mut ids = Vec::new();
+        for name in ["Kept", "Edited", "Lost"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let edited = remote_id(&t, ids[1]).await;
+        let mut record = remote.record(CUSTOMERS, &edited).unwrap();
+        record["name"] = json!("Edited by hand");
+        remote.put_record(CUSTOMERS, &edited, record);
+        let lost = remote_id(&t, ids[2]).await;
+        let lost_group = t.group("erp.customer", ids[2]).await.unwrap().id;
+        assert!(remote.remove_record(CUSTOMERS, &lost));
+        hand_made(&remote, 901, "Made by hand");
+
+        let app = axum::Router::new().nest(
+            "/sync",
+            Dashboard::new(t.db.clone(), "/sync", Auth::bearer("s3cret"))
+                .with_registry(listing_registry(&remote, 2))
+                .router(),
+        );
+        let (_, page) = call(&app, "GET", "/sync/verify", None).await;
+        assert!(page.contains("Nothing verified yet") && page.contains("run-verify"));
+        let (status, body) = call(&app, "POST", "/sync/api/verify/repair", None).await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "nothing to repair yet: {body}"
+        );
+
+        // The form runs it and comes back to the page.
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/sync/verify/run",
+            Some("syncer=erp.customer"),
+        )
+        .await;
+        assert!(status.is_redirection(), "{status}");
+        let (_, page) = call(&app, "GET", "/sync/verify", None).await;
+        for expected in [
+            "id=\"verify-counts\"",
+            "data-kind=\"different\">1<",
+            "data-kind=\"missing\">1<",
+            "data-kind=\"orphan\">1<",
+            "data-kind=\"in_step\">1<",
+            "id=\"different\"",
+            "<code>/name</code>",
+            "Edited by hand",
+            "id=\"missing\"",
+            &format!("/sync/groups/{lost_group}"),
+            "data-remote-id=\"901\"",
+            "Made by hand",
+            "id=\"repair\"",
+            "id=\"delete-orphans\"",
+        ] {
+            assert!(page.contains(expected), "`{expected}` in {page}");
+        }
+        assert!(!page.contains("s3cret"), "no secret on the page");
+
+        // The same through the API.
+        let (status, body) = call(&app, "POST", "/sync/api/verify?syncer=erp.customer", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            report["counts"],
+            json!({"in_step": 1, "different": 1, "missing": 1, "orphan": 1, "unreadable": 0,
+                   "not_pushed": 0})
+        );
+        assert_eq!(report["clean"], json!(false));
+        remote.clear_requests();
+        let (status, body) = call(&app, "POST", "/sync/api/verify/repair", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let repaired: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            repaired["repaired"],
+            json!({"pushed_again": 1, "created_again": 1})
+        );
+        let (_, page) = call(&app, "GET", "/sync/verify", None).await;
+        assert!(page.contains("id=\"repaired\"") && !page.contains("id=\"repair\""));
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        assert!(
+            remote.requests_matching("DELETE", "").is_empty(),
+            "repair deletes nothing"
+        );
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+
+        let (status, _) = call(&app, "POST", "/sync/api/verify/delete-orphans", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "must be confirmed");
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/sync/api/verify/delete-orphans?confirm=yes",
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let deleted: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(deleted["orphans_deleted"]["deleted"], json!(1));
+        assert!(remote.record(CUSTOMERS, "901").is_none());
+
+        let (_, body) = call(&app, "POST", "/sync/api/verify?syncer=erp.customer", None).await;
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(report["clean"], json!(true), "{body}");
+        assert_eq!(report["counts"]["in_step"], json!(3));
+        let (status, body) = call(&app, "GET", "/sync/api/verify", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["clean"],
+            json!(true)
+        );
+        let (status, _) = call(&app, "POST", "/sync/api/verify?syncer=erp.custmer", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "an unknown syncer");
+    })
+    .await;
+}
