@@ -955,3 +955,128 @@ async fn the_dashboard_verify_page_shows_the_report_and_repairs_through_the_api(
     })
     .await;
 }
+
+/// A repair goes through the queue, so it survives a worker killed while it pushes it: the
+/// next worker finishes the job without a duplicate. The killed worker's update and create had
+/// reached the remote; the create is repeated with its idempotency key (the remote answers the
+/// first record again), the update is sent again; the remote ends with exactly one record per
+/// customer, the lost one recreated once under the new id its group now holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_repair_leaves_the_next_to_finish_it_without_duplicates() {
+    use std::time::Duration;
+    use sync_tests::cluster::{WorkerProcess, differences, wait_until_synced};
+
+    const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = engine(&t, &remote);
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = Vec::new();
+        for name in ["Untouched", "Edited", "Lost"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let (untouched, edited, lost) = (
+            remote_id(&t, ids[0]).await,
+            remote_id(&t, ids[1]).await,
+            remote_id(&t, ids[2]).await,
+        );
+        let mut record = remote.record(CUSTOMERS, &edited).unwrap();
+        record["email"] = json!("someone@else.example");
+        remote.put_record(CUSTOMERS, &edited, record);
+        assert!(remote.remove_record(CUSTOMERS, &lost));
+        let report = engine
+            .verify(&VerifyOptions::all().syncer("erp.customer"))
+            .await
+            .unwrap();
+        let repaired = sync_core::ops::repair(&t.db, &report, sync_core::now_ms())
+            .await
+            .unwrap();
+        assert_eq!((repaired.pushed_again, repaired.created_again), (1, 1));
+        remote.clear_requests();
+
+        // The worker's update and create reach the remote, which holds them until it is dead.
+        let mut hold = remote.hold(Some(&format!("/{CUSTOMERS}")));
+        let lease = [("SYNC_LEASE_SECS", "2"), ("SYNC_PUSH_TIMEOUT_SECS", "30")];
+        let doomed =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "doomed", dir.path(), &lease);
+        hold.arrived(2).await;
+        doomed.kill();
+        hold.release();
+        // The remote finishes what it received: the dead worker's create made a record whose id
+        // the database never learnt.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while remote.records(CUSTOMERS).len() < 3 || remote.requests().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the held pushes land");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first: Vec<_> = remote.requests_matching("", &format!("/{CUSTOMERS}"));
+        assert_eq!(first.len(), 2, "an update and a create: {first:?}");
+        let first_create = first
+            .iter()
+            .find(|r| r.method == "POST")
+            .expect("the dead worker's create")
+            .clone();
+        assert!(
+            t.group("erp.customer", ids[2])
+                .await
+                .unwrap()
+                .remote_id
+                .is_none()
+        );
+
+        let rescuer =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "rescuer", dir.path(), &lease);
+        wait_until_synced(&t.db, Duration::from_secs(30)).await;
+        rescuer.terminate(Duration::from_secs(10));
+
+        // Exactly the right records: no duplicate, the lost one once, under the id its group holds.
+        let records = remote.records(CUSTOMERS);
+        assert_eq!(records.len(), 3, "one record per customer: {records:?}");
+        let recreated = remote_id(&t, ids[2]).await;
+        assert_ne!(recreated, lost, "created again under a new id");
+        let mut expected = vec![untouched.clone(), edited.clone(), recreated.clone()];
+        expected.sort();
+        let mut held: Vec<String> = records.keys().cloned().collect();
+        held.sort();
+        assert_eq!(held, expected);
+        assert_eq!(records[&edited]["email"], json!("edited@example.com"));
+        assert_eq!(records[&recreated]["name"], json!("Lost"));
+        let creates = remote.requests_matching("POST", &format!("/{CUSTOMERS}"));
+        assert_eq!(creates.len(), 2, "the create, then its repeat: {creates:?}");
+        assert!(
+            creates[1..]
+                .iter()
+                .all(|r| r.replayed && r.idempotency_key == first_create.idempotency_key),
+            "the create was repeated with its key and answered from the first: {creates:?}"
+        );
+        assert!(
+            remote
+                .requests()
+                .iter()
+                .all(|r| !r.path.ends_with(&format!("/{untouched}")) || r.method == "GET"),
+            "the record in step was not pushed"
+        );
+        for id in &ids {
+            let g = t.group("erp.customer", *id).await.unwrap();
+            assert_eq!(
+                (g.state.as_str(), g.synced_version),
+                ("synced", g.version),
+                "{g:?}"
+            );
+        }
+        let problems = differences(
+            &t.db,
+            &registry(&remote.url(), &Arc::new(Knobs::default())),
+            &remote,
+        )
+        .await;
+        assert!(problems.is_empty(), "{problems:#?}");
+        let after = engine
+            .verify(&VerifyOptions::all().syncer("erp.customer"))
+            .await
+            .unwrap();
+        assert_eq!(after.count("in_step"), 3, "{after:#?}");
+    })
+    .await;
+}
