@@ -141,9 +141,13 @@ async fn serve(
     let stop_worker = CancellationToken::new();
     let mut mocks = Vec::new();
     let mut erp_for_hint = None;
+    // The dashboard's Verify page needs the syncers: those of the worker in this process, or
+    // those `ERP_URL` and `CRM_URL` describe, as for the worker binary.
+    let verify_with;
     let worker = match remotes {
         None => {
             println!("  worker    none here: run the `worker` binary beside this server");
+            verify_with = syncers::registry_from_env().ok();
             None
         }
         Some((erp_url, crm_url)) => {
@@ -164,6 +168,7 @@ async fn serve(
             let erp_url = remote("ERP", erp_url).await;
             let crm_url = remote("CRM", crm_url).await;
             let registry = syncers::registry(&erp_url, &crm_url)?;
+            verify_with = Some(registry.clone());
             let sources = example_app::sources::sources(&erp_url, &crm_url)?;
             let worker =
                 Worker::new(db.clone(), registry, WorkerSettings::default())?.with_sources(sources);
@@ -200,7 +205,16 @@ async fn serve(
     }
     println!("Ctrl-C stops.");
 
-    let dashboard = Dashboard::new(db.clone(), "/sync", Auth::bearer(token));
+    match &verify_with {
+        Some(_) => println!("Verify: {app}/sync/verify compares the remotes with the local data"),
+        None => println!(
+            "Verify: not on this dashboard (set ERP_URL and CRM_URL to give it the syncers)"
+        ),
+    }
+    let mut dashboard = Dashboard::new(db.clone(), "/sync", Auth::bearer(token));
+    if let Some(registry) = verify_with {
+        dashboard = dashboard.with_registry(registry);
+    }
     axum::serve(listener, api::app(db).nest("/sync", dashboard.router()))
         .with_graceful_shutdown(sync_worker::shutdown_signal())
         .await?;

@@ -113,7 +113,9 @@ pub use engine::{Engine, EngineConfig, Operation, Outcome, PassReport, RunOption
 pub use error::{Disposition, Error, Result};
 #[cfg(feature = "http")]
 #[doc(inline)]
-pub use http::{CreateMode, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
+pub use http::{
+    CreateMode, HttpRemote, HttpRemoteBuilder, Listing, Pagination, Secret, UpdateMethod,
+};
 #[doc(inline)]
 pub use key::RootKey;
 #[doc(inline)]

@@ -164,6 +164,9 @@ pub trait Syncer: Send + Sync + 'static {
     }
 
     /// Deletes the remote entity `remote_id`. Deleting what is already gone succeeds.
+    ///
+    /// [`Engine::delete_orphans`](crate::Engine::delete_orphans) calls it too, for a record no
+    /// group points at: then `cx.group()` has id 0, an empty root key and version 0.
     async fn delete(&self, cx: &PushContext<'_>, remote_id: &str) -> Result<()> {
         if let Some(table) = self.table() {
             return table.delete(remote_id).await;
@@ -244,6 +247,32 @@ pub trait Syncer: Send + Sync + 'static {
         #[cfg(not(feature = "http"))]
         {
             let _ = remote_id;
+            Err(no_remote(self))
+        }
+    }
+
+    /// Whether [`list`](Syncer::list) can list the remote collection, so that a verification
+    /// of the whole syncer also looks for orphans (records no group points at). The default:
+    /// whether the built-in remote has a [`listing`](crate::HttpRemoteBuilder::listing).
+    fn can_list(&self) -> bool {
+        #[cfg(feature = "http")]
+        return self.remote().is_some_and(|r| r.listing().is_some());
+        #[cfg(not(feature = "http"))]
+        false
+    }
+
+    /// Reads one page of the remote collection, for finding orphans
+    /// ([`Engine::verify`](crate::Engine::verify)): `page` is `None` for the first page, then
+    /// the [`next`](crate::verify::RemotePage::next) of the page before, until a page has none.
+    /// Called only when [`can_list`](Syncer::can_list); each call takes a token of the
+    /// syncer's [`Limits`](crate::Limits). The default reads the built-in remote's listing
+    /// ([`HttpRemote::list`]).
+    async fn list(&self, page: Option<&Value>) -> Result<crate::verify::RemotePage> {
+        #[cfg(feature = "http")]
+        return require_remote(self)?.list(page).await;
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = page;
             Err(no_remote(self))
         }
     }

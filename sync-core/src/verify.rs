@@ -14,11 +14,29 @@
 //!   (default: order matters);
 //! - objects nested in the payload are compared field by field, by the same rules.
 //!
-//! Each remote read takes a token of the syncer's [`Limits`](crate::Limits), like a push.
-//! Nothing is written: repairing is pushing again (a differing record: `resync`; a record the
-//! remote lost: `forget`, then the worker creates it again).
+//! # Orphans
+//!
+//! A syncer whose remote can be listed ([`Syncer::can_list`](crate::Syncer::can_list); the
+//! built-in remote with a [`listing`](crate::HttpRemoteBuilder::listing)) is also listed, page
+//! by page, when a verification covers the whole syncer (no [`group`](VerifyOptions::group),
+//! [`limit`](VerifyOptions::limit) or [`slice`](VerifyOptions::slice): a listing cannot be cut
+//! into the same parts as the groups, so a partial verification does not list). A listed record
+//! that no group points at is an *orphan* ([`Drift::Orphan`]): created by hand, left by a
+//! create whose answer was lost, or a record the framework deleted and the remote restored.
+//! Orphans are reported only when the listing reached its end; a listing that failed part way
+//! is reported as [`Drift::Unreadable`] and no orphan of that syncer is reported. The groups'
+//! remote ids are read again after the listing, so that a create recorded meanwhile does not
+//! make its record an orphan.
+//!
+//! Each remote read — a record, a page of the listing — takes a token of the syncer's
+//! [`Limits`](crate::Limits), like a push. Nothing is written: repairing is pushing again (a
+//! differing record: [`ops::repair`](crate::ops::repair) makes it due with its digest forgotten;
+//! a record the remote lost: its remote id forgotten, and the worker creates it again); orphans
+//! are deleted only when asked ([`Engine::delete_orphans`](crate::Engine::delete_orphans)).
 
 use serde_json::Value;
+
+use crate::RemoteId;
 
 /// How [`compare`] normalises values. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,9 +143,10 @@ fn same(local: &Value, remote: Option<&Value>, rules: &Comparison) -> bool {
     }
 }
 
-/// What verification found for one group.
+/// What verification found for one group (or, for an orphan, one remote record).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Drift {
     /// The remote holds what the current translation gives.
     InStep,
@@ -140,15 +159,23 @@ pub enum Drift {
     Missing,
     /// The group was never pushed (no remote id yet): nothing to compare.
     NotPushed,
-    /// The remote record or the translation could not be read.
+    /// The remote record, the translation or (for an entry with no group) the listing could
+    /// not be read.
     Unreadable {
         /// What went wrong.
         error: String,
     },
+    /// The remote holds this record (its id is the entry's
+    /// [`remote_id`](GroupDrift::remote_id)) and no group points at it. Found only by a
+    /// complete listing (see the [module documentation](self#orphans)).
+    Orphan {
+        /// The record as the listing gave it.
+        record: Value,
+    },
 }
 
 impl Drift {
-    /// `in_step`, `different`, `missing`, `not_pushed` or `unreadable`.
+    /// `in_step`, `different`, `missing`, `not_pushed`, `unreadable` or `orphan`.
     pub fn label(&self) -> &'static str {
         match self {
             Drift::InStep => "in_step",
@@ -156,14 +183,20 @@ impl Drift {
             Drift::Missing => "missing",
             Drift::NotPushed => "not_pushed",
             Drift::Unreadable { .. } => "unreadable",
+            Drift::Orphan { .. } => "orphan",
         }
     }
 }
 
-/// One group's verification.
+/// One group's verification, or one finding that concerns no group: an orphan (a remote
+/// record no group points at), or a listing that failed.
+///
+/// An entry with no group has `group_id` 0 (group ids start at 1), an empty `root_key` and
+/// `version` 0; an orphan's `remote_id` is its id on the remote. The attempt log records the
+/// deletion of orphans under the same group id 0.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GroupDrift {
-    /// `sync_groups.id`.
+    /// `sync_groups.id`; 0 for an entry with no group.
     pub group_id: i64,
     /// The syncer.
     pub syncer: String,
@@ -190,6 +223,9 @@ pub struct VerifyOptions {
     /// Only the groups whose id modulo `.0` is `.1`: one slice of `.0`, so that `.0` runs with
     /// the indexes `0..n` verify every group once (a scheduled, sampled verification).
     pub slice: Option<(u64, u64)>,
+    /// Read the groups only: list no remote collection, report no orphan (what `group`,
+    /// `limit` and `slice` imply).
+    pub groups_only: bool,
 }
 
 impl VerifyOptions {
@@ -222,17 +258,98 @@ impl VerifyOptions {
         self.slice = (of > 1).then_some((of, index % of.max(1)));
         self
     }
+
+    /// Reads the groups only: no listing, no orphans (a listing costs one request per page).
+    pub fn groups_only(mut self) -> Self {
+        self.groups_only = true;
+        self
+    }
+
+    /// Whether the syncers that can list are listed for orphans: when every group of the
+    /// syncers in scope is verified (no `group`, `limit` or `slice`) and not
+    /// [`groups_only`](Self::groups_only).
+    pub fn lists(&self) -> bool {
+        !self.groups_only && self.group.is_none() && self.limit.is_none() && self.slice.is_none()
+    }
+}
+
+/// How far a verification got, as [`Engine::verify_with_progress`](crate::Engine::verify_with_progress)
+/// reports it: after every group read, and after every page listed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyProgress {
+    /// Groups verified so far.
+    pub checked: u64,
+    /// Groups to verify.
+    pub total: u64,
+    /// Remote records listed so far (looking for orphans).
+    pub listed: u64,
+}
+
+/// One page of a remote collection ([`Syncer::list`](crate::Syncer::list)).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RemotePage {
+    /// The page's live records with their remote ids, in the remote's order.
+    pub records: Vec<(RemoteId, Value)>,
+    /// Where the next page starts (given back to the next `list` call); `None`: this is the
+    /// last page.
+    pub next: Option<Value>,
+}
+
+impl RemotePage {
+    /// A page of `records`, followed by the page at `next` (`None`: the last page).
+    pub fn new(records: Vec<(RemoteId, Value)>, next: Option<Value>) -> Self {
+        RemotePage { records, next }
+    }
+}
+
+/// What [`Engine::delete_orphans`](crate::Engine::delete_orphans) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct OrphansDeleted {
+    /// Orphans deleted on their remote.
+    pub deleted: u64,
+    /// Orphans left alone: a group points at them by now, or their syncer had creates in
+    /// flight (a listed record may be one of them; verify again when the workers are idle).
+    pub kept: u64,
+    /// The deletes that failed: `syncer remote-id: error`.
+    pub failed: Vec<String>,
 }
 
 /// The drift report: every verified group, and counts by kind.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct VerifyReport {
-    /// The groups, in id order.
+    /// The groups, in id order, then per listed syncer its orphans in the listing's order (or
+    /// its failed listing).
     pub groups: Vec<GroupDrift>,
+    /// The syncers whose remote collections were listed, and how each listing went.
+    pub listings: Vec<ListingReport>,
+}
+
+/// How the listing of one syncer's remote collection went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ListingReport {
+    /// The syncer.
+    pub syncer: String,
+    /// Pages read (one request each).
+    pub pages: u64,
+    /// Live records listed.
+    pub records: u64,
+    /// Whether the listing reached its end (only then are orphans reported).
+    pub complete: bool,
+}
+
+impl GroupDrift {
+    /// Whether the entry concerns a group (not an orphan or a failed listing).
+    pub fn has_group(&self) -> bool {
+        self.group_id > 0
+    }
 }
 
 impl VerifyReport {
-    /// How many groups found `label` (see [`Drift::label`]).
+    /// How many entries found `label` (see [`Drift::label`]).
     pub fn count(&self, label: &str) -> usize {
         self.groups
             .iter()
@@ -240,8 +357,15 @@ impl VerifyReport {
             .count()
     }
 
-    /// Whether the remote holds everything the framework pushed (no group different, missing
-    /// or unreadable).
+    /// The orphans: entries with [`Drift::Orphan`].
+    pub fn orphans(&self) -> impl Iterator<Item = &GroupDrift> {
+        self.groups
+            .iter()
+            .filter(|g| matches!(g.drift, Drift::Orphan { .. }))
+    }
+
+    /// Whether the remote holds everything the framework pushed and nothing else it should
+    /// have deleted (no group different, missing or unreadable, no orphan, no failed listing).
     pub fn is_clean(&self) -> bool {
         self.groups
             .iter()
@@ -349,12 +473,31 @@ mod tests {
         };
         let report = VerifyReport {
             groups: vec![group(Drift::InStep), group(Drift::NotPushed)],
+            ..VerifyReport::default()
         };
         assert!(report.is_clean());
         let report = VerifyReport {
             groups: vec![group(Drift::InStep), group(Drift::Missing)],
+            ..VerifyReport::default()
         };
         assert!(!report.is_clean());
         assert_eq!((report.count("in_step"), report.count("missing")), (1, 1));
+        let orphan = GroupDrift {
+            group_id: 0,
+            root_key: String::new(),
+            version: 0,
+            remote_id: Some("9".into()),
+            ..group(Drift::Orphan {
+                record: serde_json::json!({"id": 9}),
+            })
+        };
+        let report = VerifyReport {
+            groups: vec![group(Drift::InStep), orphan],
+            ..VerifyReport::default()
+        };
+        assert!(!report.is_clean(), "an orphan is drift");
+        assert_eq!(report.count("orphan"), 1);
+        assert_eq!(report.orphans().count(), 1);
+        assert!(!report.orphans().next().unwrap().has_group());
     }
 }

@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use sync_core::{CreateMode, Error, HttpRemote, HttpRemoteBuilder, Secret, UpdateMethod};
+use sync_core::{
+    CreateMode, Error, HttpRemote, HttpRemoteBuilder, Listing, Pagination, Secret, UpdateMethod,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "s3cret-token";
@@ -845,6 +847,180 @@ async fn nobody_listening_is_retryable() {
     assert!(!err.to_string().contains(TOKEN));
 }
 
+// --- listing ------------------------------------------------------------------------------
+
+/// The ids of a listed page.
+fn ids(page: &sync_core::verify::RemotePage) -> Vec<String> {
+    page.records
+        .iter()
+        .map(|(id, _)| id.as_str().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn list_reads_numbered_pages_at_pointers_and_leaves_tombstones_out() {
+    let (script, url) = Script::start(vec![
+        reply(200, json!({"data": [{"uid": "a"}, {"uid": 7}]})),
+        reply(200, json!({"data": [{"uid": "c", "gone": true}]})),
+    ])
+    .await;
+    let remote = builder(&url)
+        .listing(
+            Listing::new(Pagination::pages("page", "per_page", 2))
+                .records_pointer("/data")
+                .id_pointer("/uid")
+                .deleted_pointer("/gone")
+                .query("sort", "id"),
+        )
+        .build()
+        .unwrap();
+    let first = remote.list(None).await.unwrap();
+    assert_eq!(ids(&first), ["a", "7"]);
+    assert!(first.records[1].0.is_number(), "the id keeps its JSON type");
+    assert_eq!(first.next, Some(json!({"page": 2})));
+    let second = remote.list(first.next.as_ref()).await.unwrap();
+    assert!(second.records.is_empty(), "a tombstone is no live record");
+    assert_eq!(second.next, None, "a short page is the last");
+    let seen = script.seen();
+    let queries: Vec<&str> = seen.iter().map(|s| s.query.as_deref().unwrap()).collect();
+    assert_eq!(
+        queries,
+        ["sort=id&page=1&per_page=2", "sort=id&page=2&per_page=2"]
+    );
+    assert!(seen.iter().all(|s| s.line() == ("GET", "/api/contacts")));
+    assert!(
+        seen.iter()
+            .all(|s| s.header("authorization") == Some(&*format!("Bearer {TOKEN}")))
+    );
+    assert!(
+        seen.iter().all(|s| s.header("idempotency-key").is_none()),
+        "reads carry no key"
+    );
+}
+
+#[tokio::test]
+async fn list_follows_tokens_until_the_answer_says_no_more() {
+    let (script, url) = Script::start(vec![
+        reply(
+            200,
+            json!({"items": [{"id": 1}], "next": "t-2", "has_more": true}),
+        ),
+        reply(
+            200,
+            json!({"items": [{"id": 2}], "next": "t-3", "has_more": false}),
+        ),
+    ])
+    .await;
+    let remote = builder(&url)
+        .listing(Listing::new(Pagination::Token {
+            param: "cursor".into(),
+            next: "/next".into(),
+            more: Some("/has_more".into()),
+        }))
+        .build()
+        .unwrap();
+    let first = remote.list(None).await.unwrap();
+    assert_eq!(ids(&first), ["1"]);
+    let second = remote.list(first.next.as_ref()).await.unwrap();
+    assert_eq!((ids(&second), second.next), (vec!["2".to_owned()], None));
+    let queries: Vec<Option<String>> = script.seen().into_iter().map(|s| s.query).collect();
+    assert_eq!(queries, [None, Some("cursor=t-2".to_owned())]);
+}
+
+#[tokio::test]
+async fn list_follows_next_links_on_the_same_host_only() {
+    let (script, url) = Script::start(vec![
+        reply(
+            200,
+            json!({"records": [{"id": 1}], "links": {"next": "/api/contacts?after=1"}}),
+        ),
+        reply(
+            200,
+            json!({"records": [{"id": 2}], "links": {"next": null}}),
+        ),
+    ])
+    .await;
+    let in_body = builder(&url)
+        .listing(Listing::new(Pagination::link("/links/next")).records_pointer("/records"))
+        .build()
+        .unwrap();
+    let first = in_body.list(None).await.unwrap();
+    let second = in_body.list(first.next.as_ref()).await.unwrap();
+    assert_eq!(
+        (ids(&first), ids(&second)),
+        (vec!["1".to_owned()], vec!["2".to_owned()])
+    );
+    assert_eq!(second.next, None);
+    assert_eq!(script.seen()[1].query.as_deref(), Some("after=1"));
+
+    // In the `Link` header, as GitHub answers.
+    let (script, url) = Script::start(vec![
+        reply(200, json!([{"id": 1}])).header(
+            "link",
+            "</api/contacts?page=1>; rel=\"prev\", </api/contacts?page=3>; rel=\"next\"",
+        ),
+        reply(200, json!([{"id": 3}])),
+    ])
+    .await;
+    let in_header = builder(&url)
+        .listing(Listing::new(Pagination::link_header()))
+        .build()
+        .unwrap();
+    let first = in_header.list(None).await.unwrap();
+    let second = in_header.list(first.next.as_ref()).await.unwrap();
+    assert_eq!((ids(&second), second.next), (vec!["3".to_owned()], None));
+    assert_eq!(script.seen()[1].query.as_deref(), Some("page=3"));
+
+    // A link elsewhere would take the credential along: refused, nothing sent there.
+    let (_, url) = Script::start(vec![reply(
+        200,
+        json!({"records": [], "links": {"next": "http://127.0.0.2:1/steal"}}),
+    )])
+    .await;
+    let elsewhere = builder(&url)
+        .listing(Listing::new(Pagination::link("/links/next")).records_pointer("/records"))
+        .build()
+        .unwrap();
+    let err = elsewhere.list(None).await.unwrap_err();
+    assert_permanent(&err, None);
+    assert!(err.to_string().contains("not followed"), "{err}");
+    let err = elsewhere
+        .list(Some(&json!({"link": "http://127.0.0.2:1/steal"})))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not followed"), "{err}");
+}
+
+#[tokio::test]
+async fn list_says_what_is_wrong_with_an_answer() {
+    let (_, url) = Script::start(vec![
+        reply(200, json!({"total": 3})),
+        reply(200, json!([{"name": "no id"}])),
+        reply(503, json!({"error": "busy"})),
+    ])
+    .await;
+    let remote = builder(&url)
+        .listing(Listing::new(Pagination::pages("page", "limit", 10)))
+        .build()
+        .unwrap();
+    let err = remote.list(None).await.unwrap_err();
+    assert!(
+        err.to_string().contains("holds no array of records"),
+        "{err}"
+    );
+    let err = remote.list(None).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("record 0 has no string or number id at `/id`"),
+        "{err}"
+    );
+    assert_retryable(&remote.list(None).await.unwrap_err(), Some(503));
+    match self::remote(&url).list(None).await {
+        Err(Error::Config(message)) => assert!(message.contains("has no listing"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 // --- configuration ------------------------------------------------------------------------
 
 #[test]
@@ -883,6 +1059,14 @@ fn build_says_what_is_wrong() {
     );
     assert!(
         err(at("http://h").connect_timeout(Duration::ZERO)).contains("connect timeout is zero")
+    );
+    assert!(
+        err(at("http://h").listing(Listing::new(Pagination::pages("p", "l", 0))))
+            .contains("the remote's listing: pagination asks for pages of 0 records")
+    );
+    assert!(
+        err(at("http://h").listing(Listing::new(Pagination::link("next"))))
+            .contains("the link's `next` pointer `next` must be a JSON pointer")
     );
 
     for ok in [

@@ -256,22 +256,32 @@ pub enum Command {
     },
     /// Read what the remotes hold for the pushed groups and compare it with the current
     /// translations: in step, different (with the fields), missing (the remote lost it),
-    /// unreadable. Writes nothing; exits non-zero when anything differs, is missing or could not
-    /// be read. Each read obeys the syncer's rate limits.
+    /// unreadable; and, for the syncers whose remote can be listed, orphans (records the remote
+    /// holds that no group points at; looked for only when whole syncers are verified, not with
+    /// `--group` or `--limit`). Writes nothing unless asked to repair; exits non-zero when
+    /// anything differs, is missing, is an orphan or could not be read. Each read (a record, a
+    /// page of a listing) obeys the syncer's rate limits.
     Verify {
         /// Only this syncer.
         #[arg(long)]
         syncer: Option<String>,
-        /// Only this group.
+        /// Only this group (no listing, no orphans).
         #[arg(long)]
         group: Option<i64>,
-        /// At most this many groups (lowest ids first).
+        /// At most this many groups, lowest ids first (no listing, no orphans).
         #[arg(long)]
         limit: Option<u64>,
+        /// Read the groups only: list no remote collection, look for no orphans.
+        #[arg(long)]
+        groups_only: bool,
         /// Queue the repairs: differing records pushed again, missing ones created again (the
-        /// running workers push them; run `verify` again afterwards).
+        /// running workers push them; run `verify` again afterwards). Orphans are left alone.
         #[arg(long)]
         repair: bool,
+        /// With `--repair`: also delete the orphans on their remotes, now (under the syncers'
+        /// rate limits), each deletion written to the attempt log.
+        #[arg(long, requires = "repair")]
+        delete_orphans: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -505,7 +515,9 @@ where
             syncer,
             group,
             limit,
+            groups_only,
             repair,
+            delete_orphans,
             json,
         } => {
             let mut options = sync_core::verify::VerifyOptions::all();
@@ -518,7 +530,16 @@ where
             if let Some(limit) = limit {
                 options = options.limit(limit);
             }
-            ops::verify(&db, registry()?, settings, &options, repair, json).await
+            if groups_only {
+                options = options.groups_only();
+            }
+            let request = ops::VerifyRequest {
+                options,
+                repair,
+                delete_orphans,
+                json,
+            };
+            ops::verify(&db, registry()?, settings, &request).await
         }
     }
 }

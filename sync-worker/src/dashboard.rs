@@ -15,6 +15,17 @@
 //! `POST api/groups/{id}/retry`, `POST api/groups/{id}/forget`, `POST api/syncers/{name}/run`,
 //! `POST api/syncers/{name}/resync`.
 //!
+//! With the syncers ([`Dashboard::with_registry`]), the *Verify* page (`verify`) runs a
+//! verification of every syncer or of one (see [`sync_core::verify`]) and shows its report:
+//! the counts per kind, the differing groups with their fields, the missing records, the
+//! orphans and what could not be read, with a *Repair* button (differing records pushed again,
+//! missing ones created again, through the queue: [`ops::repair`]) and a separate *Delete
+//! orphans* action that must be confirmed ([`Engine::delete_orphans`](sync_core::Engine::delete_orphans)).
+//! In JSON: `POST api/verify?syncer=NAME` runs one (the answer is the report), `GET api/verify`
+//! is the last report, `POST api/verify/repair` repairs it, `POST
+//! api/verify/delete-orphans?confirm=yes` deletes its orphans. The last report is kept in this
+//! process (one verification runs at a time); the request that runs it waits for it to end.
+//!
 //! Every route is behind the [`Auth`] guard: a bearer token in the `Authorization` header (for
 //! scripts) or in a cookie set by the login form (for browsers). Pages show data and errors, never
 //! credentials.
@@ -31,8 +42,9 @@ use maud::{DOCTYPE, Markup, html};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 use serde_json::json;
-use sync_core::ops::{self, ForgetScope, RetryScope};
-use sync_core::{Secret, now_ms};
+use sync_core::ops::{self, ForgetScope, Repaired, RetryScope};
+use sync_core::verify::{Drift, OrphansDeleted, VerifyOptions, VerifyReport};
+use sync_core::{Engine, EngineConfig, Registry, Secret, now_ms};
 
 use crate::format::age;
 
@@ -116,6 +128,22 @@ pub struct Dashboard {
     db: DatabaseConnection,
     base: String,
     auth: Auth,
+    /// The syncers, for verification; `None`: the Verify page says it is not configured.
+    registry: Option<Registry>,
+    /// The last verification and what was done about it: written by the verify routes (one
+    /// at a time, under this lock), read by the page.
+    last: Arc<tokio::sync::Mutex<LastVerify>>,
+}
+
+/// The last verification this dashboard ran.
+#[derive(Debug, Default)]
+struct LastVerify {
+    report: Option<VerifyReport>,
+    /// Its syncer (`None`: all).
+    syncer: Option<String>,
+    at: i64,
+    repaired: Option<Repaired>,
+    orphans_deleted: Option<OrphansDeleted>,
 }
 
 impl Dashboard {
@@ -125,7 +153,16 @@ impl Dashboard {
             db,
             base: base_path.trim_end_matches('/').to_owned(),
             auth,
+            registry: None,
+            last: Arc::default(),
         }
+    }
+
+    /// Gives the dashboard the syncers, so that its Verify page can read what the remotes
+    /// hold and repair drift. Without them the page says verification is not configured.
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// The overview's path.
@@ -149,6 +186,13 @@ impl Dashboard {
             .route("/syncers/{name}/resync", post(resync_form))
             .route("/sources/{name}/run", post(source_run_form))
             .route("/sources/{name}/full", post(source_full_form))
+            .route("/verify", get(verify_page))
+            .route("/verify/run", post(verify_run_form))
+            .route("/verify/repair", post(verify_repair_form))
+            .route("/verify/delete-orphans", post(verify_delete_form))
+            .route("/api/verify", get(api_verify_last).post(api_verify_run))
+            .route("/api/verify/repair", post(api_verify_repair))
+            .route("/api/verify/delete-orphans", post(api_verify_delete))
             .route("/api/status", get(api_status))
             .route("/api/groups", get(api_groups))
             .route("/api/groups/{id}", get(api_group))
@@ -218,7 +262,10 @@ fn page(d: &Dashboard, title: &str, body: Markup) -> Markup {
                 style { (maud::PreEscaped(STYLE)) }
             }
             body {
-                header { a href=(d.home()) { "sync" } " · " (title) }
+                header {
+                    a href=(d.home()) { "sync" } " · " (title)
+                    nav { a href={ (d.base) "/verify" } { "Verify" } }
+                }
                 main { (body) }
             }
         }
@@ -226,7 +273,7 @@ fn page(d: &Dashboard, title: &str, body: Markup) -> Markup {
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:0;color:#222}header{background:#223;color:#fff;padding:.6em 1em}\
-header a{color:#fff;text-decoration:none;font-weight:bold}main{padding:1em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
+header a{color:#fff;text-decoration:none;font-weight:bold}header nav{float:right}main{padding:1em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
 th,td{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f4f4f6}\
 .dead{color:#a00;font-weight:bold}.failed{color:#b60}.synced{color:#070}.pending{color:#036}\
 .error{font-family:monospace;white-space:pre-wrap;max-width:60em}pre{background:#f6f6f8;padding:.6em;overflow:auto}\
@@ -621,5 +668,401 @@ fn source_request(result: sync_core::Result<()>, what: &str) -> Response {
             (StatusCode::NOT_FOUND, Json(json!({"error": message}))).into_response()
         }
         Err(error) => Failure(error).into_response(),
+    }
+}
+
+// --- verification ------------------------------------------------------------------------
+
+const NOT_CONFIGURED: &str = "Verification is not configured on this dashboard: it needs the \
+syncers, which the application gives it with `Dashboard::with_registry`.";
+
+/// What a verify route could not do.
+enum VerifyRefusal {
+    /// No registry.
+    NotConfigured,
+    /// A verification is running.
+    Busy,
+    /// Nothing verified yet.
+    NoReport,
+    /// Bad input (an unknown syncer, no confirmation).
+    Bad(String),
+    /// The database or the remote failed.
+    Failed(sync_core::Error),
+}
+
+impl VerifyRefusal {
+    fn status_and_message(self) -> Result<(StatusCode, String), sync_core::Error> {
+        Ok(match self {
+            VerifyRefusal::NotConfigured => (StatusCode::NOT_IMPLEMENTED, NOT_CONFIGURED.into()),
+            VerifyRefusal::Busy => (
+                StatusCode::CONFLICT,
+                "a verification is running; try again when it ended".into(),
+            ),
+            VerifyRefusal::NoReport => (
+                StatusCode::CONFLICT,
+                "nothing verified yet: run a verification first".into(),
+            ),
+            VerifyRefusal::Bad(message) => (StatusCode::BAD_REQUEST, message),
+            VerifyRefusal::Failed(sync_core::Error::Config(message)) => {
+                (StatusCode::BAD_REQUEST, message)
+            }
+            VerifyRefusal::Failed(error) => return Err(error),
+        })
+    }
+
+    fn into_json(self) -> Response {
+        match self.status_and_message() {
+            Ok((status, message)) => (status, Json(json!({"error": message}))).into_response(),
+            Err(error) => Failure(error).into_response(),
+        }
+    }
+
+    fn into_page(self, d: &Dashboard) -> Response {
+        match self.status_and_message() {
+            Ok((status, message)) => (
+                status,
+                page(
+                    d,
+                    "verify",
+                    html! { p id="verify-error" { (message) } a href={ (d.base) "/verify" } { "Back" } },
+                ),
+            )
+                .into_response(),
+            Err(error) => Failure(error).into_response(),
+        }
+    }
+}
+
+impl From<sync_core::Error> for VerifyRefusal {
+    fn from(error: sync_core::Error) -> Self {
+        VerifyRefusal::Failed(error)
+    }
+}
+
+#[derive(Deserialize)]
+struct VerifyForm {
+    syncer: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    confirm: Option<String>,
+}
+
+impl Dashboard {
+    fn engine(&self) -> Result<Engine, VerifyRefusal> {
+        let registry = self.registry.clone().ok_or(VerifyRefusal::NotConfigured)?;
+        Ok(Engine::new(
+            self.db.clone(),
+            registry,
+            EngineConfig::default(),
+        )?)
+    }
+
+    /// Runs a verification of `syncer` (all when `None` or empty) and keeps its report.
+    async fn run_verify(&self, syncer: Option<String>) -> Result<(), VerifyRefusal> {
+        let engine = self.engine()?;
+        let syncer = syncer.filter(|s| !s.trim().is_empty());
+        let mut last = self.last.try_lock().map_err(|_| VerifyRefusal::Busy)?;
+        let mut options = VerifyOptions::all();
+        if let Some(name) = &syncer {
+            options = options.syncer(name.clone());
+        }
+        let report = engine.verify(&options).await?;
+        *last = LastVerify {
+            report: Some(report),
+            syncer,
+            at: now_ms(),
+            repaired: None,
+            orphans_deleted: None,
+        };
+        Ok(())
+    }
+
+    /// Queues the repair of the last report's differing and missing groups.
+    async fn repair_last(&self) -> Result<Repaired, VerifyRefusal> {
+        if self.registry.is_none() {
+            return Err(VerifyRefusal::NotConfigured);
+        }
+        let mut last = self.last.try_lock().map_err(|_| VerifyRefusal::Busy)?;
+        let report = last.report.as_ref().ok_or(VerifyRefusal::NoReport)?;
+        let repaired = ops::repair(&self.db, report, now_ms()).await?;
+        last.repaired = Some(repaired);
+        Ok(repaired)
+    }
+
+    /// Deletes the last report's orphans, when `confirm` is `yes`.
+    async fn delete_last_orphans(
+        &self,
+        confirm: Option<&str>,
+    ) -> Result<OrphansDeleted, VerifyRefusal> {
+        let engine = self.engine()?;
+        if confirm != Some("yes") {
+            return Err(VerifyRefusal::Bad(
+                "deleting orphans must be confirmed (`confirm=yes`): it deletes records on the \
+                 remotes"
+                    .into(),
+            ));
+        }
+        let mut last = self.last.try_lock().map_err(|_| VerifyRefusal::Busy)?;
+        let report = last.report.as_ref().ok_or(VerifyRefusal::NoReport)?;
+        let deleted = engine.delete_orphans(report).await?;
+        last.orphans_deleted = Some(deleted.clone());
+        Ok(deleted)
+    }
+}
+
+/// The report's counts per kind.
+fn counts(report: &VerifyReport) -> serde_json::Value {
+    let mut counts = serde_json::Map::new();
+    for kind in KINDS {
+        counts.insert(kind.to_owned(), json!(report.count(kind)));
+    }
+    serde_json::Value::Object(counts)
+}
+
+const KINDS: [&str; 6] = [
+    "in_step",
+    "different",
+    "missing",
+    "orphan",
+    "unreadable",
+    "not_pushed",
+];
+
+fn last_json(last: &LastVerify) -> serde_json::Value {
+    let Some(report) = &last.report else {
+        return json!(null);
+    };
+    json!({
+        "syncer": last.syncer,
+        "verified_at": last.at,
+        "clean": report.is_clean(),
+        "counts": counts(report),
+        "groups": report.groups,
+        "listings": report.listings,
+        "repaired": last.repaired,
+        "orphans_deleted": last.orphans_deleted,
+    })
+}
+
+async fn verify_page(State(d): Shared) -> Markup {
+    let Some(registry) = &d.registry else {
+        return page(
+            &d,
+            "verify",
+            html! { p id="verify-not-configured" class="failed" { (NOT_CONFIGURED) } },
+        );
+    };
+    let now = now_ms();
+    let last = d.last.try_lock();
+    let chosen = last.as_ref().ok().and_then(|l| l.syncer.clone());
+    page(
+        &d,
+        "verify",
+        html! {
+            form method="post" action={ (d.base) "/verify/run" } {
+                label { "Syncer "
+                    select name="syncer" {
+                        option value="" { "all" }
+                        @for name in registry.names() {
+                            option value=(name) selected[chosen.as_deref() == Some(name.as_str())] { (name) }
+                        }
+                    }
+                }
+                " " button id="run-verify" { "Verify" }
+            }
+            p { "Reads what the remote holds for every pushed record (one GET each) and, for the syncers \
+                 whose remote can be listed, lists the collection looking for orphans (one GET per \
+                 page), all under each syncer's rate limits. Nothing is written until you repair." }
+            @match &last {
+                Err(_) => { p id="verify-running" { "A verification is running…" } }
+                Ok(last) => {
+                    @match &last.report {
+                        None => { p { "Nothing verified yet." } }
+                        Some(report) => { (report_markup(&d, last, report, now)) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn report_markup(d: &Dashboard, last: &LastVerify, report: &VerifyReport, now: i64) -> Markup {
+    let of = |kind: &str| {
+        report
+            .groups
+            .iter()
+            .filter(move |g| g.drift.label() == kind)
+            .collect::<Vec<_>>()
+    };
+    let (different, missing, orphans, unreadable) = (
+        of("different"),
+        of("missing"),
+        of("orphan"),
+        of("unreadable"),
+    );
+    let group_cell = |g: &sync_core::verify::GroupDrift| {
+        html! {
+            @if g.has_group() { a href={ (d.base) "/groups/" (g.group_id) } { "#" (g.group_id) } }
+            @else { "-" }
+        }
+    };
+    html! {
+        h2 { "Report" }
+        p id="verify-scope" {
+            (last.syncer.as_deref().map_or("every syncer".to_owned(), |s| format!("`{s}`")))
+            ", " (age(now - last.at)) " ago: "
+            @if report.is_clean() { span class="synced" { "in step" } } @else { span class="dead" { "drift" } }
+        }
+        table id="verify-counts" {
+            tr { @for kind in KINDS { th { (kind.replace('_', " ")) } } }
+            tr { @for kind in KINDS { td data-kind=(kind) { (report.count(kind)) } } }
+        }
+        @if !report.listings.is_empty() {
+            table id="listings" {
+                tr { th { "listed syncer" } th { "pages" } th { "records" } th { "complete" } }
+                @for l in &report.listings {
+                    tr { td { (l.syncer) } td { (l.pages) } td { (l.records) }
+                         td class=(if l.complete { "synced" } else { "dead" }) { (if l.complete { "yes" } else { "no: orphans not reported" }) } }
+                }
+            }
+        }
+        @if !different.is_empty() {
+            h3 { "Different" }
+            table id="different" {
+                tr { th { "group" } th { "syncer" } th { "root" } th { "remote id" } th { "field" } th { "here" } th { "on the remote" } }
+                @for g in &different {
+                    @if let Drift::Different { fields } = &g.drift {
+                        @for f in fields {
+                            tr data-group=(g.group_id) {
+                                td { (group_cell(g)) } td { (g.syncer) } td { (g.root_key) }
+                                td { (g.remote_id.as_deref().unwrap_or("-")) }
+                                td { code { (f.path) } }
+                                td class="error" { (f.local.to_string()) }
+                                td class="error" { (f.remote.as_ref().map_or_else(|| "(absent)".to_owned(), ToString::to_string)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !missing.is_empty() {
+            h3 { "Missing on the remote" }
+            table id="missing" {
+                tr { th { "group" } th { "syncer" } th { "root" } th { "remote id" } }
+                @for g in &missing {
+                    tr data-group=(g.group_id) { td { (group_cell(g)) } td { (g.syncer) } td { (g.root_key) } td { (g.remote_id.as_deref().unwrap_or("-")) } }
+                }
+            }
+        }
+        @if !orphans.is_empty() {
+            h3 { "Orphans: on the remote, no group points at them" }
+            table id="orphans" {
+                tr { th { "syncer" } th { "remote id" } th { "record" } }
+                @for g in &orphans {
+                    tr data-remote-id=(g.remote_id.as_deref().unwrap_or("")) {
+                        td { (g.syncer) } td { (g.remote_id.as_deref().unwrap_or("-")) }
+                        td { @if let Drift::Orphan { record } = &g.drift { pre { (serde_json::to_string_pretty(record).unwrap_or_default()) } } }
+                    }
+                }
+            }
+        }
+        @if !unreadable.is_empty() {
+            h3 { "Could not be read" }
+            table id="unreadable" {
+                tr { th { "group" } th { "syncer" } th { "root" } th { "error" } }
+                @for g in &unreadable {
+                    tr { td { (group_cell(g)) } td { (g.syncer) } td { (if g.has_group() { g.root_key.as_str() } else { "(listing)" }) }
+                         td class="error" { @if let Drift::Unreadable { error } = &g.drift { (error) } } }
+                }
+            }
+        }
+        @match &last.repaired {
+            Some(r) => {
+                p id="repaired" { "Repair queued: " (r.pushed_again) " to push again, " (r.created_again) " to create again; the workers push them. Verify again afterwards." }
+            }
+            None => {
+                @if !different.is_empty() || !missing.is_empty() {
+                    form method="post" action={ (d.base) "/verify/repair" } {
+                        button id="repair" title="Differing records pushed again, missing ones created again, through the queue" {
+                            "Repair (" (different.len()) " to push again, " (missing.len()) " to create again)"
+                        }
+                    }
+                }
+            }
+        }
+        @match &last.orphans_deleted {
+            Some(o) => {
+                p id="orphans-deleted" { "Orphans: " (o.deleted) " deleted, " (o.kept) " kept, " (o.failed.len()) " failed." }
+                @for failure in &o.failed { p class="error" { (failure) } }
+            }
+            None => {
+                @if !orphans.is_empty() {
+                    form method="post" action={ (d.base) "/verify/delete-orphans" } {
+                        label { input type="checkbox" name="confirm" value="yes" required;
+                            " delete these " (orphans.len()) " record(s) on their remotes (this cannot be undone)" }
+                        " " button id="delete-orphans" { "Delete orphans" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn verify_run_form(State(d): Shared, Form(form): Form<VerifyForm>) -> Response {
+    match d.run_verify(form.syncer).await {
+        Ok(()) => Redirect::to(&format!("{}/verify", d.base)).into_response(),
+        Err(refusal) => refusal.into_page(&d),
+    }
+}
+
+async fn verify_repair_form(State(d): Shared, headers: HeaderMap) -> Response {
+    match d.repair_last().await {
+        Ok(_) => back(&d, &headers).into_response(),
+        Err(refusal) => refusal.into_page(&d),
+    }
+}
+
+async fn verify_delete_form(
+    State(d): Shared,
+    headers: HeaderMap,
+    Form(form): Form<ConfirmForm>,
+) -> Response {
+    match d.delete_last_orphans(form.confirm.as_deref()).await {
+        Ok(_) => back(&d, &headers).into_response(),
+        Err(refusal) => refusal.into_page(&d),
+    }
+}
+
+async fn api_verify_run(State(d): Shared, Query(q): Query<VerifyForm>) -> Response {
+    if let Err(refusal) = d.run_verify(q.syncer).await {
+        return refusal.into_json();
+    }
+    api_verify_last(State(d)).await
+}
+
+async fn api_verify_last(State(d): Shared) -> Response {
+    if d.registry.is_none() {
+        return VerifyRefusal::NotConfigured.into_json();
+    }
+    match d.last.try_lock() {
+        Ok(last) if last.report.is_some() => Json(last_json(&last)).into_response(),
+        Ok(_) => VerifyRefusal::NoReport.into_json(),
+        Err(_) => VerifyRefusal::Busy.into_json(),
+    }
+}
+
+async fn api_verify_repair(State(d): Shared) -> Response {
+    match d.repair_last().await {
+        Ok(repaired) => Json(json!({"repaired": repaired})).into_response(),
+        Err(refusal) => refusal.into_json(),
+    }
+}
+
+async fn api_verify_delete(State(d): Shared, Query(q): Query<ConfirmForm>) -> Response {
+    match d.delete_last_orphans(q.confirm.as_deref()).await {
+        Ok(deleted) => Json(json!({"orphans_deleted": deleted})).into_response(),
+        Err(refusal) => refusal.into_json(),
     }
 }

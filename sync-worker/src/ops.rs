@@ -568,27 +568,65 @@ pub(crate) async fn plan_source(
     Ok(())
 }
 
-/// `verify`: the drift report, one line per group that is not in step, then the counts, and with
-/// `repair` the repairs queued ([`ops::repair`]). Fails with [`Error::Incomplete`] when anything
-/// differs, is missing or could not be read (with `repair`: could not be read).
+/// What `verify` is asked to do.
+#[derive(Debug)]
+pub(crate) struct VerifyRequest {
+    pub(crate) options: sync_core::verify::VerifyOptions,
+    pub(crate) repair: bool,
+    pub(crate) delete_orphans: bool,
+    pub(crate) json: bool,
+}
+
+/// `verify`: the drift report, one line per group that is not in step and per orphan, then the
+/// counts, and with `repair` the repairs queued ([`ops::repair`]) and, with `delete_orphans`,
+/// the orphans deleted ([`sync_core::Engine::delete_orphans`]). A progress bar on a terminal
+/// (lines otherwise), none with `--json`. Fails with [`Error::Incomplete`] when anything
+/// differs, is missing, is an orphan or could not be read (with `repair`: when something could
+/// not be read, or orphans are left).
 pub(crate) async fn verify(
     db: &DatabaseConnection,
     registry: Registry,
     settings: WorkerSettings,
-    options: &sync_core::verify::VerifyOptions,
-    repair: bool,
-    json: bool,
+    request: &VerifyRequest,
 ) -> Result<()> {
     use sync_core::verify::Drift;
     let engine = sync_core::Engine::new(db.clone(), registry, settings.engine)?;
-    let report = engine.verify(options).await?;
-    let repaired = if repair {
+    let shown = std::sync::Mutex::new(Progress::new("verify", 0, request.json));
+    let report = engine
+        .verify_with_progress(&request.options, |p| {
+            let mut shown = shown.lock().expect("progress");
+            shown.set_total(p.total);
+            if p.listed > 0 {
+                shown.set(
+                    p.checked,
+                    &format!("groups checked, {} remote records listed", p.listed),
+                );
+            } else {
+                shown.set(p.checked, "groups checked");
+            }
+        })
+        .await;
+    let shown = shown.into_inner().expect("progress");
+    let report = report?;
+    shown.finish(report.groups.len() as u64, "checked");
+    let repaired = if request.repair {
         Some(ops::repair(db, &report, now_ms()).await?)
     } else {
         None
     };
-    if json {
-        print_json(&json!({"groups": report.groups, "repaired": repaired}))?;
+    let deleted = if request.repair && request.delete_orphans {
+        Some(engine.delete_orphans(&report).await?)
+    } else {
+        None
+    };
+    let orphans = report.count("orphan");
+    if request.json {
+        print_json(&json!({
+            "groups": report.groups,
+            "listings": report.listings,
+            "repaired": repaired,
+            "orphans_deleted": deleted,
+        }))?;
     } else {
         for g in &report.groups {
             let what = match &g.drift {
@@ -606,24 +644,57 @@ pub(crate) async fn verify(
                     .join("; "),
                 Drift::Missing => "the remote has no such record".to_owned(),
                 Drift::Unreadable { error } => error.clone(),
+                Drift::Orphan { record } => {
+                    let mut held = record.to_string();
+                    if let Some((cut, _)) = held.char_indices().nth(120) {
+                        held.truncate(cut);
+                        held.push('…');
+                    }
+                    format!("no group points at it; it holds {held}")
+                }
+                other => format!("{other:?}"),
             };
+            if g.has_group() {
+                say!(
+                    "{:<10} {:<20} {:<12} group {} remote id {}: {what}",
+                    g.drift.label(),
+                    g.syncer,
+                    g.root_key,
+                    g.group_id,
+                    g.remote_id.as_deref().unwrap_or("-")
+                );
+            } else {
+                say!(
+                    "{:<10} {:<20} {:<12} remote id {}: {what}",
+                    g.drift.label(),
+                    g.syncer,
+                    "(no group)",
+                    g.remote_id.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        for l in &report.listings {
             say!(
-                "{:<10} {:<20} {:<12} group {} remote id {}: {what}",
-                g.drift.label(),
-                g.syncer,
-                g.root_key,
-                g.group_id,
-                g.remote_id.as_deref().unwrap_or("-")
+                "listed {}: {} record(s) in {} page(s){}",
+                l.syncer,
+                l.records,
+                l.pages,
+                if l.complete {
+                    ""
+                } else {
+                    " (incomplete: no orphan reported)"
+                }
             );
         }
         say!(
-            "verify: {} group(s): {} in step, {} different, {} missing, {} unreadable, {} not pushed yet",
-            report.groups.len(),
+            "verify: {} group(s): {} in step, {} different, {} missing, {} unreadable, {} not pushed yet; {} orphan(s)",
+            report.groups.iter().filter(|g| g.has_group()).count(),
             report.count("in_step"),
             report.count("different"),
             report.count("missing"),
             report.count("unreadable"),
             report.count("not_pushed"),
+            orphans,
         );
         if let Some(r) = &repaired {
             say!(
@@ -632,22 +703,63 @@ pub(crate) async fn verify(
                 r.created_again
             );
         }
+        match &deleted {
+            Some(d) => {
+                say!(
+                    "orphans: {} deleted, {} kept, {} failed",
+                    d.deleted,
+                    d.kept,
+                    d.failed.len()
+                );
+                for failure in &d.failed {
+                    say!("  {failure}");
+                }
+            }
+            None if orphans > 0 => say!(
+                "orphans are left alone; `verify --repair --delete-orphans` deletes them on their remotes"
+            ),
+            None => {}
+        }
     }
     let unreadable = report.count("unreadable");
-    if report.is_clean() || (repaired.is_some() && unreadable == 0) {
+    if report.is_clean() {
         return Ok(());
     }
     if repaired.is_some() {
+        let mut left = Vec::new();
+        if unreadable > 0 {
+            left.push(format!(
+                "{unreadable} could not be verified (see their errors above)"
+            ));
+        }
+        match &deleted {
+            None if orphans > 0 => left.push(format!(
+                "{orphans} orphan(s) are left on the remote (`--delete-orphans` deletes them)"
+            )),
+            Some(d) if d.kept > 0 || !d.failed.is_empty() => left.push(format!(
+                "{} orphan(s) were not deleted ({} kept, {} failed)",
+                d.kept + d.failed.len() as u64,
+                d.kept,
+                d.failed.len()
+            )),
+            _ => {}
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
         return Err(Error::Incomplete(format!(
-            "{unreadable} group(s) could not be verified (see their errors above); the others' repairs are queued"
+            "{}; the other repairs are queued",
+            left.join("; ")
         )));
     }
     Err(Error::Incomplete(format!(
-        "the remotes differ from the local data: {} different, {} missing, {} unreadable; \
-         push the current data again with `resync --syncer NAME`; have a record the remote lost \
-         created again with `forget --group ID`",
+        "the remotes differ from the local data: {} different, {} missing, {} orphan(s), {} \
+         unreadable; `verify --repair` queues the fix (push the current data again, as \
+         `resync --syncer NAME` does; have a record the remote lost created again, as \
+         `forget --group ID` does), and with `--delete-orphans` deletes the orphans",
         report.count("different"),
         report.count("missing"),
-        report.count("unreadable"),
+        orphans,
+        unreadable,
     )))
 }

@@ -54,18 +54,32 @@ impl Progress {
 
     #[cfg(feature = "progress")]
     fn bar(total: u64) -> Shown {
-        {
-            let bar = ProgressBar::new(total);
-            let template = if total > 0 {
-                "{bar:40} {pos}/{len} {msg} ({eta} left)"
-            } else {
-                "{spinner} {pos} {msg}"
-            };
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            Shown::Bar(bar)
+        let bar = ProgressBar::new(total);
+        bar.set_style(Self::style(total));
+        Shown::Bar(bar)
+    }
+
+    /// A bar towards a known total, a spinner otherwise.
+    #[cfg(feature = "progress")]
+    fn style(total: u64) -> ProgressStyle {
+        let template = if total > 0 {
+            "{bar:40} {pos}/{len} {msg} ({eta} left)"
+        } else {
+            "{spinner} {pos} {msg}"
+        };
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    }
+
+    /// Sets the total, once it is known.
+    pub(crate) fn set_total(&mut self, total: u64) {
+        if total == self.total {
+            return;
+        }
+        self.total = total;
+        #[cfg(feature = "progress")]
+        if let Shown::Bar(bar) = &self.shown {
+            bar.set_style(Self::style(total));
+            bar.set_length(total);
         }
     }
 

@@ -2,7 +2,8 @@
 //! the groups against what the remotes hold ([`sync_core::Engine::verify`]), so that every group
 //! is read once per `slices` runs. It repairs nothing: drift is reported in the log, in the
 //! `sync_drift_groups{syncer,kind}` gauges, and by one alert per syncer when drift appears
-//! (`drift`) and one when it is gone (`in_step`).
+//! (`drift`) and one when it is gone (`in_step`). It reads groups only: it lists no remote
+//! collection, so it reports no orphans (the `verify` command and the dashboard do).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -110,7 +111,9 @@ pub(crate) fn spawn_loop(
         let mut run: u64 = 0;
         loop {
             tokio::time::sleep(schedule.every).await;
-            let options = VerifyOptions::all().slice(schedule.slices, run);
+            let options = VerifyOptions::all()
+                .slice(schedule.slices, run)
+                .groups_only();
             run = run.wrapping_add(1);
             let report = match engine.verify(&options).await {
                 Ok(report) => report,

@@ -26,6 +26,9 @@ pub struct Knobs {
     pub contact_mirrored_by: Mutex<Option<String>>,
     /// `erp.customer` is a one-time sync (`Syncer::create_only`).
     pub erp_customer_create_only: std::sync::atomic::AtomicBool,
+    /// Read when the registry is built: every remote lists its collection json-server style
+    /// (`?_page=n&_limit=size`), this many records a page, so that verification finds orphans.
+    pub list_page_size: Mutex<Option<u32>>,
 }
 
 impl Knobs {
@@ -221,11 +224,17 @@ pub fn registry(base_url: &str, knobs: &Arc<Knobs>) -> Registry {
 /// Like [`registry`], failing on a bad URL.
 pub fn try_registry(base_url: &str, knobs: &Arc<Knobs>) -> Result<Registry> {
     let lookup = knobs.lookup_field.lock().expect("knobs").clone();
+    let page_size = *knobs.list_page_size.lock().expect("knobs");
     let remote = |prefix: &str, collection: &str| {
         let mut builder = HttpRemote::builder(format!("{base_url}/{prefix}"), collection)
             .request_timeout(std::time::Duration::from_secs(2));
         if let Some(field) = &lookup {
             builder = builder.lookup_field(field.clone());
+        }
+        if let Some(size) = page_size {
+            builder = builder.listing(sync_core::Listing::new(sync_core::Pagination::pages(
+                "_page", "_limit", size,
+            )));
         }
         builder.build()
     };

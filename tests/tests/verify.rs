@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use sea_orm::ConnectionTrait;
 use serde_json::json;
-use sync_core::verify::{Drift, FieldDiff, VerifyOptions};
+use sync_core::verify::{Drift, FieldDiff, GroupDrift, VerifyOptions};
 use sync_core::{Engine, EngineConfig};
 use sync_tests::syncers::{Knobs, registry};
 use sync_tests::{TestDb, fixtures, on_each_backend};
@@ -437,6 +438,645 @@ async fn a_worker_verifying_on_a_schedule_alerts_once_per_change_of_drift() {
                 ("erp.customer".to_owned(), "in_step", 0)
             ]
         );
+    })
+    .await;
+}
+
+/// An engine whose remotes list their collections json-server style, `page` records a page.
+fn listing_engine(t: &TestDb, remote: &MockRemote, page: u32) -> Engine {
+    Engine::new(
+        t.db.clone(),
+        listing_registry(remote, page),
+        EngineConfig::default(),
+    )
+    .unwrap()
+}
+
+fn listing_registry(remote: &MockRemote, page: u32) -> sync_core::Registry {
+    let knobs = Knobs::default();
+    *knobs.list_page_size.lock().unwrap() = Some(page);
+    registry(&remote.url(), &Arc::new(knobs))
+}
+
+/// A customer made on the remote by hand, which no group points at.
+fn hand_made(remote: &MockRemote, id: u64, name: &str) {
+    remote.put_record(
+        CUSTOMERS,
+        &id.to_string(),
+        json!({"id": id, "name": name, "email": "hand@example.com", "addresses": []}),
+    );
+}
+
+/// The orphans of a report: (remote id, the record's name).
+fn orphans_of(report: &sync_core::verify::VerifyReport) -> Vec<(String, serde_json::Value)> {
+    report
+        .orphans()
+        .map(|g| match &g.drift {
+            Drift::Orphan { record } => (g.remote_id.clone().unwrap(), record["name"].clone()),
+            other => panic!("not an orphan: {other:?}"),
+        })
+        .collect()
+}
+
+/// Listing GETs (`GET /erp/customers?…`): the recorded path has no query.
+fn listing_requests(remote: &MockRemote) -> usize {
+    remote
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == format!("/{CUSTOMERS}"))
+        .count()
+}
+
+/// Orphans are the records a paged listing holds that no group points at. They are looked for
+/// only when whole syncers are verified, and reported only when the listing reached its end: a
+/// listing that fails part way is one unreadable entry, and no orphan is reported.
+#[tokio::test]
+async fn orphans_are_found_from_a_paged_listing_only_when_it_completes() {
+    use std::sync::Mutex;
+    use sync_core::verify::VerifyProgress;
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = listing_engine(&t, &remote, 2);
+        let mut ids = Vec::new();
+        for name in ["One", "Two", "Three"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        hand_made(&remote, 901, "Made by hand");
+        hand_made(&remote, 902, "Also by hand");
+        remote.clear_requests();
+
+        let only_customers = VerifyOptions::all().syncer("erp.customer");
+        let seen: Mutex<Vec<VerifyProgress>> = Mutex::default();
+        let report = engine
+            .verify_with_progress(&only_customers, |p| seen.lock().unwrap().push(p))
+            .await
+            .unwrap();
+        assert_eq!(report.count("in_step"), 3, "{report:#?}");
+        assert_eq!(
+            orphans_of(&report),
+            vec![
+                ("901".to_owned(), json!("Made by hand")),
+                ("902".to_owned(), json!("Also by hand"))
+            ]
+        );
+        assert!(
+            report
+                .orphans()
+                .all(|g| !g.has_group() && g.syncer == "erp.customer")
+        );
+        assert!(!report.is_clean(), "an orphan is drift");
+        let listing = &report.listings[0];
+        assert_eq!(
+            report.listings.len(),
+            1,
+            "only the syncer verified is listed"
+        );
+        assert_eq!(
+            (listing.pages, listing.records, listing.complete),
+            (3, 5, true),
+            "five records, two a page"
+        );
+        // One GET per pushed group and one per page, nothing else.
+        assert_eq!(listing_requests(&remote), 3);
+        assert_eq!(remote.requests().len(), 3 + 3);
+        assert!(remote.requests().iter().all(|r| r.method == "GET"));
+        let last = *seen.lock().unwrap().last().unwrap();
+        assert_eq!((last.checked, last.total, last.listed), (3, 3, 5));
+
+        // A verification of part of the groups lists nothing.
+        let group = t.group("erp.customer", ids[0]).await.unwrap().id;
+        for part in [
+            VerifyOptions::all().group(group),
+            VerifyOptions::all().syncer("erp.customer").limit(2),
+            VerifyOptions::all().syncer("erp.customer").slice(2, 0),
+            VerifyOptions::all().syncer("erp.customer").groups_only(),
+        ] {
+            remote.clear_requests();
+            let partial = engine.verify(&part).await.unwrap();
+            assert_eq!(partial.count("orphan"), 0, "{part:?}");
+            assert!(partial.listings.is_empty(), "{part:?}");
+            assert_eq!(listing_requests(&remote), 0, "{part:?}");
+        }
+
+        // The second page fails: the groups are verified, the orphans are not reported.
+        remote.push_fault(
+            Fault::new(FaultKind::Status(
+                500,
+                json!({"error": "page two is on fire"}),
+            ))
+            .method("GET")
+            .path_contains("_page=2")
+            .times(1),
+        );
+        let report = engine.verify(&only_customers).await.unwrap();
+        assert_eq!(report.count("in_step"), 3);
+        assert_eq!(report.count("orphan"), 0, "{report:#?}");
+        let failed: Vec<&GroupDrift> = report.groups.iter().filter(|g| !g.has_group()).collect();
+        assert_eq!(failed.len(), 1, "{report:#?}");
+        match &failed[0].drift {
+            Drift::Unreadable { error } => {
+                assert!(error.contains("page 2") && error.contains("500"), "{error}");
+            }
+            other => panic!("expected the listing unreadable, got {other:?}"),
+        }
+        assert_eq!(
+            (report.listings[0].pages, report.listings[0].complete),
+            (1, false)
+        );
+        assert!(!report.is_clean());
+
+        // Once the remote serves every page again, they are back.
+        let report = engine.verify(&only_customers).await.unwrap();
+        assert_eq!(report.count("orphan"), 2);
+    })
+    .await;
+}
+
+/// `ops::repair` (plain `--repair`) never deletes an orphan, not even through the queue;
+/// `Engine::delete_orphans` deletes exactly the orphans, keeps them all while a create of the
+/// syncer is in flight, and logs each deletion with the record it held.
+#[tokio::test]
+async fn delete_orphans_deletes_only_the_orphans_and_plain_repair_deletes_none() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = listing_engine(&t, &remote, 2);
+        let mut ids = Vec::new();
+        for name in ["Kept", "Edited", "Lost"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let edited = remote_id(&t, ids[1]).await;
+        let mut record = remote.record(CUSTOMERS, &edited).unwrap();
+        record["email"] = json!("someone@else.example");
+        remote.put_record(CUSTOMERS, &edited, record);
+        assert!(remote.remove_record(CUSTOMERS, &remote_id(&t, ids[2]).await));
+        hand_made(&remote, 901, "Made by hand");
+        hand_made(&remote, 902, "Also by hand");
+
+        let only_customers = VerifyOptions::all().syncer("erp.customer");
+        let report = engine.verify(&only_customers).await.unwrap();
+        assert_eq!(
+            (
+                report.count("different"),
+                report.count("missing"),
+                report.count("orphan")
+            ),
+            (1, 1, 2)
+        );
+        remote.clear_requests();
+        let repaired = sync_core::ops::repair(&t.db, &report, sync_core::now_ms())
+            .await
+            .unwrap();
+        assert_eq!((repaired.pushed_again, repaired.created_again), (1, 1));
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        assert!(remote.requests_matching("DELETE", "").is_empty());
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+        assert!(remote.record(CUSTOMERS, "902").is_some());
+
+        // A create in flight (recorded, its answer not yet): a listed record may be it.
+        let fresh = fixtures::customer(&t.db, "In flight").await;
+        let fresh_group = t.group("erp.customer", fresh.id).await.unwrap().id;
+        let set_create_key = |key: &str| {
+            format!(
+                "UPDATE sync_groups SET create_key = {key}, create_payload = {key} WHERE id = {fresh_group}"
+            )
+        };
+        t.db.execute_unprepared(&set_create_key("'{}'"))
+            .await
+            .unwrap();
+        let held_back = engine.delete_orphans(&report).await.unwrap();
+        assert_eq!((held_back.deleted, held_back.kept), (0, 2));
+        assert!(remote.requests_matching("DELETE", "").is_empty());
+        t.db.execute_unprepared(&set_create_key("NULL"))
+            .await
+            .unwrap();
+
+        let deleted = engine.delete_orphans(&report).await.unwrap();
+        assert_eq!(
+            (deleted.deleted, deleted.kept, deleted.failed.len()),
+            (2, 0, 0),
+            "{deleted:?}"
+        );
+        let deletes: Vec<String> = remote
+            .requests_matching("DELETE", "")
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(
+            deletes,
+            [
+                format!("/{CUSTOMERS}/901"),
+                format!("/{CUSTOMERS}/902")
+            ]
+        );
+        assert!(remote.record(CUSTOMERS, "901").is_none());
+        let log = sync_core::ops::attempts(&t.db, 0, 10).await.unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert!(log.iter().all(|a| a.operation == "delete"
+            && a.outcome == "repair"
+            && a.syncer == "erp.customer"));
+        assert!(
+            log.iter()
+                .any(|a| a.error.as_deref().unwrap_or("").contains("Made by hand")),
+            "the log keeps what was deleted: {log:?}"
+        );
+
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let after = engine.verify(&only_customers).await.unwrap();
+        assert!(after.is_clean(), "{after:#?}");
+        assert_eq!(after.count("in_step"), 4);
+        assert_eq!(remote.records(CUSTOMERS).len(), 4);
+    })
+    .await;
+}
+
+/// The CLI: `verify` reports orphans and exits 1; `--repair` alone leaves them (and still exits
+/// 1, naming `--delete-orphans`); `--repair --delete-orphans` deletes them; `--delete-orphans`
+/// without `--repair` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_deletes_orphans_only_when_asked() {
+    const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
+    let cli = |t: &TestDb, remote: &MockRemote, args: &[&str]| {
+        let out = std::process::Command::new(WORKER)
+            .env("DATABASE_URL", &t.url)
+            .env("TEST_REMOTE_URL", remote.url())
+            .env("TEST_LIST_PAGE_SIZE", "2")
+            .env("RUST_LOG", "error")
+            .args(["verify", "--syncer", "erp.customer"])
+            .args(args)
+            .output()
+            .expect("run the worker binary");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = listing_engine(&t, &remote, 2);
+        for name in ["Ada", "Grace", "Edsger"] {
+            fixtures::customer(&t.db, name).await;
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        hand_made(&remote, 901, "Made by hand");
+
+        let (code, out, err) = cli(&t, &remote, &[]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            out.contains("orphan") && out.contains("remote id 901"),
+            "{out}"
+        );
+        assert!(
+            out.contains("3 in step") && out.contains("1 orphan(s)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("listed erp.customer: 4 record(s) in 3 page(s)"),
+            "{out}"
+        );
+
+        let (code, out, _) = cli(&t, &remote, &["--json"]);
+        assert_eq!(code, 1);
+        let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(report["listings"][0]["complete"], json!(true));
+        let orphan = report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["drift"]["kind"] == "orphan")
+            .expect("an orphan");
+        assert_eq!(
+            (orphan["remote_id"].clone(), orphan["group_id"].clone()),
+            (json!("901"), json!(0))
+        );
+        assert_eq!(orphan["drift"]["record"]["name"], json!("Made by hand"));
+
+        let (code, out, err) = cli(&t, &remote, &["--repair"]);
+        assert_eq!(code, 1, "orphans are left: {out}{err}");
+        assert!(err.contains("--delete-orphans"), "{err}");
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+        assert!(remote.requests_matching("DELETE", "").is_empty());
+
+        let (code, out, err) = cli(&t, &remote, &["--delete-orphans"]);
+        assert_eq!(code, 2, "needs --repair: {out}{err}");
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+
+        let (code, out, err) = cli(&t, &remote, &["--repair", "--delete-orphans"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("orphans: 1 deleted, 0 kept, 0 failed"),
+            "{out}"
+        );
+        assert!(remote.record(CUSTOMERS, "901").is_none());
+        assert_eq!(
+            remote
+                .requests_matching("DELETE", "")
+                .into_iter()
+                .map(|r| r.path)
+                .collect::<Vec<_>>(),
+            [format!("/{CUSTOMERS}/901")]
+        );
+        let (code, out, err) = cli(&t, &remote, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("0 orphan(s)"), "{out}");
+    })
+    .await;
+}
+
+/// Calls the dashboard as a signed-in operator; a `form` body is sent as a form.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    form: Option<&str>,
+) -> (axum::http::StatusCode, String) {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, "Bearer s3cret");
+    let request = match form {
+        Some(body) => request
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned())),
+        None => request.body(Body::empty()),
+    };
+    let response = app.clone().oneshot(request.unwrap()).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The dashboard's Verify page: without the syncers it says verification is not configured;
+/// with them it runs a verification, shows the report (counts, the differing fields, the
+/// missing record, the orphan), repairs through the API (differing and missing, no delete),
+/// deletes the orphan only when confirmed, and a second verification is clean.
+#[tokio::test]
+async fn the_dashboard_verify_page_shows_the_report_and_repairs_through_the_api() {
+    use axum::http::StatusCode;
+    use sync_worker::dashboard::{Auth, Dashboard};
+
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let plain = axum::Router::new().nest(
+            "/sync",
+            Dashboard::new(t.db.clone(), "/sync", Auth::bearer("s3cret")).router(),
+        );
+        let (status, page) = call(&plain, "GET", "/sync/verify", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("verify-not-configured") && page.contains("with_registry"),
+            "{page}"
+        );
+        let (status, body) = call(&plain, "POST", "/sync/api/verify", None).await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+
+        let engine = listing_engine(&t, &remote, 2);
+        let mut ids = Vec::new();
+        for name in ["Kept", "Edited", "Lost"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let edited = remote_id(&t, ids[1]).await;
+        let mut record = remote.record(CUSTOMERS, &edited).unwrap();
+        record["name"] = json!("Edited by hand");
+        remote.put_record(CUSTOMERS, &edited, record);
+        let lost = remote_id(&t, ids[2]).await;
+        let lost_group = t.group("erp.customer", ids[2]).await.unwrap().id;
+        assert!(remote.remove_record(CUSTOMERS, &lost));
+        hand_made(&remote, 901, "Made by hand");
+
+        let app = axum::Router::new().nest(
+            "/sync",
+            Dashboard::new(t.db.clone(), "/sync", Auth::bearer("s3cret"))
+                .with_registry(listing_registry(&remote, 2))
+                .router(),
+        );
+        let (_, page) = call(&app, "GET", "/sync/verify", None).await;
+        assert!(page.contains("Nothing verified yet") && page.contains("run-verify"));
+        let (status, body) = call(&app, "POST", "/sync/api/verify/repair", None).await;
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "nothing to repair yet: {body}"
+        );
+
+        // The form runs it and comes back to the page.
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/sync/verify/run",
+            Some("syncer=erp.customer"),
+        )
+        .await;
+        assert!(status.is_redirection(), "{status}");
+        let (_, page) = call(&app, "GET", "/sync/verify", None).await;
+        for expected in [
+            "id=\"verify-counts\"",
+            "data-kind=\"different\">1<",
+            "data-kind=\"missing\">1<",
+            "data-kind=\"orphan\">1<",
+            "data-kind=\"in_step\">1<",
+            "id=\"different\"",
+            "<code>/name</code>",
+            "Edited by hand",
+            "id=\"missing\"",
+            &format!("/sync/groups/{lost_group}"),
+            "data-remote-id=\"901\"",
+            "Made by hand",
+            "id=\"repair\"",
+            "id=\"delete-orphans\"",
+        ] {
+            assert!(page.contains(expected), "`{expected}` in {page}");
+        }
+        assert!(!page.contains("s3cret"), "no secret on the page");
+
+        // The same through the API.
+        let (status, body) = call(&app, "POST", "/sync/api/verify?syncer=erp.customer", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            report["counts"],
+            json!({"in_step": 1, "different": 1, "missing": 1, "orphan": 1, "unreadable": 0,
+                   "not_pushed": 0})
+        );
+        assert_eq!(report["clean"], json!(false));
+        remote.clear_requests();
+        let (status, body) = call(&app, "POST", "/sync/api/verify/repair", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let repaired: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            repaired["repaired"],
+            json!({"pushed_again": 1, "created_again": 1})
+        );
+        let (_, page) = call(&app, "GET", "/sync/verify", None).await;
+        assert!(page.contains("id=\"repaired\"") && !page.contains("id=\"repair\""));
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        assert!(
+            remote.requests_matching("DELETE", "").is_empty(),
+            "repair deletes nothing"
+        );
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+
+        let (status, _) = call(&app, "POST", "/sync/api/verify/delete-orphans", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "must be confirmed");
+        assert!(remote.record(CUSTOMERS, "901").is_some());
+        let (status, body) = call(
+            &app,
+            "POST",
+            "/sync/api/verify/delete-orphans?confirm=yes",
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let deleted: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(deleted["orphans_deleted"]["deleted"], json!(1));
+        assert!(remote.record(CUSTOMERS, "901").is_none());
+
+        let (_, body) = call(&app, "POST", "/sync/api/verify?syncer=erp.customer", None).await;
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(report["clean"], json!(true), "{body}");
+        assert_eq!(report["counts"]["in_step"], json!(3));
+        let (status, body) = call(&app, "GET", "/sync/api/verify", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["clean"],
+            json!(true)
+        );
+        let (status, _) = call(&app, "POST", "/sync/api/verify?syncer=erp.custmer", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "an unknown syncer");
+    })
+    .await;
+}
+
+/// A repair goes through the queue, so it survives a worker killed while it pushes it: the
+/// next worker finishes the job without a duplicate. The killed worker's update and create had
+/// reached the remote; the create is repeated with its idempotency key (the remote answers the
+/// first record again), the update is sent again; the remote ends with exactly one record per
+/// customer, the lost one recreated once under the new id its group now holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_repair_leaves_the_next_to_finish_it_without_duplicates() {
+    use std::time::Duration;
+    use sync_tests::cluster::{WorkerProcess, differences, wait_until_synced};
+
+    const WORKER: &str = env!("CARGO_BIN_EXE_sync-test-worker");
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        let engine = engine(&t, &remote);
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = Vec::new();
+        for name in ["Untouched", "Edited", "Lost"] {
+            ids.push(fixtures::customer(&t.db, name).await.id);
+        }
+        engine.run_until_idle(usize::MAX).await.unwrap();
+        let (untouched, edited, lost) = (
+            remote_id(&t, ids[0]).await,
+            remote_id(&t, ids[1]).await,
+            remote_id(&t, ids[2]).await,
+        );
+        let mut record = remote.record(CUSTOMERS, &edited).unwrap();
+        record["email"] = json!("someone@else.example");
+        remote.put_record(CUSTOMERS, &edited, record);
+        assert!(remote.remove_record(CUSTOMERS, &lost));
+        let report = engine
+            .verify(&VerifyOptions::all().syncer("erp.customer"))
+            .await
+            .unwrap();
+        let repaired = sync_core::ops::repair(&t.db, &report, sync_core::now_ms())
+            .await
+            .unwrap();
+        assert_eq!((repaired.pushed_again, repaired.created_again), (1, 1));
+        remote.clear_requests();
+
+        // The worker's update and create reach the remote, which holds them until it is dead.
+        let mut hold = remote.hold(Some(&format!("/{CUSTOMERS}")));
+        let lease = [("SYNC_LEASE_SECS", "2"), ("SYNC_PUSH_TIMEOUT_SECS", "30")];
+        let doomed =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "doomed", dir.path(), &lease);
+        hold.arrived(2).await;
+        doomed.kill();
+        hold.release();
+        // The remote finishes what it received: the dead worker's create made a record whose id
+        // the database never learnt.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while remote.records(CUSTOMERS).len() < 3 || remote.requests().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the held pushes land");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first: Vec<_> = remote.requests_matching("", &format!("/{CUSTOMERS}"));
+        assert_eq!(first.len(), 2, "an update and a create: {first:?}");
+        let first_create = first
+            .iter()
+            .find(|r| r.method == "POST")
+            .expect("the dead worker's create")
+            .clone();
+        assert!(
+            t.group("erp.customer", ids[2])
+                .await
+                .unwrap()
+                .remote_id
+                .is_none()
+        );
+
+        let rescuer =
+            WorkerProcess::start(WORKER, &t.url, &remote.url(), "rescuer", dir.path(), &lease);
+        wait_until_synced(&t.db, Duration::from_secs(30)).await;
+        rescuer.terminate(Duration::from_secs(10));
+
+        // Exactly the right records: no duplicate, the lost one once, under the id its group holds.
+        let records = remote.records(CUSTOMERS);
+        assert_eq!(records.len(), 3, "one record per customer: {records:?}");
+        let recreated = remote_id(&t, ids[2]).await;
+        assert_ne!(recreated, lost, "created again under a new id");
+        let mut expected = vec![untouched.clone(), edited.clone(), recreated.clone()];
+        expected.sort();
+        let mut held: Vec<String> = records.keys().cloned().collect();
+        held.sort();
+        assert_eq!(held, expected);
+        assert_eq!(records[&edited]["email"], json!("edited@example.com"));
+        assert_eq!(records[&recreated]["name"], json!("Lost"));
+        let creates = remote.requests_matching("POST", &format!("/{CUSTOMERS}"));
+        assert_eq!(creates.len(), 2, "the create, then its repeat: {creates:?}");
+        assert!(
+            creates[1..]
+                .iter()
+                .all(|r| r.replayed && r.idempotency_key == first_create.idempotency_key),
+            "the create was repeated with its key and answered from the first: {creates:?}"
+        );
+        assert!(
+            remote
+                .requests()
+                .iter()
+                .all(|r| !r.path.ends_with(&format!("/{untouched}")) || r.method == "GET"),
+            "the record in step was not pushed"
+        );
+        for id in &ids {
+            let g = t.group("erp.customer", *id).await.unwrap();
+            assert_eq!(
+                (g.state.as_str(), g.synced_version),
+                ("synced", g.version),
+                "{g:?}"
+            );
+        }
+        let problems = differences(
+            &t.db,
+            &registry(&remote.url(), &Arc::new(Knobs::default())),
+            &remote,
+        )
+        .await;
+        assert!(problems.is_empty(), "{problems:#?}");
+        let after = engine
+            .verify(&VerifyOptions::all().syncer("erp.customer"))
+            .await
+            .unwrap();
+        assert_eq!(after.count("in_step"), 3, "{after:#?}");
     })
     .await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use url::Url;
 
-use super::{HttpRemote, Inner, Secret, shown_url};
+use super::{HttpRemote, Inner, Listing, Secret, shown_url};
 use crate::{Error, Result};
 
 /// The method updates use.
@@ -66,6 +66,7 @@ pub struct HttpRemoteBuilder {
     max_response_bytes: usize,
     client: Option<reqwest::Client>,
     bulk: Option<(String, usize)>,
+    listing: Option<Listing>,
 }
 
 impl fmt::Debug for HttpRemoteBuilder {
@@ -92,6 +93,7 @@ impl fmt::Debug for HttpRemoteBuilder {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("shared_client", &self.client.is_some())
             .field("bulk", &self.bulk)
+            .field("listing", &self.listing)
             .finish()
     }
 }
@@ -123,7 +125,18 @@ impl HttpRemoteBuilder {
             max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
             client: None,
             bulk: None,
+            listing: None,
         }
+    }
+
+    /// The collection can be listed, `GET {collection}` page by page, as `listing` says (see
+    /// [`Listing`]): verification then also reports *orphans*, records the remote holds that
+    /// no group points at ([`HttpRemote::list`], [`Syncer::list`](crate::Syncer::list)). Each
+    /// page is one request, under the syncer's [`Limits`](crate::Limits): listing 10,000
+    /// records 100 a page costs 100 requests.
+    pub fn listing(mut self, listing: Listing) -> Self {
+        self.listing = Some(listing);
+        self
     }
 
     /// A bulk endpoint, `{collection}/{path}`, taking up to `max_items` creates and updates in
@@ -292,6 +305,9 @@ impl HttpRemoteBuilder {
                 Some((url, max))
             }
         };
+        if let Some(listing) = &self.listing {
+            listing.check("the remote's listing:", &[])?;
+        }
         let client = match self.client {
             Some(client) => client,
             None => reqwest::Client::builder()
@@ -314,6 +330,7 @@ impl HttpRemoteBuilder {
                 idempotency_header,
                 max_response_bytes: self.max_response_bytes,
                 bulk,
+                listing: self.listing,
             }),
         })
     }

@@ -3,6 +3,7 @@
 mod answer;
 mod builder;
 mod bulk;
+mod listing;
 mod secret;
 
 use std::fmt;
@@ -15,6 +16,8 @@ use serde_json::Value;
 use url::Url;
 
 pub use builder::{CreateMode, HttpRemoteBuilder, UpdateMethod};
+pub(crate) use listing::{At, Next};
+pub use listing::{Listing, Pagination};
 pub use secret::Secret;
 
 use crate::{Error, RemoteId, Result};
@@ -30,6 +33,9 @@ const JSON: &str = "application/json";
 /// - [`update`](Self::update): `PUT` (or `PATCH`, see [`UpdateMethod`])
 ///   `{base}/{collection}/{id}` with the payload.
 /// - [`delete`](Self::delete): `DELETE {base}/{collection}/{id}`.
+/// - [`fetch`](Self::fetch): `GET {base}/{collection}/{id}`, and, with a
+///   [`listing`](HttpRemoteBuilder::listing), [`list`](Self::list): `GET {base}/{collection}`
+///   page by page; both for verification.
 ///
 /// Ids and keys are percent-encoded as one path segment. Every request carries the idempotency
 /// key (header `Idempotency-Key` by default), `Accept: application/json`, a `User-Agent` naming
@@ -84,6 +90,8 @@ struct Inner {
     max_response_bytes: usize,
     /// The bulk endpoint and the most items a request to it carries.
     bulk: Option<(Url, usize)>,
+    /// How the collection is listed, if it can be.
+    listing: Option<Listing>,
 }
 
 impl fmt::Debug for HttpRemote {
@@ -103,6 +111,7 @@ impl fmt::Debug for HttpRemote {
             .field("idempotency_header", &i.idempotency_header)
             .field("max_response_bytes", &i.max_response_bytes)
             .field("bulk_limit", &self.bulk_limit())
+            .field("listing", &i.listing)
             .finish_non_exhaustive()
     }
 }
@@ -446,6 +455,42 @@ impl HttpRemote {
             Err(error) if error.status() == Some(404) => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// How the collection is listed ([`HttpRemoteBuilder::listing`]), if it can be.
+    pub fn listing(&self) -> Option<&Listing> {
+        self.inner.listing.as_ref()
+    }
+
+    /// Reads one page of the collection (`GET {collection}` with the listing's query and
+    /// pagination), for finding orphans: records the remote holds that no group points at.
+    /// `page` is `None` for the first page, then the [`next`](crate::verify::RemotePage::next)
+    /// of the page before. Tombstones (see [`Listing::deleted_pointer`]) are left out. One
+    /// request per page; failures are classified as for pushes, and an answer without an array
+    /// of records, or a record without an id, is [`Error::Permanent`]. Without a listing this
+    /// is an [`Error::Config`].
+    pub async fn list(&self, page: Option<&Value>) -> Result<crate::verify::RemotePage> {
+        let inner = &*self.inner;
+        let listing = inner.listing.as_ref().ok_or_else(|| {
+            Error::Config(format!(
+                "the remote {} has no listing; configure one with `HttpRemoteBuilder::listing`",
+                shown_url(&inner.collection_url)
+            ))
+        })?;
+        let at = At::from_json(page)?;
+        let url = listing.page_url(&inner.collection_url, &at)?;
+        let (answer, headers) = self.get_json(&url).await?;
+        let items = listing.items(&url, &answer)?;
+        let next = listing.next(&url, &at, &answer, &headers, items.len())?;
+        let records = items
+            .into_iter()
+            .filter(|item| !item.deleted)
+            .map(|item| (item.remote_id, item.data.clone()))
+            .collect();
+        Ok(crate::verify::RemotePage::new(
+            records,
+            next.at.filter(|_| next.more).map(|at| at.to_json()),
+        ))
     }
 
     /// The collection's URL, `{base}/{collection}`.

@@ -8,62 +8,11 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{FetchContext, InboundRecord, Page};
-use crate::{Error, HttpRemote, RemoteId, Result};
-
-/// How the list endpoint pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Pagination {
-    /// Numbered pages: `?{page}=1&{limit}=200`, then 2, 3 … until a page holds fewer than
-    /// `limit` records (json-server's `_page` and `_limit`).
-    Pages {
-        /// The page number's parameter, e.g. `_page` or `page`.
-        page: String,
-        /// The page size's parameter, e.g. `_limit` or `per_page`.
-        limit: String,
-        /// The page size asked for.
-        size: u32,
-        /// The first page's number (usually 1).
-        first: u32,
-    },
-    /// A token: the answer holds the token of the next page at `next` (a JSON pointer; absent,
-    /// `null` or empty when none follows), sent back as `?{param}=…`. The last token of a run is
-    /// kept, so the next run asks for the changes after it: the usual "changes since a cursor"
-    /// API. With `more` (a JSON pointer to a boolean), the answer says whether another page
-    /// follows; without it, the feed asks until a page is empty.
-    Token {
-        /// The token's query parameter, e.g. `cursor` or `page_token`.
-        param: String,
-        /// Where the answer holds the next token, e.g. `/next_cursor`.
-        next: String,
-        /// Where the answer says whether more follow, e.g. `/has_more`.
-        more: Option<String>,
-    },
-}
-
-impl Pagination {
-    /// Numbered pages with the given parameters, starting at 1.
-    pub fn pages(page: impl Into<String>, limit: impl Into<String>, size: u32) -> Self {
-        Pagination::Pages {
-            page: page.into(),
-            limit: limit.into(),
-            size,
-            first: 1,
-        }
-    }
-
-    /// Tokens: the parameter to send one in, and where the answer holds the next one.
-    pub fn token(param: impl Into<String>, next: impl Into<String>) -> Self {
-        Pagination::Token {
-            param: param.into(),
-            next: next.into(),
-            more: None,
-        }
-    }
-}
+use crate::http::{At, Listing, Pagination};
+use crate::{Error, HttpRemote, Result};
 
 /// How to ask for changes only (with [`Pagination::Pages`]; a token API carries this in its
-/// token).
+/// token, and a feed paging by links lists the whole collection every run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Since {
@@ -108,29 +57,27 @@ pub enum Since {
 ///
 /// The cursor it stores is JSON: `{"since": <ms>, "page": n, "seen": <ms>}` in page mode (`since`
 /// the start of the current listing, `seen` the latest modification time listed so far),
-/// `{"token": "…"}` in token mode.
+/// `{"token": "…"}` in token mode, `{"link": "…"}` while paging by links (`{}` once the
+/// listing ended: the next run starts at the first page).
+///
+/// The pagination, the record and id pointers, the delete flag and the query are a
+/// [`Listing`], the same settings [`HttpRemoteBuilder::listing`](crate::HttpRemoteBuilder::listing)
+/// takes; [`listing`](HttpFeedBuilder::listing) sets them at once.
 #[derive(Clone)]
 pub struct HttpFeed {
     remote: HttpRemote,
-    pagination: Pagination,
+    listing: Listing,
     since: Since,
-    records: String,
-    id: String,
     modified: Option<String>,
-    deleted: Option<String>,
-    query: Vec<(String, String)>,
 }
 
 impl fmt::Debug for HttpFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpFeed")
             .field("remote", &self.remote)
-            .field("pagination", &self.pagination)
+            .field("listing", &self.listing)
             .field("since", &self.since)
-            .field("records", &self.records)
-            .field("id", &self.id)
             .field("modified", &self.modified)
-            .field("deleted", &self.deleted)
             .finish_non_exhaustive()
     }
 }
@@ -150,22 +97,25 @@ impl HttpFeed {
         HttpFeedBuilder {
             feed: HttpFeed {
                 remote,
-                pagination: Pagination::pages("page", "limit", 100),
+                listing: Listing::new(Pagination::pages("page", "limit", 100)),
                 since: Since::Nothing,
-                records: String::new(),
-                id: "/id".into(),
                 modified: None,
-                deleted: None,
-                query: Vec::new(),
             },
         }
     }
 }
 
 impl HttpFeedBuilder {
+    /// The pagination, record and id pointers, delete flag and query at once (replacing what
+    /// the other methods set).
+    pub fn listing(mut self, listing: Listing) -> Self {
+        self.feed.listing = listing;
+        self
+    }
+
     /// How the endpoint pages.
     pub fn pagination(mut self, pagination: Pagination) -> Self {
-        self.feed.pagination = pagination;
+        self.feed.listing.pagination = pagination;
         self
     }
 
@@ -178,13 +128,13 @@ impl HttpFeedBuilder {
     /// Where the answer holds the array of records (a JSON pointer; `""`, the default, looks at
     /// the answer itself, then `/data`, `/items`, `/results`).
     pub fn records_pointer(mut self, pointer: impl Into<String>) -> Self {
-        self.feed.records = pointer.into();
+        self.feed.listing.records_pointer = pointer.into();
         self
     }
 
     /// Where a record holds its id (default `/id`; a string or a number).
     pub fn id_pointer(mut self, pointer: impl Into<String>) -> Self {
-        self.feed.id = pointer.into();
+        self.feed.listing.id_pointer = pointer.into();
         self
     }
 
@@ -197,49 +147,34 @@ impl HttpFeedBuilder {
 
     /// Where a record holds its delete flag (a boolean; a tombstone when `true`).
     pub fn deleted_pointer(mut self, pointer: impl Into<String>) -> Self {
-        self.feed.deleted = Some(pointer.into());
+        self.feed.listing.deleted_pointer = Some(pointer.into());
         self
     }
 
-    /// A query parameter sent with every request, e.g. a sort order.
+    /// A query parameter sent with every request (the first one only when paging by links),
+    /// e.g. a sort order.
     pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.feed.query.push((name.into(), value.into()));
+        self.feed.listing.query.push((name.into(), value.into()));
         self
     }
 
     /// Checks the settings.
     pub fn build(self) -> Result<HttpFeed> {
         let feed = self.feed;
-        let mut pointers = vec![("id_pointer", Some(&feed.id))];
-        pointers.push(("modified_pointer", feed.modified.as_ref()));
-        pointers.push(("deleted_pointer", feed.deleted.as_ref()));
-        if !feed.records.is_empty() {
-            pointers.push(("records_pointer", Some(&feed.records)));
-        }
-        if let Pagination::Token { next, more, .. } = &feed.pagination {
-            pointers.push(("the token's `next` pointer", Some(next)));
-            pointers.push(("the token's `more` pointer", more.as_ref()));
-        }
-        for (what, pointer) in pointers {
-            if let Some(pointer) = pointer
-                && !pointer.starts_with('/')
-            {
-                return Err(Error::Config(format!(
-                    "HttpFeed {what} `{pointer}` must be a JSON pointer starting with `/`, e.g. \
-                     `/id` or `/data/items`"
-                )));
-            }
-        }
-        match (&feed.pagination, &feed.since) {
-            (Pagination::Pages { size: 0, .. }, _) => {
-                return Err(Error::Config(
-                    "HttpFeed pagination asks for pages of 0 records".into(),
-                ));
-            }
+        feed.listing
+            .check("HttpFeed", &[("modified_pointer", feed.modified.as_ref())])?;
+        match (&feed.listing.pagination, &feed.since) {
             (Pagination::Token { .. }, Since::ModifiedSince { .. }) => {
                 return Err(Error::Config(
                     "HttpFeed: a token API carries the position in its token; `Since::ModifiedSince` \
                      applies to numbered pages only"
+                        .into(),
+                ));
+            }
+            (Pagination::Link { .. }, Since::ModifiedSince { .. }) => {
+                return Err(Error::Config(
+                    "HttpFeed: a feed paging by links lists the whole collection every run; \
+                     `Since::ModifiedSince` applies to numbered pages only"
                         .into(),
                 ));
             }
@@ -259,57 +194,70 @@ impl HttpFeedBuilder {
 impl HttpFeed {
     /// Fetches the page after `cursor`.
     pub async fn fetch(&self, cx: &FetchContext<'_>, cursor: Option<&Value>) -> Result<Page> {
-        let mut url = self.remote.collection_url().clone();
-        {
-            let mut pairs = url.query_pairs_mut();
-            for (name, value) in &self.query {
-                pairs.append_pair(name, value);
+        let collection = self.remote.collection_url();
+        match &self.listing.pagination {
+            Pagination::Pages { first, .. } => {
+                self.fetch_page(cx, cursor, collection, *first).await
             }
-        }
-        match &self.pagination {
-            Pagination::Pages {
-                page,
-                limit,
-                size,
-                first,
-            } => {
-                self.fetch_page(cx, cursor, url, (page, limit, *size, *first))
-                    .await
-            }
-            Pagination::Token { param, next, more } => {
-                if let Some(token) = cursor.and_then(|c| c.get("token")).and_then(Value::as_str) {
-                    url.query_pairs_mut().append_pair(param, token);
-                }
-                let (answer, _) = self.remote.get_json(&url).await?;
-                let records = self.records(&url, &answer)?;
-                let next_token = match answer.pointer(next) {
-                    Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
-                    Some(Value::Number(n)) => Some(n.to_string()),
+            Pagination::Token { .. } => {
+                let at = cursor
+                    .and_then(|c| c.get("token"))
+                    .and_then(Value::as_str)
+                    .map_or(At::First, |t| At::Token(t.to_owned()));
+                let (records, next) = self.list(collection, &at).await?;
+                let token = match next.at {
+                    Some(At::Token(t)) => Some(t),
                     _ => None,
                 };
-                let more = match more {
-                    Some(pointer) => answer
-                        .pointer(pointer)
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
-                    None => !records.is_empty(),
-                } && next_token.is_some();
                 Ok(Page {
                     records,
-                    cursor: next_token.map(|t| json!({ "token": t })),
-                    more,
+                    cursor: token.map(|t| json!({ "token": t })),
+                    more: next.more,
+                    state: None,
+                })
+            }
+            // Links are positions within one listing: once it ended, the next run starts over.
+            Pagination::Link { .. } => {
+                let at = match cursor.filter(|c| c.get("link").is_some()) {
+                    Some(cursor) => At::from_json(Some(cursor))?,
+                    None => At::First,
+                };
+                let (records, next) = self.list(collection, &at).await?;
+                let cursor = match next.at {
+                    Some(at) if next.more => at.to_json(),
+                    _ => json!({}),
+                };
+                Ok(Page {
+                    records,
+                    cursor: Some(cursor),
+                    more: next.more,
                     state: None,
                 })
             }
         }
     }
 
+    /// Reads the page at `at` below `collection`: its records and what follows.
+    async fn list(
+        &self,
+        collection: &Url,
+        at: &At,
+    ) -> Result<(Vec<InboundRecord>, crate::http::Next)> {
+        let url = self.listing.page_url(collection, at)?;
+        let (answer, headers) = self.remote.get_json(&url).await?;
+        let records = self.records(&url, &answer)?;
+        let next = self
+            .listing
+            .next(&url, at, &answer, &headers, records.len())?;
+        Ok((records, next))
+    }
+
     async fn fetch_page(
         &self,
         cx: &FetchContext<'_>,
         cursor: Option<&Value>,
-        mut url: Url,
-        (page_param, limit_param, size, first): (&String, &String, u32, u32),
+        collection: &Url,
+        first: u32,
     ) -> Result<Page> {
         let _ = cx;
         let since = cursor.and_then(|c| c.get("since")).and_then(Value::as_i64);
@@ -323,24 +271,19 @@ impl HttpFeed {
             .and_then(Value::as_str)
             .unwrap_or("rfc3339")
             .to_owned();
-        {
-            let mut pairs = url.query_pairs_mut();
-            if let (Since::ModifiedSince { param, overlap }, Some(since)) = (&self.since, since) {
-                let from = since - overlap.as_millis() as i64;
-                let value = if format == "ms" {
-                    from.to_string()
-                } else {
-                    DateTime::<Utc>::from_timestamp_millis(from)
-                        .unwrap_or_default()
-                        .to_rfc3339_opts(SecondsFormat::Millis, true)
-                };
-                pairs.append_pair(param, &value);
-            }
-            pairs.append_pair(page_param, &page.to_string());
-            pairs.append_pair(limit_param, &size.to_string());
+        let mut base = collection.clone();
+        if let (Since::ModifiedSince { param, overlap }, Some(since)) = (&self.since, since) {
+            let from = since - overlap.as_millis() as i64;
+            let value = if format == "ms" {
+                from.to_string()
+            } else {
+                DateTime::<Utc>::from_timestamp_millis(from)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(SecondsFormat::Millis, true)
+            };
+            base.query_pairs_mut().append_pair(param, &value);
         }
-        let (answer, _) = self.remote.get_json(&url).await?;
-        let records = self.records(&url, &answer)?;
+        let (records, next) = self.list(&base, &At::Page(page)).await?;
         let mut latest = seen;
         for record in &records {
             if let Some(at) = record.modified_at {
@@ -353,7 +296,7 @@ impl HttpFeed {
         {
             format = "ms".into();
         }
-        let more = records.len() >= size as usize;
+        let more = next.more;
         let cursor = if more {
             json!({ "since": since, "seen": latest, "page": page + 1, "format": format })
         } else {
@@ -370,65 +313,28 @@ impl HttpFeed {
 
     /// The records of an answer.
     fn records(&self, url: &Url, answer: &Value) -> Result<Vec<InboundRecord>> {
-        let fail = |what: String| Error::Permanent {
-            message: format!("GET {} answered a listing but {what}", url.path()),
-            status: None,
-        };
-        let list = if self.records.is_empty() {
-            match answer {
-                Value::Array(list) => Some(list),
-                Value::Object(map) => ["data", "items", "results"]
-                    .iter()
-                    .find_map(|k| map.get(*k).and_then(Value::as_array)),
-                _ => None,
-            }
-        } else {
-            answer.pointer(&self.records).and_then(Value::as_array)
-        }
-        .ok_or_else(|| {
-            fail(format!(
-                "it holds no array of records at `{}`; set `records_pointer`",
-                if self.records.is_empty() {
-                    "/ (or /data, /items, /results)"
-                } else {
-                    &self.records
-                }
-            ))
-        })?;
-        let mut out = Vec::with_capacity(list.len());
-        for (i, item) in list.iter().enumerate() {
-            let id = item
-                .pointer(&self.id)
-                .and_then(RemoteId::from_json)
-                .ok_or_else(|| {
-                    fail(format!(
-                        "record {i} has no string or number id at `{}` (set `id_pointer`): {:.200}",
-                        self.id,
-                        item.to_string()
-                    ))
-                })?;
+        let items = self.listing.items(url, answer)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
             let modified_at = match &self.modified {
                 None => None,
-                Some(pointer) => match item.pointer(pointer) {
+                Some(pointer) => match item.data.pointer(pointer) {
                     None | Some(Value::Null) => None,
-                    Some(value) => Some(parse_time(value).ok_or_else(|| {
-                        fail(format!(
-                            "record `{id}` has a modification time at `{pointer}` that is neither \
-                             RFC 3339 nor milliseconds: {value}"
-                        ))
+                    Some(value) => Some(parse_time(value).ok_or_else(|| Error::Permanent {
+                        message: format!(
+                            "GET {} answered a listing but record `{}` has a modification time \
+                             at `{pointer}` that is neither RFC 3339 nor milliseconds: {value}",
+                            url.path(),
+                            item.remote_id
+                        ),
+                        status: None,
                     })?),
                 },
             };
-            let deleted = self
-                .deleted
-                .as_ref()
-                .and_then(|p| item.pointer(p))
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
             out.push(InboundRecord {
-                remote_id: id,
-                data: item.clone(),
-                deleted,
+                remote_id: item.remote_id,
+                data: item.data.clone(),
+                deleted: item.deleted,
                 modified_at,
             });
         }
@@ -447,5 +353,77 @@ fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
             .map(|t| t.with_timezone(&Utc)),
         Value::Number(n) => n.as_i64().and_then(DateTime::from_timestamp_millis),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback server answering `GET /api/items` (`?after=` absent or 1) by links.
+    async fn server() -> String {
+        use axum::extract::Query;
+        let app = axum::Router::new().route(
+            "/api/items",
+            axum::routing::get(
+                |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                    axum::Json(match q.get("after").map(String::as_str) {
+                        None => json!({"items": [{"id": 1}], "next": "/api/items?after=1"}),
+                        _ => json!({"items": [{"id": 2, "deleted": true}], "next": null}),
+                    })
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_feed_paging_by_links_lists_everything_every_run() {
+        let remote = HttpRemote::builder(server().await, "items")
+            .build()
+            .unwrap();
+        let feed = HttpFeed::builder(remote)
+            .listing(Listing::new(Pagination::link("/next")).deleted_pointer("/deleted"))
+            .build()
+            .unwrap();
+        let state = json!({});
+        let cx = FetchContext {
+            source: "items",
+            state: &state,
+            full: false,
+        };
+        let first = feed.fetch(&cx, None).await.unwrap();
+        assert_eq!(first.records[0].remote_id, "1");
+        assert!(first.more);
+        let link = first.cursor.clone().unwrap();
+        assert!(
+            link["link"]
+                .as_str()
+                .unwrap()
+                .ends_with("/api/items?after=1")
+        );
+        let last = feed.fetch(&cx, Some(&link)).await.unwrap();
+        assert!(last.records[0].deleted, "the listing's delete flag");
+        assert!(!last.more);
+        assert_eq!(last.cursor, Some(json!({})), "the next run starts over");
+        let again = feed.fetch(&cx, last.cursor.as_ref()).await.unwrap();
+        assert_eq!(again.records[0].remote_id, "1");
+
+        let refused = HttpFeed::builder(HttpRemote::builder("http://h", "items").build().unwrap())
+            .pagination(Pagination::link_header())
+            .since(Since::ModifiedSince {
+                param: "since".into(),
+                overlap: Duration::from_secs(1),
+            })
+            .modified_pointer("/at")
+            .build()
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("numbered pages only"),
+            "{refused}"
+        );
     }
 }

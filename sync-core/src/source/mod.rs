@@ -39,7 +39,9 @@ mod http;
 mod run;
 
 #[cfg(feature = "http")]
-pub use http::{HttpFeed, HttpFeedBuilder, Pagination, Since};
+pub use crate::http::{Listing, Pagination};
+#[cfg(feature = "http")]
+pub use http::{HttpFeed, HttpFeedBuilder, Since};
 pub use run::{
     PlannedRecord, SourcePlan, SourceReport, SourceRunOptions, SourceStatus, is_due, plan_source,
     quarantined, request_full_run, request_run, run_source, source_status,

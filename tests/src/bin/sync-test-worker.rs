@@ -73,6 +73,10 @@ async fn main() -> ExitCode {
                     .erp_customer_create_only
                     .store(true, std::sync::atomic::Ordering::SeqCst);
             }
+            // `TEST_LIST_PAGE_SIZE=n`: the remotes list their collections, n records a page.
+            if let Ok(size) = std::env::var("TEST_LIST_PAGE_SIZE") {
+                *knobs.list_page_size.lock().expect("knobs") = size.parse().ok();
+            }
             let mut registry = try_registry(&url, &knobs)?;
             // `TEST_RENAME_ERP_CUSTOMER=name` registers `erp.customer` under another name, to test
             // that startup refuses a syncer no model declares.
