@@ -241,17 +241,16 @@ pub async fn retry(db: &DatabaseConnection, scope: &RetryScope, now: i64) -> Res
     };
     let mut values: Vec<Value> = vec![now.into()];
     values.extend(value);
-    let done = db
-        .execute_raw(statement(
-            backend,
-            &format!(
-                "UPDATE sync_groups SET attempts = 0, deferrals = 0, next_attempt_at = ?, state = 'pending' WHERE {filter}"
-            ),
-            values,
-        ))
-        .await
-        .map_err(Error::db_while("retrying groups"))?
-        .rows_affected();
+    let sql = format!(
+        "UPDATE sync_groups SET attempts = 0, deferrals = 0, next_attempt_at = ?, state = 'pending' WHERE {filter}"
+    );
+    let done = again_on_conflict(|| async {
+        db.execute_raw(statement(backend, &sql, values.clone()))
+            .await
+            .map_err(Error::db_while("retrying groups"))
+            .map(|r| r.rows_affected())
+    })
+    .await?;
     crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
@@ -287,7 +286,8 @@ pub async fn forget(db: &DatabaseConnection, scope: &ForgetScope, now: i64) -> R
             vec![name.as_str().into()],
         ),
     };
-    let done = make_due(db, Again::CreateAgain, filter, values, now).await?;
+    let done =
+        again_on_conflict(|| make_due(db, Again::CreateAgain, filter, values.clone(), now)).await?;
     crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
@@ -354,15 +354,17 @@ pub async fn run_now(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<
     ))
     .await
     .map_err(Error::db_while(format!("running syncer `{syncer}` now")))?;
-    let done = db
-        .execute_raw(statement(
+    let done = again_on_conflict(|| async {
+        db.execute_raw(statement(
             backend,
             "UPDATE sync_groups SET next_attempt_at = ? WHERE syncer = ? AND state IN ('pending', 'failed') AND next_attempt_at > ?",
             vec![now.into(), syncer.into(), now.into()],
         ))
         .await
-        .map_err(Error::db_while(format!("running syncer `{syncer}` now")))?
-        .rows_affected();
+        .map_err(Error::db_while(format!("running syncer `{syncer}` now")))
+        .map(|r| r.rows_affected())
+    })
+    .await?;
     crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
@@ -374,8 +376,8 @@ pub async fn run_now(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<
 pub async fn request_full_run(db: &DatabaseConnection, syncer: &str, now: i64) -> Result<u64> {
     crate::apply_touches(db).await?;
     let backend = db.get_database_backend();
-    let done = db
-        .execute_raw(statement(
+    let done = again_on_conflict(|| async {
+        db.execute_raw(statement(
             backend,
             "UPDATE sync_groups SET last_digest = NULL, version = version + 1, touched_at = ?, \
              dirty_since = COALESCE(dirty_since, ?), attempts = 0, deferrals = 0, next_attempt_at = ?, \
@@ -384,8 +386,10 @@ pub async fn request_full_run(db: &DatabaseConnection, syncer: &str, now: i64) -
             vec![now.into(), now.into(), now.into(), syncer.into(), false.into()],
         ))
         .await
-        .map_err(Error::db_while(format!("starting a full run of `{syncer}`")))?
-        .rows_affected();
+        .map_err(Error::db_while(format!("starting a full run of `{syncer}`")))
+        .map(|r| r.rows_affected())
+    })
+    .await?;
     crate::sleepers::wake_workers(db).await;
     Ok(done)
 }
@@ -673,8 +677,19 @@ pub async fn repair(
     report: &crate::verify::VerifyReport,
     now: i64,
 ) -> Result<Repaired> {
-    use crate::verify::Drift;
     crate::apply_touches(db).await?;
+    let repaired = again_on_conflict(|| repair_once(db, report, now)).await?;
+    crate::sleepers::wake_workers(db).await;
+    Ok(repaired)
+}
+
+/// [`repair`]'s transaction.
+async fn repair_once(
+    db: &DatabaseConnection,
+    report: &crate::verify::VerifyReport,
+    now: i64,
+) -> Result<Repaired> {
+    use crate::verify::Drift;
     let context = || Error::db_while("queueing the repairs");
     // One transaction: each repair is written with its attempt-log entry, or neither is. The
     // report lists the groups in id order, the order every writer of `sync_groups` locks them.
@@ -725,6 +740,31 @@ pub async fn repair(
     }
     crate::queue::log_attempts(&txn, &log).await?;
     txn.commit().await.map_err(context())?;
-    crate::sleepers::wake_workers(db).await;
     Ok(repaired)
+}
+
+/// Runs an operator's write (one statement, or one transaction) again when the database aborts
+/// it in favour of a concurrent one ([`crate::is_transient_conflict`]): a bulk update locks the
+/// groups it matches in the order of the index it scans, and can meet a worker locking some of
+/// them in id order. Up to five attempts, after a short random pause; nothing of an aborted
+/// attempt is kept.
+async fn again_on_conflict<T, F, Fut>(mut work: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1_u32;
+    loop {
+        match work().await {
+            Err(Error::DatabaseWhile { source, .. } | Error::Database(source))
+                if attempt < 5 && crate::is_transient_conflict(&source) =>
+            {
+                tracing::debug!(error = %source, attempt, "an operator's write was aborted by a concurrent one; running it again");
+                let pause = rand::random_range(5..=20_u64) << attempt;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
