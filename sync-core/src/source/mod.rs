@@ -225,6 +225,9 @@ pub trait Source: Send + Sync + 'static {
 
     /// Fetches one page of changes after `cursor` (`None`: from the beginning, as on a first or
     /// full run). The default asks the [`feed`](Source::feed).
+    ///
+    /// A run asks for the next page while the previous one is applied, with the cursor and
+    /// state that page moved to: a fetch must not depend on what `apply` writes.
     async fn fetch(&self, cx: &FetchContext<'_>, cursor: Option<&Value>) -> Result<Page> {
         #[cfg(feature = "http")]
         if let Some(feed) = self.feed() {
