@@ -138,6 +138,35 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The same error again, for each item of a batch that it failed (`Error` is not `Clone`:
+    /// a database error is copied as a retryable error with its text).
+    pub(crate) fn copy_for_item(&self) -> Error {
+        match self {
+            Error::Retryable {
+                message,
+                status,
+                retry_after,
+            } => Error::Retryable {
+                message: message.clone(),
+                status: *status,
+                retry_after: *retry_after,
+            },
+            Error::Permanent { message, status } => Error::Permanent {
+                message: message.clone(),
+                status: *status,
+            },
+            Error::Config(message) => Error::Config(message.clone()),
+            Error::NotReady { prerequisite } => Error::not_ready(prerequisite.clone()),
+            Error::Key { table, reason } => Error::Key {
+                table: table.clone(),
+                reason: reason.clone(),
+            },
+            other => Error::retryable(other.to_string()),
+        }
+    }
+}
+
 impl From<Error> for DbErr {
     /// Hooks must return [`DbErr`]; the message keeps the syncer, table and key.
     fn from(err: Error) -> Self {

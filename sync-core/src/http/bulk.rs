@@ -23,7 +23,7 @@ impl HttpRemote {
     /// order: the remote id. A failure of the whole request (no answer, an error status, an
     /// answer that is not the expected list) is every item's error.
     pub async fn push_many(&self, items: &[BulkItem]) -> Vec<Result<RemoteId>> {
-        let all = |error: Error| items.iter().map(|_| Err(copy(&error))).collect();
+        let all = |error: Error| items.iter().map(|_| Err(error.copy_for_item())).collect();
         let Some((url, max)) = self.inner.bulk.as_ref() else {
             return all(Error::Config(
                 "this HttpRemote has no bulk endpoint; configure one with `bulk(path, max_items)`"
@@ -138,27 +138,5 @@ impl HttpRemote {
                 }
             })
             .collect()
-    }
-}
-
-/// The same error again, for every item of a failed request.
-fn copy(error: &Error) -> Error {
-    match error {
-        Error::Retryable {
-            message,
-            status,
-            retry_after,
-        } => Error::Retryable {
-            message: message.clone(),
-            status: *status,
-            retry_after: *retry_after,
-        },
-        Error::Permanent { message, status } => Error::Permanent {
-            message: message.clone(),
-            status: *status,
-        },
-        Error::NotReady { prerequisite } => Error::not_ready(prerequisite.clone()),
-        Error::Config(message) => Error::Config(message.clone()),
-        other => Error::retryable(other.to_string()),
     }
 }

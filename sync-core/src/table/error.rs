@@ -30,33 +30,6 @@ pub(super) fn classify(sink: &TableSink, error: &DbErr, doing: &str) -> Error {
     }
 }
 
-/// The same error again, for each item of a batch that it failed.
-pub(super) fn same(error: &Error) -> Error {
-    match error {
-        Error::Retryable {
-            message,
-            status,
-            retry_after,
-        } => Error::Retryable {
-            message: message.clone(),
-            status: *status,
-            retry_after: *retry_after,
-        },
-        Error::Permanent { message, status } => Error::Permanent {
-            message: message.clone(),
-            status: *status,
-        },
-        Error::Config(message) => Error::Config(message.clone()),
-        Error::NotReady { prerequisite } => Error::not_ready(prerequisite.clone()),
-        Error::Key { table, reason } => Error::Key {
-            table: table.clone(),
-            reason: reason.clone(),
-        },
-        // Database errors are retried; their text is what matters.
-        other => Error::retryable(other.to_string()),
-    }
-}
-
 fn class_of(error: &DbErr) -> Class {
     if crate::is_transient_conflict(error) {
         return Class::Retry;

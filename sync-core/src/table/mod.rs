@@ -292,7 +292,7 @@ impl TableSink {
     pub async fn push_many(&self, items: &[BulkItem]) -> Vec<Result<RemoteId>> {
         match self.resolved().await {
             Ok(resolved) => write::push_many(self, &resolved, items).await,
-            Err(error) => items.iter().map(|_| Err(error::same(&error))).collect(),
+            Err(error) => items.iter().map(|_| Err(error.copy_for_item())).collect(),
         }
     }
 

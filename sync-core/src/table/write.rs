@@ -69,7 +69,7 @@ pub(super) async fn push_many(
                 if row.old.is_none() {
                     return true;
                 }
-                results[row.index] = Some(Err(error::same(&error)));
+                results[row.index] = Some(Err(error.copy_for_item()));
                 false
             }),
         }
@@ -93,7 +93,7 @@ pub(super) async fn push_many(
             }
             Err(error) => {
                 for row in chunk {
-                    results[row.index] = Some(Err(error::same(&error)));
+                    results[row.index] = Some(Err(error.copy_for_item()));
                 }
             }
         }
@@ -120,7 +120,7 @@ pub(super) async fn push_many(
         if let Err(error) = remove(sink, resolved, &olds, "removing the rows of changed keys").await
         {
             for row in chunk {
-                results[row.index] = Some(Err(error::same(&error)));
+                results[row.index] = Some(Err(error.copy_for_item()));
                 move_failed.insert(row.index);
             }
         }
