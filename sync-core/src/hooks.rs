@@ -6,8 +6,8 @@
 //! together. Outside one, they are two statements: write inside a transaction.
 //!
 //! Where a hook compares with the stored row or reads its foreign key (updates, deletes of
-//! dependents), it locks the row first (`FOR UPDATE`; SQLite serialises writers anyway), as the
-//! write itself would. A transaction writing a row another one has written but not committed
+//! dependents), it locks the row first as the write itself would (`FOR UPDATE`, on PostgreSQL
+//! `FOR NO KEY UPDATE` for an update; SQLite serialises writers anyway). A transaction writing a row another one has written but not committed
 //! waits, then judges its change against the row as the other left it: the touch follows the
 //! last committed state, whatever the active model was loaded from.
 
@@ -59,13 +59,15 @@ where
     // changing — is one statement that touches each group only if the row really differs.
     if let Some(plan) = conditional_touch_plan::<A>(&am) {
         if !plan.touches.is_empty() {
-            store::touch_if_changed(db, plan.shape(), plan.values(), || plan.statements()).await?;
+            let lock = update_lock(db.get_database_backend());
+            store::touch_if_changed(db, plan.shape(), plan.values(), || plan.statements(lock))
+                .await?;
         }
         return Ok(am);
     }
     // Otherwise (moves, soft deletes, roots found by a function, JSON columns): `Set(same value)`
     // is indistinguishable from a change, so read the row once to compare.
-    let Some(old) = find_row::<A, C>(&am, db).await? else {
+    let Some(old) = find_row::<A, C>(&am, db, update_lock(db.get_database_backend())).await? else {
         // The update will fail with `RecordNotUpdated`; nothing to touch.
         return Ok(am);
     };
@@ -184,10 +186,12 @@ where
     if !has_dependents {
         return Ok(am);
     }
-    Ok(match find_row::<A, C>(&am, db).await? {
-        Some(row) => row.into_active_model(),
-        None => am,
-    })
+    Ok(
+        match find_row::<A, C>(&am, db, sea_orm::sea_query::LockType::Update).await? {
+            Some(row) => row.into_active_model(),
+            None => am,
+        },
+    )
 }
 
 /// Hook for `ActiveModelBehavior::after_delete`: marks roots' groups for a remote delete and
@@ -231,7 +235,8 @@ where
 /// update matters to is a root (its soft-delete column not set) or a dependent linked by a column
 /// that is not set, and the watched columns set are of types SQL compares for equality.
 ///
-/// Each touch names its group by a subquery that locks the row `FOR UPDATE`: a concurrent writer
+/// Each touch names its group by a subquery that locks the row as the update will
+/// ([`update_lock`]): a concurrent writer
 /// of the row is waited for, and the comparison and the foreign key are those of the row as it
 /// left it, the row this update will write over (without the lock, a change back to the value the
 /// row had before an uncommitted write, or an edit of a dependent being moved, would touch
@@ -383,9 +388,10 @@ where
         out
     }
 
-    /// The touches as sea-query statements, for rendering a shape the first time.
-    fn statements(&self) -> Vec<store::ConditionalTouch> {
-        use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query};
+    /// The touches as sea-query statements, for rendering a shape the first time; each locks
+    /// the row with `lock` ([`update_lock`]).
+    fn statements(&self, lock: sea_orm::sea_query::LockType) -> Vec<store::ConditionalTouch> {
+        use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
         let entity = <A::Entity as Default>::default();
         let table = Alias::new(sea_orm::EntityName::table_name(&entity));
         let mut out = Vec::new();
@@ -421,7 +427,7 @@ where
                     Alias::new("k"),
                 )
                 .from(table.clone())
-                .lock(LockType::Update);
+                .lock(lock);
             for (c, v) in &self.pk {
                 group_key.and_where(Expr::col(*c).eq(v.clone()));
             }
@@ -473,8 +479,26 @@ where
     })
 }
 
-/// Reads and locks the row an active model's primary key names, through the hook's connection.
-async fn find_row<A, C>(am: &A, db: &C) -> Result<Option<ModelOf<A>>, DbErr>
+/// The row lock an update's hook takes: the one the `UPDATE` itself will take. On PostgreSQL an
+/// update that changes no key column locks the row `FOR NO KEY UPDATE`, which does not conflict
+/// with the `FOR KEY SHARE` lock a foreign-key check takes on the row it references; a hook
+/// locking `FOR UPDATE` would make the update wait for every open transaction that inserted a
+/// row referencing this one, and could deadlock with it. (An update of a key column upgrades the
+/// lock, as it would without the hook.) Elsewhere: `FOR UPDATE` (SQLite takes no row locks).
+fn update_lock(backend: sea_orm::DbBackend) -> sea_orm::sea_query::LockType {
+    match backend {
+        sea_orm::DbBackend::Postgres => sea_orm::sea_query::LockType::NoKeyUpdate,
+        _ => sea_orm::sea_query::LockType::Update,
+    }
+}
+
+/// Reads and locks the row an active model's primary key names, through the hook's connection,
+/// with `lock`: [`update_lock`] for an update, `FOR UPDATE` for a delete (as the `DELETE` does).
+async fn find_row<A, C>(
+    am: &A,
+    db: &C,
+    lock: sea_orm::sea_query::LockType,
+) -> Result<Option<ModelOf<A>>, DbErr>
 where
     A: ActiveModelTrait,
     ModelOf<A>: Syncable,
@@ -491,7 +515,7 @@ where
     }
     // Locked, as the write that follows will: a concurrent writer is waited for, and the hook
     // compares with (and finds the old root in) the row this write replaces.
-    select.lock_exclusive().one(db).await.map_err(|e| {
+    select.lock(lock).one(db).await.map_err(|e| {
         DbErr::from(Error::DatabaseWhile {
             context: format!(
                 "reading the old `{}` row",

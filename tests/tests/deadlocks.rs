@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, ModelTrait, QueryFilter,
+    IntoActiveModel, ModelTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 use sync_core::retry::RetryPolicy;
 use sync_core::{Engine, EngineConfig};
@@ -250,8 +250,12 @@ impl OrderItems for order::Model {
         &self,
         db: &impl ConnectionTrait,
     ) -> Result<Vec<line_item::Model>, DbErr> {
+        // In id order, the order every transaction here locks line items in: without it, two
+        // transactions deleting one order's items could get them in two orders (an update moves
+        // a row within the table) and deadlock on their own, with or without the framework.
         line_item::Entity::find()
             .filter(line_item::Column::OrderId.eq(self.id))
+            .order_by_asc(line_item::Column::Id)
             .all(db)
             .await
     }
@@ -450,4 +454,58 @@ async fn write_transaction_runs_a_deadlock_victim_again() {
         );
         t.cleanup_handle().run().await;
     }
+}
+
+/// On PostgreSQL, an update of an order does not wait for an open transaction that added a line
+/// item to it: that insert's foreign-key check holds `FOR KEY SHARE` on the order, which the
+/// `UPDATE`'s own `FOR NO KEY UPDATE` does not conflict with, and the hooks lock the row as the
+/// update does. (A hook locking `FOR UPDATE` made the update wait for that transaction, and
+/// deadlock when it went on to wait for the updater.) Both kinds of update hook: the one
+/// statement that touches a root whose watched column changed, and the read of the old row when
+/// an order moves to another customer.
+#[tokio::test]
+async fn an_update_does_not_wait_for_a_transaction_referencing_the_row() {
+    on_each_backend(|t| async move {
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        add_foreign_keys(&t.db, t.backend).await;
+        let ada = fixtures::customer(&t.db, "Ada").await;
+        let bob = fixtures::customer(&t.db, "Bob").await;
+        let o = fixtures::order(&t.db, ada.id, "R-1").await;
+        sync_core::apply_touches(&t.db).await.unwrap();
+        let before = t.group("erp.sales_order", o.id).await.unwrap().version;
+
+        let referencing = t.db.begin().await.unwrap();
+        fixtures::line_item(&referencing, o.id, "A").await;
+
+        let mut am = o.clone().into_active_model();
+        am.status = Set("paid".into());
+        let status = tokio::time::timeout(Duration::from_secs(10), am.update(&t.db)).await;
+        assert!(
+            matches!(status, Ok(Ok(_))),
+            "the status update waited for the transaction referencing the order: {status:?}"
+        );
+        let mut am = order::Entity::find_by_id(o.id)
+            .one(&t.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_active_model();
+        am.customer_id = Set(bob.id);
+        let moved = tokio::time::timeout(Duration::from_secs(10), am.update(&t.db)).await;
+        assert!(
+            matches!(moved, Ok(Ok(_))),
+            "the move waited for the transaction referencing the order: {moved:?}"
+        );
+        referencing.commit().await.unwrap();
+
+        // The hooks still touched what the writes changed: the line item, the status, the
+        // customer.
+        assert_eq!(
+            t.group("erp.sales_order", o.id).await.unwrap().version,
+            before + 3
+        );
+    })
+    .await;
 }
