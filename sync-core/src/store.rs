@@ -438,7 +438,10 @@ fn render_conditional_touch(
             // A LIMIT/OFFSET keeps PostgreSQL from moving the outer `k IS NOT NULL` below the
             // lock, where it would filter the row as the statement's snapshot saw it, without
             // waiting for a concurrent writer of the row.
-            if let Some(at) = inner.rfind(" FOR UPDATE") {
+            let lock = [" FOR NO KEY UPDATE", " FOR UPDATE"]
+                .iter()
+                .find_map(|clause| inner.rfind(clause));
+            if let Some(at) = lock {
                 inner.insert_str(at, " OFFSET 0");
             }
         }
