@@ -294,3 +294,40 @@ async fn a_record_the_remote_lost_fails_visibly_until_an_operator_forgets_its_id
     })
     .await;
 }
+
+/// A known gap, kept as a failing test: a sales order's payload carries its customer's ERP id
+/// (`remote_id_of`). When a customer archived and restored is created again on the ERP under a
+/// new id, nothing pushes the order again, and the ERP's order keeps pointing at the old id
+/// (verification reports it different; a repair fixes it). Closing it needs reference tracking:
+/// recording which remote ids a translation looked up and touching those groups when an id
+/// changes.
+#[tokio::test]
+#[ignore = "reference tracking is not built: an order does not follow its customer's new ERP id"]
+async fn an_order_follows_its_customer_s_new_remote_id() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let c = fixtures::customer(&h.t.db, "Ada").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        fixtures::order(&h.t.db, c.id, "A-1").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        for archived in [Some(5), None] {
+            let mut am = <customer::Entity as sea_orm::EntityTrait>::find_by_id(c.id)
+                .one(&h.t.db)
+                .await
+                .unwrap()
+                .unwrap()
+                .into_active_model();
+            am.deleted_at = Set(archived);
+            am.update(&h.t.db).await.unwrap();
+            h.engine.run_until_idle(10).await.unwrap();
+        }
+        let problems = sync_tests::cluster::differences(
+            &h.t.db,
+            &sync_tests::syncers::registry(&h.remote.url(), &h.knobs),
+            &h.remote,
+        )
+        .await;
+        assert!(problems.is_empty(), "{problems:#?}");
+    })
+    .await;
+}
