@@ -252,41 +252,30 @@ impl TestDb {
                 );
                 (url, Cleanup::None, Some(dir))
             }
-            Backend::Postgres => {
-                let admin_url =
-                    std::env::var("SYNC_TEST_POSTGRES_URL").expect("checked by backends()");
-                let admin = connect_admin(&admin_url, "SYNC_TEST_POSTGRES_URL").await;
+            server => {
+                let (var, quoted) = match server {
+                    Backend::Postgres => ("SYNC_TEST_POSTGRES_URL", format!("\"{name}\"")),
+                    _ => ("SYNC_TEST_MYSQL_URL", format!("`{name}`")),
+                };
+                let admin_url = std::env::var(var).expect("checked by backends()");
+                let admin = connect_admin(&admin_url, var).await;
                 admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .execute_unprepared(&format!("CREATE DATABASE {quoted}"))
                     .await
                     .expect("create a second database");
                 let _ = admin.close().await;
-                (
-                    with_database(&admin_url, &name),
-                    Cleanup::DropPgDatabase {
+                let url = with_database(&admin_url, &name);
+                let cleanup = match server {
+                    Backend::Postgres => Cleanup::DropPgDatabase {
                         admin_url,
                         database: name,
                     },
-                    None,
-                )
-            }
-            Backend::MySql => {
-                let admin_url =
-                    std::env::var("SYNC_TEST_MYSQL_URL").expect("checked by backends()");
-                let admin = connect_admin(&admin_url, "SYNC_TEST_MYSQL_URL").await;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE `{name}`"))
-                    .await
-                    .expect("create a second database");
-                let _ = admin.close().await;
-                (
-                    with_database(&admin_url, &name),
-                    Cleanup::DropDatabase {
+                    _ => Cleanup::DropDatabase {
                         admin_url,
                         database: name,
                     },
-                    None,
-                )
+                };
+                (url, cleanup, None)
             }
         };
         let db = sync_core::connect(&url, 5)

@@ -98,6 +98,17 @@ async fn inbound_row(db: &DatabaseConnection, remote_id: &str) -> sync_inbound::
         .unwrap_or_else(|| panic!("no sync_inbound row for {remote_id}"))
 }
 
+/// Products 1 to `n` on the remote: `P{id}` at `id * 100` cents, modified at second `id`.
+fn put_products(remote: &MockRemote, n: i64) {
+    for id in 1..=n {
+        remote.put_record(
+            "products",
+            &id.to_string(),
+            erp_product(id, &format!("P{id}"), id * 100, &at(id as u32)),
+        );
+    }
+}
+
 fn at(second: u32) -> String {
     format!("2026-12-01T10:00:{second:02}.000Z")
 }
@@ -110,13 +121,7 @@ fn at_minute(minute: u32) -> String {
 async fn changed_records_land_through_the_models_and_re_reads_are_skipped() {
     on_each_backend(|t: TestDb| async move {
         let remote = MockRemote::start().await;
-        for id in 1..=5_i64 {
-            remote.put_record(
-                "products",
-                &id.to_string(),
-                erp_product(id, &format!("P{id}"), id * 100, &at(id as u32)),
-            );
-        }
+        put_products(&remote, 5);
         let knobs = Arc::new(ApplyKnobs::default());
         let source = ErpProducts::new(json_server_feed(&remote, 2), &knobs);
 
@@ -1034,13 +1039,7 @@ impl Source for WaitsForTheNextFetch {
 async fn the_next_page_is_fetched_while_a_page_is_applied() {
     on_each_backend(|t: TestDb| async move {
         let remote = MockRemote::start().await;
-        for id in 1..=5_i64 {
-            remote.put_record(
-                "products",
-                &id.to_string(),
-                erp_product(id, &format!("P{id}"), id * 100, &at(id as u32)),
-            );
-        }
+        put_products(&remote, 5);
         let knobs = Arc::new(ApplyKnobs::default());
         let source = WaitsForTheNextFetch {
             inner: ErpProducts::new(json_server_feed(&remote, 2), &knobs),
@@ -1064,13 +1063,7 @@ async fn the_next_page_is_fetched_while_a_page_is_applied() {
 async fn a_failed_fetch_of_the_next_page_keeps_the_page_applied_meanwhile() {
     on_each_backend(|t: TestDb| async move {
         let remote = MockRemote::start().await;
-        for id in 1..=4_i64 {
-            remote.put_record(
-                "products",
-                &id.to_string(),
-                erp_product(id, &format!("P{id}"), id * 100, &at(id as u32)),
-            );
-        }
+        put_products(&remote, 4);
         let knobs = Arc::new(ApplyKnobs::default());
         let source = ErpProducts::new(json_server_feed(&remote, 2), &knobs);
         // The first page answers; the second (asked for while the first is applied) fails.
