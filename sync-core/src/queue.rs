@@ -533,8 +533,9 @@ pub(crate) async fn record_pending_creates<C: ConnectionTrait + TransactionTrait
     owner: &str,
     creates: &[(i64, &str, &str)],
 ) -> Result<std::collections::HashSet<i64>> {
-    // SQLite takes the batch in one statement. Elsewhere a large batch takes several (kept
-    // under 12 KB each): one transaction makes them one commit, one flush of the database's log.
+    // SQLite takes the batch in one statement. Elsewhere a large batch takes several (on
+    // PostgreSQL each under `PG_STATEMENT_BYTES`): one transaction makes them one commit, one
+    // flush of the database's log.
     let size: usize = creates.iter().map(|(_, k, p)| 40 + k.len() + p.len()).sum();
     let several = match db.get_database_backend() {
         DbBackend::Sqlite => false,
@@ -790,7 +791,7 @@ pub(crate) struct AttemptRecord {
 
 /// Appends attempts to `sync_attempts`: on PostgreSQL and SQLite the rows travel as one JSON
 /// document per statement (a statement prepared once per connection, whatever the number of
-/// rows; on PostgreSQL under 12 KB each, as in `complete_many`), on MariaDB in one statement
+/// rows; on PostgreSQL each under [`PG_STATEMENT_BYTES`], as in `complete_many`), on MariaDB in one statement
 /// per 100 rows.
 pub(crate) async fn log_attempts<C: ConnectionTrait>(
     db: &C,
@@ -898,10 +899,11 @@ async fn log_attempts_as_json<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The most a statement carrying a JSON document of rows weighs on PostgreSQL. sqlx 0.9 does
-/// not set TCP_NODELAY on its sockets, and a message the kernel takes in two writes (over the
-/// 16 KB initial send buffer) waits for the server's delayed ACK.
-const PG_STATEMENT_BYTES: usize = 12_000;
+/// The most a statement carrying a JSON document of rows weighs on PostgreSQL: a bound on the
+/// memory one statement takes on both sides, far above a batch of ordinary payloads. (sqlx 0.9.0
+/// set no `TCP_NODELAY`, and a statement over 16 KB waited 40 ms for the server's delayed ACK;
+/// 0.9.1, the version this crate requires, sets it.)
+pub(crate) const PG_STATEMENT_BYTES: usize = 1 << 20;
 
 /// `rows`, each with its estimated size in the JSON document, cut into the documents of one
 /// statement each: under [`PG_STATEMENT_BYTES`] on PostgreSQL (a row larger than that goes

@@ -17,10 +17,18 @@ pub(crate) fn spawn(db: &DatabaseConnection) -> Option<JoinHandle<()>> {
     }
     let pool = db.get_postgres_connection_pool().clone();
     Some(tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
+        let mut delay = RECONNECT_FIRST;
         loop {
-            if let Err(error) = listen(&pool).await {
-                tracing::warn!(%error, retry_in = ?delay, "LISTEN sync_groups failed; polling meanwhile");
+            match listen(&pool).await {
+                Ok(()) => {
+                    tracing::warn!(
+                        "the LISTEN connection was lost; reconnecting, polling meanwhile"
+                    );
+                    delay = RECONNECT_FIRST;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?delay, "LISTEN sync_groups failed; polling meanwhile");
+                }
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(10));
@@ -28,11 +36,19 @@ pub(crate) fn spawn(db: &DatabaseConnection) -> Option<JoinHandle<()>> {
     }))
 }
 
+/// The wait before listening again after the connection was lost; doubled (up to 10 s) while
+/// it cannot be opened again.
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+
+/// Listens until the connection is lost (`Ok`) or cannot be opened (`Err`). The listener does
+/// not reconnect by itself: sqlx 0.9.1's listener retries a refused connection at once, in a
+/// loop that takes a whole core while the database is down; the caller waits between attempts.
 async fn listen(pool: &PgPool) -> Result<(), sea_orm::sqlx::Error> {
     let schema: String = sea_orm::sqlx::query_scalar("SELECT current_schema()::text")
         .fetch_one(pool)
         .await?;
     let mut listener = PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
     listener.listen_all(["sync_groups", "sync_sources"]).await?;
     tracing::debug!(%schema, "listening for touches");
     // Anything touched, or any source asked to run, while we were not listening is due now.
@@ -49,9 +65,11 @@ async fn listen(pool: &PgPool) -> Result<(), sea_orm::sqlx::Error> {
             }
             Some(_) => {}
             None => {
-                tracing::warn!("the LISTEN connection was lost; reconnecting, polling meanwhile");
+                // Whatever was touched meanwhile is found by polling until the next listen,
+                // which wakes the workers again.
                 sync_core::wake::notify();
                 sync_core::wake::notify_sources();
+                return Ok(());
             }
         }
     }

@@ -49,7 +49,8 @@ async fn workers_ride_out_a_database_outage_without_spinning_or_losing_work() {
         let cpu_during = worker.cpu_time() - cpu_before;
         assert!(
             cpu_during < Duration::from_millis(800),
-            "the worker used {cpu_during:?} of CPU in 4 s of outage"
+            "the worker used {cpu_during:?} of CPU in 4 s of outage; its log ends:\n{}",
+            tail(&worker.log(), 40)
         );
         proxy.restore();
 
@@ -67,6 +68,12 @@ async fn workers_ride_out_a_database_outage_without_spinning_or_losing_work() {
         assert_eq!(remote.records("erp/customers").len(), 20);
     })
     .await;
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 async fn engine(t: &TestDb, remote: &MockRemote, id: &str, lease: Duration) -> Engine {

@@ -1025,10 +1025,8 @@ async fn write_outcomes(
         return Ok(());
     }
     if matches!(backend, DbBackend::Postgres | DbBackend::Sqlite) {
-        // The rows travel as one JSON parameter (see `load_known`). On PostgreSQL a statement
-        // stays under 12 KB (several per page when the payloads are large): sqlx sets no
-        // `TCP_NODELAY`, and a message sent in more than one write (over TLS: more than one
-        // 16 KB record) waits for the server's delayed ACK, 40 ms.
+        // The rows travel as one JSON parameter (see `load_known`); on PostgreSQL a statement
+        // stays under `PG_STATEMENT_BYTES` (several per page only when the payloads are large).
         let mut chunks: Vec<String> = Vec::new();
         let mut chunk = String::new();
         /// One row of the document, written straight to text.
@@ -1060,7 +1058,7 @@ async fn write_outcomes(
             .map_err(|e| Error::permanent(format!("cannot encode the records applied: {e}")))?;
             if backend == DbBackend::Postgres
                 && !chunk.is_empty()
-                && chunk.len() + row.len() > 12_000
+                && chunk.len() + row.len() > crate::queue::PG_STATEMENT_BYTES
             {
                 chunk.push(']');
                 chunks.push(std::mem::take(&mut chunk));

@@ -982,9 +982,7 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
             .map(|&(group, customer, version)| {
                 let (name, email) = &roots[&customer];
                 let payload = json!({"name": name, "email": email});
-                // 16 hex digits, as short as a digest can usefully be: the statement that records
-                // 200 of them stays one network write (sqlx's sockets have no TCP_NODELAY, and a
-                // message over the first write waits for the server's delayed ACK).
+                // 16 hex digits, as short as a digest can usefully be: what a bare loop would keep.
                 let mut digest = sync_core::__worker::digest("erp.customer", 1, &payload);
                 digest.truncate(16);
                 let body = serde_json::to_vec(&payload).unwrap();
