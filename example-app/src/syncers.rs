@@ -147,7 +147,8 @@ impl Syncer for ErpSalesOrderSyncer {
             return Ok(None);
         };
         // Until the ERP has created the customer, this answers "not ready" and the worker tries
-        // the order again shortly, without counting a failure.
+        // the order again shortly, without counting a failure. Should the customer be created
+        // again under another id (archived and restored), the worker pushes the order again.
         let customer_erp_id = cx.remote_id_of("erp.customer", order.customer_id).await?;
         let lines = order
             .find_related(line_item::Entity)

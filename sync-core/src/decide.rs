@@ -142,6 +142,8 @@ mod tests {
             attempts,
             deferrals,
             lease_owner: "w".into(),
+            references_digest: None,
+            remote_id_forgotten: false,
         }
     }
 

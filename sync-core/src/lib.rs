@@ -88,6 +88,7 @@ mod limits;
 pub mod ops;
 mod panic;
 mod queue;
+mod references;
 mod remote_id;
 pub mod retry;
 mod schema;

@@ -312,17 +312,20 @@ async fn make_due<C: ConnectionTrait>(
     values: Vec<Value>,
     now: i64,
 ) -> Result<u64> {
+    // A forgotten remote id is flagged (before it is cleared: MariaDB assigns left to right), so
+    // that the create that follows touches the groups carrying it.
     let (forget, context) = match again {
         Again::PushAgain => ("", "making groups due again"),
         Again::CreateAgain => (
-            "remote_id = NULL, remote_id_numeric = ?, last_payload = NULL, create_key = NULL, \
+            "remote_id_forgotten = CASE WHEN remote_id IS NULL THEN remote_id_forgotten ELSE ? END, \
+             remote_id = NULL, remote_id_numeric = ?, last_payload = NULL, create_key = NULL, \
              create_payload = NULL, last_status = NULL, ",
             "forgetting remote ids",
         ),
     };
     let mut all: Vec<Value> = Vec::new();
     if again == Again::CreateAgain {
-        all.push(false.into());
+        all.extend([true.into(), false.into()]);
     }
     all.extend([now.into(), now.into(), now.into(), now.into()]);
     all.extend(values);

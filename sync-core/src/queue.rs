@@ -13,7 +13,8 @@ use crate::store::statement;
 use crate::{ClaimedGroup, Error, GroupState, PendingCreate, RemoteId, Result, RootKey};
 
 const RETURNED: &str = "id, syncer, root_key, version, remote_id, remote_id_numeric, last_digest, \
-     root_deleted, attempts, deferrals, create_key, create_payload";
+     root_deleted, attempts, deferrals, create_key, create_payload, references_digest, \
+     remote_id_forgotten";
 
 /// What to claim.
 #[derive(Debug, Clone)]
@@ -134,6 +135,8 @@ fn read_claimed(row: &QueryResult, owner: &str) -> Result<ClaimedGroup> {
         attempts: row.try_get("", "attempts")?,
         deferrals: row.try_get("", "deferrals")?,
         lease_owner: owner.to_owned(),
+        references_digest: row.try_get("", "references_digest")?,
+        remote_id_forgotten: row.try_get("", "remote_id_forgotten")?,
     })
 }
 
@@ -171,17 +174,35 @@ pub enum Synced {
     Deleted,
 }
 
+/// A successful attempt to record.
+#[derive(Debug, Clone)]
+pub(crate) struct Completion<'a> {
+    /// The group, as claimed.
+    pub(crate) group: &'a ClaimedGroup,
+    /// What the remote now holds.
+    pub(crate) synced: &'a Synced,
+    /// The digest of the references (remote ids of other groups) the remote's record now
+    /// carries, when it differs from the group's stored one: `Some(None)` when it carries none.
+    /// `None` leaves the stored one.
+    pub(crate) references: Option<Option<String>>,
+}
+
 /// Records a successful attempt: `synced_version` becomes the version read at claim time, and
 /// the group is `synced` (or `deleted`), or stays `pending` if it was touched meanwhile (or the
 /// push was a repeated create of older data, see [`Synced::Pushed`]). Any pending create is
-/// forgotten: the remote id is known now. Returns `false` if this worker no longer holds the
-/// lease (nothing was written).
+/// forgotten: the remote id is known now. A remote id set to `NULL` (the record deleted) is
+/// flagged `remote_id_forgotten`; a remote id given clears the flag. Returns `false` if this
+/// worker no longer holds the lease (nothing was written).
 pub(crate) async fn complete<C: ConnectionTrait>(
     db: &C,
-    group: &ClaimedGroup,
-    synced: &Synced,
+    completion: &Completion<'_>,
     now: i64,
 ) -> Result<bool> {
+    let Completion {
+        group,
+        synced,
+        references,
+    } = completion;
     let (remote_sets, mut values): (&str, Vec<Value>) = match synced {
         Synced::Pushed {
             remote_id,
@@ -194,19 +215,31 @@ pub(crate) async fn complete<C: ConnectionTrait>(
             digest,
             payload,
         } => (
-            "remote_id = ?, remote_id_numeric = ?, last_digest = ?, last_payload = ?, ",
+            "remote_id = ?, remote_id_numeric = ?, remote_id_forgotten = ?, last_digest = ?, \
+             last_payload = ?, ",
             vec![
                 remote_id.as_str().into(),
                 remote_id.is_number().into(),
+                false.into(),
                 digest.as_str().into(),
                 payload.as_str().into(),
             ],
         ),
         Synced::Skipped => ("", vec![]),
+        // The flag first: MariaDB assigns left to right, so it reads the remote id before it is
+        // cleared.
         Synced::Deleted => (
-            "remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, last_payload = NULL, ",
-            vec![false.into()],
+            "remote_id_forgotten = CASE WHEN remote_id IS NULL THEN remote_id_forgotten ELSE ? END, \
+             remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, last_payload = NULL, ",
+            vec![true.into(), false.into()],
         ),
+    };
+    let references_set = match references {
+        Some(digest) => {
+            values.push(digest.clone().into());
+            "references_digest = ?, "
+        }
+        None => "",
     };
     let closed_state = match synced {
         Synced::Deleted => GroupState::Deleted,
@@ -235,7 +268,7 @@ pub(crate) async fn complete<C: ConnectionTrait>(
         ("state = 'pending'", vec![])
     };
     let sql = format!(
-        "UPDATE sync_groups SET {remote_sets}synced_at = ?, attempts = 0, deferrals = 0, \
+        "UPDATE sync_groups SET {remote_sets}{references_set}synced_at = ?, attempts = 0, deferrals = 0, \
          last_error = NULL, last_status = NULL, lease_owner = NULL, lease_until = NULL, \
          next_attempt_at = ?, create_key = NULL, create_payload = NULL, {version_sets} \
          WHERE id = ? AND lease_owner = ?"
@@ -270,7 +303,7 @@ async fn held<C: ConnectionTrait>(
 /// same meaning as [`complete`] for each. Returns the ids whose lease was still held.
 pub(crate) async fn complete_many<C: ConnectionTrait>(
     db: &C,
-    done: &[(&ClaimedGroup, &Synced)],
+    done: &[Completion<'_>],
     now: i64,
 ) -> Result<std::collections::HashSet<i64>> {
     let backend = db.get_database_backend();
@@ -279,9 +312,9 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
         return Ok(held);
     }
     if backend == DbBackend::MySql || done.len() == 1 {
-        for (group, synced) in done {
-            if complete(db, group, synced, now).await? {
-                held.insert(group.id);
+        for completion in done {
+            if complete(db, completion, now).await? {
+                held.insert(completion.group.id);
             }
         }
         return Ok(held);
@@ -292,6 +325,8 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
     let set = "UPDATE sync_groups SET \
          remote_id = CASE v.kind WHEN 'pushed' THEN v.remote_id WHEN 'deleted' THEN NULL ELSE sync_groups.remote_id END, \
          remote_id_numeric = CASE v.kind WHEN 'pushed' THEN v.numeric WHEN 'deleted' THEN v.numeric ELSE sync_groups.remote_id_numeric END, \
+         remote_id_forgotten = CASE v.kind WHEN 'pushed' THEN FALSE WHEN 'deleted' THEN (sync_groups.remote_id IS NOT NULL OR sync_groups.remote_id_forgotten) ELSE sync_groups.remote_id_forgotten END, \
+         references_digest = CASE WHEN v.refs_set THEN v.refs ELSE sync_groups.references_digest END, \
          last_digest = CASE v.kind WHEN 'pushed' THEN v.digest WHEN 'deleted' THEN NULL ELSE sync_groups.last_digest END, \
          last_payload = CASE v.kind WHEN 'pushed' THEN v.payload WHEN 'deleted' THEN NULL ELSE sync_groups.last_payload END, \
          synced_version = CASE WHEN v.caught_up THEN v.version ELSE sync_groups.synced_version END, \
@@ -299,7 +334,8 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
          lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, create_payload = NULL, \
          dirty_since = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN NULL ELSE sync_groups.dirty_since END, \
          state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
-    let rows = done.iter().map(|(group, synced)| {
+    let rows = done.iter().map(|completion| {
+        let (group, synced) = (completion.group, completion.synced);
         let (kind, remote_id, digest, payload, closed) = match synced {
             Synced::Pushed {
                 remote_id,
@@ -338,11 +374,14 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
             payload,
             closed,
             owner: &group.lease_owner,
+            refs_set: completion.references.is_some(),
+            refs: completion.references.as_ref().and_then(Option::as_deref),
         };
         let row_size = 160
             + group.lease_owner.len()
             + payload.map_or(0, str::len)
-            + remote_id.map_or(0, |id| id.as_str().len());
+            + remote_id.map_or(0, |id| id.as_str().len())
+            + completion.references.as_ref().map_or(0, |_| 60);
         (row, row_size)
     });
     for rows in json_chunks(backend, rows) {
@@ -355,14 +394,15 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
             DbBackend::Postgres => {
                 "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, kind text, \
                  remote_id text, numeric boolean, caught_up boolean, digest text, payload text, \
-                 closed text, owner text)"
+                 closed text, owner text, refs_set boolean, refs text)"
             }
             _ => {
                 "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.version') AS version, \
                  json_extract(value, '$.kind') AS kind, json_extract(value, '$.remote_id') AS remote_id, \
                  json_extract(value, '$.numeric') AS numeric, json_extract(value, '$.caught_up') AS caught_up, \
                  json_extract(value, '$.digest') AS digest, json_extract(value, '$.payload') AS payload, \
-                 json_extract(value, '$.closed') AS closed, json_extract(value, '$.owner') AS owner \
+                 json_extract(value, '$.closed') AS closed, json_extract(value, '$.owner') AS owner, \
+                 json_extract(value, '$.refs_set') AS refs_set, json_extract(value, '$.refs') AS refs \
                  FROM jsonb_each(?)) AS v"
             }
         };
@@ -398,6 +438,11 @@ struct CompletionRow<'a> {
     payload: Option<&'a str>,
     closed: &'static str,
     owner: &'a str,
+    /// Set the stored references' digest to `refs` (left out of the document when not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    refs_set: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refs: Option<&'a str>,
 }
 
 /// A failed attempt, as [`fail`] records it.
@@ -490,9 +535,10 @@ pub(crate) async fn fail<C: ConnectionTrait>(
 }
 
 /// Records that the remote lost the group's record (an update answered 404) under
-/// [`WhenMissing::Recreate`](crate::WhenMissing): the remote id and digest are forgotten and
-/// the group is due at once, to be created again — or `dead` when `dead` is set. Returns
-/// `false` if this worker no longer holds the lease.
+/// [`WhenMissing::Recreate`](crate::WhenMissing): the remote id and digest are forgotten (and
+/// flagged `remote_id_forgotten`, so that the create that follows touches the groups carrying
+/// the old id) and the group is due at once, to be created again — or `dead` when `dead` is set.
+/// Returns `false` if this worker no longer holds the lease.
 pub(crate) async fn forget_lost_record<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
@@ -502,11 +548,13 @@ pub(crate) async fn forget_lost_record<C: ConnectionTrait>(
     dead: bool,
 ) -> Result<bool> {
     let state = if dead { "dead" } else { "pending" };
-    let sql = "UPDATE sync_groups SET remote_id = NULL, remote_id_numeric = ?, last_digest = NULL, \
+    let sql = "UPDATE sync_groups SET remote_id_forgotten = ?, remote_id = NULL, \
+               remote_id_numeric = ?, last_digest = NULL, \
                last_payload = NULL, create_key = NULL, create_payload = NULL, attempts = ?, \
                last_error = ?, last_status = 404, next_attempt_at = ?, lease_owner = NULL, \
                lease_until = NULL, state = ? WHERE id = ? AND lease_owner = ?";
     let values: Vec<Value> = vec![
+        true.into(),
         false.into(),
         attempts.into(),
         truncate(error, 4000).into(),

@@ -63,6 +63,16 @@ const NEEDED: &[(&str, &str, &str)] = &[
         "sync_touch_applier",
         "id",
     ),
+    (
+        "sync_core::m20261204_000013_sync_references",
+        "sync_references",
+        "target_syncer, target_key, referrer_id, referrer_syncer, referrer_key, remote_id",
+    ),
+    (
+        "sync_core::m20261204_000013_sync_references",
+        "sync_groups",
+        "references_digest, remote_id_forgotten",
+    ),
 ];
 
 /// Checks that the database has the framework's tables and columns. Fails with

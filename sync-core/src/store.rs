@@ -513,7 +513,8 @@ pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Valu
 }
 
 /// Records that the group (`syncer`, `key`) is the remote record `remote_id`, creating the group
-/// if needed (as [`insert_if_missing`] does). A group that already has a remote id keeps it.
+/// if needed (as [`insert_if_missing`] does). A group that already has a remote id keeps it; a
+/// group given one touches the groups whose pushes carried another remote id of it.
 pub(crate) async fn link_group<C: ConnectionTrait>(
     db: &C,
     syncer: &str,
@@ -522,20 +523,26 @@ pub(crate) async fn link_group<C: ConnectionTrait>(
 ) -> Result<()> {
     insert_if_missing(db, syncer, key, clock::now_ms()).await?;
     let backend = db.get_database_backend();
-    db.execute_raw(statement(
-        backend,
-        "UPDATE sync_groups SET remote_id = ?, remote_id_numeric = ? \
-         WHERE syncer = ? AND root_key = ? AND remote_id IS NULL",
-        vec![
-            remote_id.as_str().into(),
-            remote_id.is_number().into(),
-            syncer.into(),
-            key.as_str().into(),
-        ],
-    ))
-    .await
-    .map_err(Error::db_while(format!(
-        "linking `{syncer}` group `{key}` to remote id `{remote_id}`"
-    )))?;
+    let linked = db
+        .execute_raw(statement(
+            backend,
+            "UPDATE sync_groups SET remote_id = ?, remote_id_numeric = ?, remote_id_forgotten = ? \
+             WHERE syncer = ? AND root_key = ? AND remote_id IS NULL",
+            vec![
+                remote_id.as_str().into(),
+                remote_id.is_number().into(),
+                false.into(),
+                syncer.into(),
+                key.as_str().into(),
+            ],
+        ))
+        .await
+        .map_err(Error::db_while(format!(
+            "linking `{syncer}` group `{key}` to remote id `{remote_id}`"
+        )))?
+        .rows_affected();
+    if linked > 0 {
+        crate::references::touch_referrers(db, syncer, key, remote_id).await?;
+    }
     Ok(())
 }

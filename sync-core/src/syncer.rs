@@ -9,6 +9,7 @@ use serde_json::Value;
 #[cfg(feature = "http")]
 use crate::HttpRemote;
 use crate::entity::sync_group;
+use crate::references::Lookups;
 use crate::{Error, RemoteId, Result, RootKey, TableSink};
 
 /// One kind of remote entity: how to build its payload from the local rows, and how to push it.
@@ -357,6 +358,12 @@ pub struct ClaimedGroup {
     pub deferrals: i32,
     /// The worker holding the lease.
     pub lease_owner: String,
+    /// The digest of the references the group's last recorded push carried (see
+    /// `sync_references`): a push carrying the same ones writes none.
+    pub(crate) references_digest: Option<String>,
+    /// The group's remote id was forgotten after other groups may have read it: the completion
+    /// that gives it a new one touches them.
+    pub(crate) remote_id_forgotten: bool,
 }
 
 impl ClaimedGroup {
@@ -381,6 +388,8 @@ impl ClaimedGroup {
             attempts: row.attempts,
             deferrals: row.deferrals,
             lease_owner: String::new(),
+            references_digest: row.references_digest.clone(),
+            remote_id_forgotten: row.remote_id_forgotten,
         }
     }
 
@@ -427,12 +436,34 @@ pub enum WhenMissing {
 pub struct TranslateContext<'a> {
     db: &'a DatabaseConnection,
     group: &'a ClaimedGroup,
+    /// Where [`remote_id_of`](Self::remote_id_of) records what it read, when a worker
+    /// translates.
+    lookups: Option<Lookups>,
 }
 
 impl<'a> TranslateContext<'a> {
-    /// A context for `group`. The worker builds these; tests and `plan` may too.
+    /// A context for `group`. The worker builds these; tests and `plan` may too. A context made
+    /// while the worker runs [`Syncer::translate_many`] (as the default one does) records the
+    /// remote ids [`remote_id_of`](Self::remote_id_of) reads for the worker.
     pub fn new(db: &'a DatabaseConnection, group: &'a ClaimedGroup) -> Self {
-        TranslateContext { db, group }
+        TranslateContext {
+            db,
+            group,
+            lookups: Lookups::current(),
+        }
+    }
+
+    /// A context recording the remote ids it reads in `lookups`.
+    pub(crate) fn recording(
+        db: &'a DatabaseConnection,
+        group: &'a ClaimedGroup,
+        lookups: &Lookups,
+    ) -> Self {
+        TranslateContext {
+            db,
+            group,
+            lookups: Some(lookups.clone()),
+        }
     }
 
     /// The application's database.
@@ -467,6 +498,19 @@ impl<'a> TranslateContext<'a> {
     /// `json!({"customer_id": id})` writes `12` or `"c-12"` as the remote answered).
     /// When that group has no remote id yet, this returns [`Error::NotReady`] naming it, and the
     /// worker retries this group shortly without counting a failure.
+    ///
+    /// **The id is kept current.** When the worker translates, every id this returns is stored
+    /// with the push as the one this group's remote record carries (in `sync_references`, in
+    /// the transaction that records the push). When the other group later gets another remote
+    /// id — created again after its root was archived and restored, after the remote lost the
+    /// record ([`WhenMissing::Recreate`], the worker's `forget`, `verify --repair`), linked by an
+    /// inbound source, or answered by the remote — this group is touched, like a write of its
+    /// own data: its next translation reads the new id and pushes it (or nothing, when its
+    /// payload does not change). A push whose lookup went stale while it was in flight (the
+    /// other group was created again meanwhile) leaves this group dirty for one more push.
+    /// Only ids read through this method are tracked, and only in the task the worker
+    /// translates in (not in tasks a translation spawns); a group whose translations never call
+    /// it costs nothing.
     pub async fn remote_id_of(&self, syncer: &str, key: impl Into<RootKey>) -> Result<RemoteId> {
         let key = key.into();
         let found: Option<(Option<String>, bool)> = sync_group::Entity::find()
@@ -482,7 +526,13 @@ impl<'a> TranslateContext<'a> {
                 "looking up the remote id of `{syncer}` group `{key}`"
             )))?;
         match found {
-            Some((Some(id), numeric)) => Ok(RemoteId::from_stored(id, numeric)),
+            Some((Some(id), numeric)) => {
+                let id = RemoteId::from_stored(id, numeric);
+                if let Some(lookups) = &self.lookups {
+                    lookups.record(self.group.id, syncer, key.as_str(), &id);
+                }
+                Ok(id)
+            }
             Some((None, _)) => Err(Error::not_ready(format!(
                 "`{syncer}` group `{key}` has no remote id yet"
             ))),

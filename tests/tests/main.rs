@@ -10,6 +10,7 @@ mod operations;
 mod processes;
 mod races;
 mod recovery;
+mod references;
 mod sinks;
 mod tracking;
 mod translate_many;

@@ -1,7 +1,7 @@
 //! Recovering from crashes and from what remotes do behind the framework's back: a create the
 //! worker died before recording (against remotes that replay, refuse or ignore idempotency
 //! keys), a refused create, a root deleted meanwhile, records the remote lost, and the JSON type
-//! of remote ids in references.
+//! of remote ids in references and their following a customer created again.
 
 use std::time::Duration;
 
@@ -295,14 +295,10 @@ async fn a_record_the_remote_lost_fails_visibly_until_an_operator_forgets_its_id
     .await;
 }
 
-/// A known gap, kept as a failing test: a sales order's payload carries its customer's ERP id
-/// (`remote_id_of`). When a customer archived and restored is created again on the ERP under a
-/// new id, nothing pushes the order again, and the ERP's order keeps pointing at the old id
-/// (verification reports it different; a repair fixes it). Closing it needs reference tracking:
-/// recording which remote ids a translation looked up and touching those groups when an id
-/// changes.
+/// A sales order's payload carries its customer's ERP id (`remote_id_of`). A customer archived
+/// and restored is created again on the ERP under a new id: the order is touched and pushed
+/// again with it (reference tracking), and the ERP ends in step with the local data.
 #[tokio::test]
-#[ignore = "reference tracking is not built: an order does not follow its customer's new ERP id"]
 async fn an_order_follows_its_customer_s_new_remote_id() {
     on_each_backend(|t| async move {
         let h = harness(t, |_| {}).await;

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::report::{PreparedGroup, RecordedCreate};
 use super::{Engine, millis, payload_text};
 use crate::queue::{self, ClaimRequest};
+use crate::references::{Lookups, Reference};
 use crate::{ClaimedGroup, Error, Result, digest};
 
 impl Engine {
@@ -93,7 +94,7 @@ impl Engine {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
-        let mut translations = self.translate_batch(&groups).await;
+        let (mut translations, references) = self.translate_batch(&groups).await;
         let creates = self
             .record_creates(&self.db, &groups, &mut translations)
             .await;
@@ -101,12 +102,16 @@ impl Engine {
             .into_iter()
             .zip(translations)
             .zip(creates)
-            .map(|((group, translated), create)| PreparedGroup {
-                group,
-                translated,
-                create,
-                claimed_at,
-            })
+            .zip(references)
+            .map(
+                |(((group, translated), create), references)| PreparedGroup {
+                    group,
+                    translated,
+                    create,
+                    references,
+                    claimed_at,
+                },
+            )
             .collect())
     }
 
@@ -162,8 +167,13 @@ impl Engine {
     /// Translates the live groups of a batch with each syncer's `translate_many` (one query for a
     /// batch, where the syncer implements it). `None` for groups translated one by one later:
     /// deleted roots, and every group of a batch whose `translate_many` panicked or timed out.
-    async fn translate_batch(&self, groups: &[ClaimedGroup]) -> Vec<Option<Result<Option<Value>>>> {
+    /// With each group, the remote ids of other groups its translation read.
+    async fn translate_batch(
+        &self,
+        groups: &[ClaimedGroup],
+    ) -> (Vec<Option<Result<Option<Value>>>>, Vec<Vec<Reference>>) {
         let mut out: Vec<Option<Result<Option<Value>>>> = (0..groups.len()).map(|_| None).collect();
+        let mut references: Vec<Vec<Reference>> = (0..groups.len()).map(|_| Vec::new()).collect();
         let mut by_syncer: std::collections::BTreeMap<&str, Vec<usize>> =
             std::collections::BTreeMap::new();
         for (i, g) in groups.iter().enumerate() {
@@ -184,16 +194,19 @@ impl Engine {
                 copied = indexes.iter().map(|i| groups[*i].clone()).collect();
                 &copied
             };
-            let work = AssertUnwindSafe(syncer.translate_many(&self.db, batch)).catch_unwind();
+            let lookups = Lookups::default();
+            let work = AssertUnwindSafe(lookups.scope(syncer.translate_many(&self.db, batch)))
+                .catch_unwind();
             if let Ok(Ok(results)) = tokio::time::timeout(self.config.push_timeout, work).await
                 && results.len() == batch.len()
             {
                 for (i, result) in indexes.into_iter().zip(results) {
+                    references[i] = lookups.take(groups[i].id);
                     out[i] = Some(result);
                 }
             }
         }
-        out
+        (out, references)
     }
 
     /// Records the creates the translated `groups` are about to send (see

@@ -13,6 +13,7 @@ use super::report::{Attempt, Operation, PreparedGroup, RecordedCreate};
 use super::{Engine, payload_text};
 use crate::panic::panic_message;
 use crate::queue::Synced;
+use crate::references::{Lookups, Reference};
 use crate::{ClaimedGroup, Error, PushContext, Result, Syncer, TranslateContext, digest};
 
 impl Engine {
@@ -46,7 +47,8 @@ impl Engine {
     /// Translates `group` and pushes it unless the remote already holds the payload (`full`
     /// pushes regardless). Never panics: a panic in the syncer becomes a permanent error.
     pub(crate) async fn process(&self, group: ClaimedGroup, full: bool) -> Attempt {
-        self.process_translated(group, full, None, None).await
+        self.process_translated(group, full, None, None, Vec::new())
+            .await
     }
 
     /// [`process`](Self::process) for a group from [`claim_prepared`](Self::claim_prepared),
@@ -75,60 +77,74 @@ impl Engine {
                     result: Err(error),
                     started_at: self.clock.now_ms(),
                     duration: Duration::ZERO,
+                    references: None,
                 };
             }
         }
-        self.process_translated(prepared.group, full, prepared.translated, prepared.create)
-            .await
+        self.process_translated(
+            prepared.group,
+            full,
+            prepared.translated,
+            prepared.create,
+            prepared.references,
+        )
+        .await
     }
 
     /// Like [`process`](Self::process), with the translation already made (by
-    /// [`Syncer::translate_many`](crate::Syncer::translate_many)) when `translated` is given.
+    /// [`Syncer::translate_many`](crate::Syncer::translate_many)) when `translated` is given,
+    /// having read `references`.
     async fn process_translated(
         &self,
         group: ClaimedGroup,
         full: bool,
         translated: Option<Result<Option<Value>>>,
         create: Option<RecordedCreate>,
+        references: Vec<Reference>,
     ) -> Attempt {
         let started_at = self.clock.now_ms();
         let start = Instant::now();
         let span = tracing::info_span!("push", group = group.id, syncer = %group.syncer, version = group.version);
-        let work = AssertUnwindSafe(self.translate_and_push(&group, full, translated, create))
-            .catch_unwind();
+        let work =
+            AssertUnwindSafe(self.translate_and_push(&group, full, translated, create, references))
+                .catch_unwind();
         let guarded = async {
             tokio::select! {
                 done = work => Ok(done),
                 lost = self.keep_lease(&group) => Err(lost),
             }
         };
-        let (operation, result) = match tokio::time::timeout(self.config.push_timeout, guarded)
-            .instrument(span)
-            .await
-        {
-            Ok(Err(lease_lost)) => (Operation::None, Err(lease_lost)),
-            Ok(Ok(Ok(done))) => done,
-            Ok(Ok(Err(panic))) => (
-                Operation::None,
-                Err(Error::permanent(format!(
-                    "the syncer panicked: {}",
-                    panic_message(&panic)
-                ))),
-            ),
-            Err(_) => (
-                Operation::None,
-                Err(Error::retryable(format!(
-                    "timed out after {:?}",
-                    self.config.push_timeout
-                ))),
-            ),
-        };
+        let (operation, result, references) =
+            match tokio::time::timeout(self.config.push_timeout, guarded)
+                .instrument(span)
+                .await
+            {
+                Ok(Err(lease_lost)) => (Operation::None, Err(lease_lost), None),
+                Ok(Ok(Ok(done))) => done,
+                Ok(Ok(Err(panic))) => (
+                    Operation::None,
+                    Err(Error::permanent(format!(
+                        "the syncer panicked: {}",
+                        panic_message(&panic)
+                    ))),
+                    None,
+                ),
+                Err(_) => (
+                    Operation::None,
+                    Err(Error::retryable(format!(
+                        "timed out after {:?}",
+                        self.config.push_timeout
+                    ))),
+                    None,
+                ),
+            };
         Attempt {
             group,
             operation,
             result,
             started_at,
             duration: start.elapsed(),
+            references,
         }
     }
 
@@ -160,13 +176,21 @@ impl Engine {
         }
     }
 
+    /// Translates (unless `translated` is given, with the `references` it read) and pushes
+    /// `group`. With the outcome, the references the remote's record now carries when it holds
+    /// this translation (none once deleted), `None` when unknown.
     async fn translate_and_push(
         &self,
         group: &ClaimedGroup,
         full: bool,
         translated: Option<Result<Option<Value>>>,
         recorded: Option<RecordedCreate>,
-    ) -> (Operation, std::result::Result<Synced, Error>) {
+        references: Vec<Reference>,
+    ) -> (
+        Operation,
+        std::result::Result<Synced, Error>,
+        Option<Vec<Reference>>,
+    ) {
         let Some(syncer) = self.registry.get(&group.syncer) else {
             return (
                 Operation::None,
@@ -174,24 +198,51 @@ impl Engine {
                     "no syncer `{}` is registered",
                     group.syncer
                 ))),
+                None,
             );
         };
-        let payload = if group.root_deleted {
-            None
+        let (payload, references) = if group.root_deleted {
+            (None, Vec::new())
         } else {
-            let translation = match translated {
-                Some(done) => done,
+            let (translation, references) = match translated {
+                Some(done) => (done, references),
                 None => {
-                    syncer
-                        .translate(&TranslateContext::new(&self.db, group))
-                        .await
+                    let lookups = Lookups::default();
+                    let cx = TranslateContext::recording(&self.db, group, &lookups);
+                    let done = syncer.translate(&cx).await;
+                    (done, lookups.take(group.id))
                 }
             };
             match translation {
-                Ok(payload) => payload,
-                Err(e) => return (Operation::None, Err(e)),
+                Ok(payload) => (payload, references),
+                Err(e) => return (Operation::None, Err(e), None),
             }
         };
+        let (operation, result) = self
+            .push_translation(syncer, group, full, payload, recorded)
+            .await;
+        let carried = match &result {
+            Ok(Synced::Deleted) => Some(Vec::new()),
+            // The remote holds an earlier attempt's body, or (a one-time sync) the first one.
+            Ok(Synced::Pushed {
+                caught_up: false, ..
+            }) => None,
+            Ok(Synced::Skipped) if syncer.create_only() => None,
+            Ok(_) => Some(references),
+            Err(_) => None,
+        };
+        (operation, result, carried)
+    }
+
+    /// Pushes the translation `payload` of `group` (`None`: the root is gone).
+    async fn push_translation(
+        &self,
+        syncer: &std::sync::Arc<dyn Syncer>,
+        group: &ClaimedGroup,
+        full: bool,
+        payload: Option<Value>,
+        recorded: Option<RecordedCreate>,
+    ) -> (Operation, std::result::Result<Synced, Error>) {
         // A create an earlier attempt sent and never recorded comes first, exactly as it was
         // sent: the remote may hold its record already.
         if group.remote_id.is_none()

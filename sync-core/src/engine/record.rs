@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use sea_orm::TransactionTrait;
+use sea_orm::{DbBackend, IsolationLevel, TransactionTrait};
 
 use super::report::{Attempt, Operation, Outcome, Recorded};
 use super::{Engine, millis};
 use crate::decide::{Decision, decide};
-use crate::queue::{self, AttemptRecord, Failure, Synced};
+use crate::queue::{self, AttemptRecord, Completion, Failure, Synced};
+use crate::references;
 use crate::{ClaimedGroup, Error, Result};
 
 impl Engine {
@@ -55,19 +56,52 @@ impl Engine {
     }
 
     async fn record_sorted(&self, attempts: &[&Attempt]) -> Result<Vec<Recorded>> {
-        let txn = self
-            .db
-            .begin()
-            .await
-            .map_err(Error::db_while("recording attempts"))?;
+        // What the successes change in the references between groups (see `references.rs`):
+        // a changed digest goes with the group's completion, the rest after the completions.
+        let mut plan = references::Plan::default();
+        let mut successes: Vec<Completion<'_>> = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            let Ok(synced) = &attempt.result else {
+                continue;
+            };
+            let group = &attempt.group;
+            let mut references = None;
+            if let Some(carried) = &attempt.references {
+                let digest = references::digest(carried);
+                if digest != group.references_digest {
+                    plan.writes.push((group, carried));
+                    references = Some(digest);
+                }
+            }
+            if let Synced::Pushed { remote_id, .. } | Synced::Echo { remote_id, .. } = synced
+                && references::changes_remote_id(group, remote_id)
+            {
+                plan.changed.push((group, remote_id.as_str()));
+            }
+            successes.push(Completion {
+                group,
+                synced,
+                references,
+            });
+        }
+        let context = || Error::db_while("recording attempts");
+        let txn = if plan.is_empty() || self.db.get_database_backend() != DbBackend::MySql {
+            self.db.begin().await.map_err(context())?
+        } else {
+            // Read committed, as the touch applier: replacing a group's references takes no
+            // gap lock that another worker's references wait for, and the look-ups read
+            // `sync_groups` without locking it.
+            self.db
+                .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+                .await
+                .map_err(context())?
+        };
         let now = self.clock.now_ms();
         let mut outcomes = Vec::with_capacity(attempts.len());
         let mut log = Vec::with_capacity(attempts.len());
-        let successes: Vec<(&ClaimedGroup, &Synced)> = attempts
-            .iter()
-            .filter_map(|a| a.result.as_ref().ok().map(|s| (&a.group, s)))
-            .collect();
         let completed = queue::complete_many(&txn, &successes, now).await?;
+        plan.retain_held(&completed);
+        let touched = references::record(&txn, &plan).await?;
 
         for attempt in attempts {
             let group = &attempt.group;
@@ -122,6 +156,13 @@ impl Engine {
         txn.commit()
             .await
             .map_err(Error::db_while("recording attempts"))?;
+        if touched > 0 {
+            tracing::debug!(
+                touched,
+                "touched groups whose pushes carry an outdated remote id"
+            );
+            crate::wake::notify();
+        }
         Ok(outcomes)
     }
 

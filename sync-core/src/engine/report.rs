@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::queue::Synced;
+use crate::references::Reference;
 use crate::{ClaimedGroup, Error, Result};
 
 /// How [`Engine::run`](crate::Engine::run) runs.
@@ -59,6 +60,8 @@ pub struct PreparedGroup {
     pub(crate) translated: Option<Result<Option<Value>>>,
     /// The create this attempt recorded before sending it.
     pub(crate) create: Option<RecordedCreate>,
+    /// The remote ids of other groups the batch's translation read.
+    pub(crate) references: Vec<Reference>,
     /// When it was claimed: a group that waited long for a free slot renews its lease first.
     pub(crate) claimed_at: Instant,
 }
@@ -110,6 +113,9 @@ pub struct Attempt {
     pub started_at: i64,
     /// How long it took.
     pub duration: Duration,
+    /// The remote ids of other groups the remote's record now carries, when known (the
+    /// remote holds this attempt's translation); `None` leaves the stored ones.
+    pub(crate) references: Option<Vec<Reference>>,
 }
 
 /// How an attempt was recorded.

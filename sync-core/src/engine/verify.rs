@@ -452,6 +452,8 @@ impl Engine {
             attempts: 0,
             deferrals: 0,
             lease_owner: "verify".into(),
+            references_digest: None,
+            remote_id_forgotten: false,
         };
         // The same key for every attempt at deleting this record.
         let key = blake3::hash(format!("{}\0{remote_id}", syncer.name()).as_bytes()).to_hex();

@@ -61,6 +61,12 @@ pub struct Model {
     pub remote_id_numeric: bool,
     /// The HTTP status of the last failed attempt, if the remote answered one.
     pub last_status: Option<i32>,
+    /// The digest of the references (remote ids of other groups) the last recorded push
+    /// carried, kept in `sync_references`; `None`: it carried none.
+    pub references_digest: Option<String>,
+    /// The group had a remote id other groups may carry, and has none now: when it gets its next
+    /// one, the groups carrying another are touched.
+    pub remote_id_forgotten: bool,
 }
 
 impl Model {

@@ -1,0 +1,348 @@
+//! References between groups: a sales order carries its customer's ERP id
+//! (`TranslateContext::remote_id_of`). When the customer gets another remote id, the order
+//! follows; a push racing the customer's recreation does not leave the old id behind; and
+//! groups that look up no remote id pay nothing for it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use serde_json::{Value, json};
+use sync_core::ops::{self, ForgetScope};
+use sync_core::source::{
+    ApplyContext, HttpFeed, InboundRecord, Pagination, Source, SourceRunOptions, run_source,
+};
+use sync_core::{Clock, Engine, HttpRemote, WhenMissing, async_trait};
+use sync_tests::models::{customer, order};
+use sync_tests::stepping::{Harness, backoff, harness};
+use sync_tests::syncers::registry;
+use sync_tests::{Backend, fixtures, on_each_backend};
+
+async fn rename(h: &Harness, c: &customer::Model, name: &str) -> customer::Model {
+    let mut am = c.clone().into_active_model();
+    am.name = Set(name.into());
+    am.update(&h.t.db).await.unwrap()
+}
+
+async fn set_status(h: &Harness, o: &order::Model, status: &str) -> order::Model {
+    let mut am = o.clone().into_active_model();
+    am.status = Set(status.into());
+    am.update(&h.t.db).await.unwrap()
+}
+
+/// The ERP id of the customer (as the remote gave it, a JSON number).
+async fn erp_id(h: &Harness, c: &customer::Model) -> Value {
+    let id = h.group("erp.customer", c.id).await.remote_id().unwrap();
+    serde_json::to_value(&id).unwrap()
+}
+
+/// The customer id the ERP's sales order of `o` carries.
+async fn carried(h: &Harness, o: &order::Model) -> Value {
+    let id = h
+        .group("erp.sales_order", o.id)
+        .await
+        .remote_id
+        .expect("the order was created");
+    h.remote
+        .record("erp/sales_orders", &id)
+        .expect("the ERP has the order")["customer"]
+        .clone()
+}
+
+async fn in_step(h: &Harness) {
+    let problems =
+        sync_tests::cluster::differences(&h.t.db, &registry(&h.remote.url(), &h.knobs), &h.remote)
+            .await;
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test]
+async fn a_lost_customer_created_again_brings_its_orders_along() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        *h.knobs.erp_customer_when_missing.lock().unwrap() = WhenMissing::Recreate;
+        let ada = fixtures::customer(&h.t.db, "Ada").await;
+        let bob = fixtures::customer(&h.t.db, "Bob").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        let a1 = fixtures::order(&h.t.db, ada.id, "A-1").await;
+        let a2 = fixtures::order(&h.t.db, ada.id, "A-2").await;
+        let b1 = fixtures::order(&h.t.db, bob.id, "B-1").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        let old = erp_id(&h, &ada).await;
+        assert_eq!(carried(&h, &a1).await, old);
+        h.remote.clear_requests();
+
+        // The ERP loses Ada; her next update answers 404 and she is created again.
+        let old_id = h.group("erp.customer", ada.id).await.remote_id.unwrap();
+        assert!(h.remote.remove_record("erp/customers", &old_id));
+        let ada = rename(&h, &ada, "Ada Lovelace").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        let new = erp_id(&h, &ada).await;
+        assert_ne!(new, old);
+        assert_eq!(carried(&h, &a1).await, new);
+        assert_eq!(carried(&h, &a2).await, new);
+        assert_eq!(
+            h.pushes("PUT", "/erp/sales_orders/"),
+            2,
+            "Ada's two orders are pushed once each, Bob's not at all"
+        );
+        assert_eq!(h.pushes("POST", "/erp/sales_orders"), 0);
+        assert_eq!(carried(&h, &b1).await, erp_id(&h, &bob).await);
+        in_step(&h).await;
+
+        // Lost again, and this time an operator forgets the id: the same.
+        h.remote.clear_requests();
+        let lost = h.group("erp.customer", ada.id).await;
+        assert!(
+            h.remote
+                .remove_record("erp/customers", lost.remote_id.as_ref().unwrap())
+        );
+        let forgotten = ops::forget(&h.t.db, &ForgetScope::Group(lost.id), h.clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(forgotten, 1);
+        h.engine.run_until_idle(10).await.unwrap();
+        let newer = erp_id(&h, &ada).await;
+        assert_ne!(newer, new);
+        assert_eq!(carried(&h, &a1).await, newer);
+        assert_eq!(carried(&h, &a2).await, newer);
+        assert_eq!(h.pushes("PUT", "/erp/sales_orders/"), 2);
+        in_step(&h).await;
+    })
+    .await;
+}
+
+/// An order's first push goes out carrying Ada's ERP id; while the ERP holds it, Ada's record is
+/// lost, forgotten and created again under a new id (by another pass, the order being leased).
+/// Ada's completion finds no order carrying her old id: the order's references are not stored
+/// yet. The order's record must then notice that the id it carried is no longer Ada's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_pushed_while_its_customer_is_created_again_follows_the_new_id() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let ada = fixtures::customer(&h.t.db, "Ada").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        let old = erp_id(&h, &ada).await;
+        let old_id = h.group("erp.customer", ada.id).await.remote_id.unwrap();
+
+        let o = fixtures::order(&h.t.db, ada.id, "A-1").await;
+        let mut hold = h.remote.hold(Some("/erp/sales_orders"));
+        let engine = h.engine.clone();
+        let first = tokio::spawn(async move { engine.run_once().await });
+        hold.arrived(1).await;
+
+        // Meanwhile Ada is lost, forgotten and created again.
+        assert!(h.remote.remove_record("erp/customers", &old_id));
+        let group = h.group("erp.customer", ada.id).await;
+        ops::forget(&h.t.db, &ForgetScope::Group(group.id), h.clock.now_ms())
+            .await
+            .unwrap();
+        let other = h.engine.run_once().await.unwrap();
+        assert_eq!(
+            (other.claimed, other.pushed),
+            (1, 1),
+            "only Ada: the order is leased"
+        );
+        let new = erp_id(&h, &ada).await;
+        assert_ne!(new, old);
+
+        hold.release();
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(first.pushed, 1);
+        assert_eq!(
+            carried(&h, &o).await,
+            old,
+            "the order went out with the id it read"
+        );
+        let g = h.group("erp.sales_order", o.id).await;
+        assert_eq!(
+            (g.state.as_str(), g.synced_version, g.version),
+            ("pending", 1, 2),
+            "recorded as pushed, and dirty again: the id it carried is not Ada's any more"
+        );
+
+        h.engine.run_until_idle(10).await.unwrap();
+        assert_eq!(carried(&h, &o).await, new);
+        assert_eq!(h.pushes("POST", "/erp/sales_orders"), 1);
+        assert_eq!(h.pushes("PUT", "/erp/sales_orders/"), 1, "one more push");
+        in_step(&h).await;
+    })
+    .await;
+}
+
+/// The ERP's customers, linked to the local customer with the same email (as an application
+/// adopting records made on the ERP would).
+#[derive(Debug)]
+struct ErpCustomers {
+    feed: HttpFeed,
+}
+
+#[async_trait]
+impl Source for ErpCustomers {
+    fn name(&self) -> &str {
+        "erp.customers"
+    }
+
+    fn feed(&self) -> Option<&HttpFeed> {
+        Some(&self.feed)
+    }
+
+    async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> sync_core::Result<()> {
+        let Some(email) = record.data["email"].as_str() else {
+            return Ok(());
+        };
+        if let Some(c) = customer::Entity::find()
+            .filter(customer::Column::Email.eq(email))
+            .one(cx.db())
+            .await?
+        {
+            cx.link("erp.customer", c.id, &record.remote_id).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_customer_linked_to_another_erp_record_brings_its_orders_along() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let ada = fixtures::customer(&h.t.db, "Ada").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        let a1 = fixtures::order(&h.t.db, ada.id, "A-1").await;
+        h.engine.run_until_idle(10).await.unwrap();
+
+        // The ERP loses Ada and its staff make her again by hand, under id 77; her id is
+        // forgotten here, and the ERP's customers, read back, link her to the new record.
+        let group = h.group("erp.customer", ada.id).await;
+        assert!(
+            h.remote
+                .remove_record("erp/customers", group.remote_id.as_ref().unwrap())
+        );
+        ops::forget(&h.t.db, &ForgetScope::Group(group.id), h.clock.now_ms())
+            .await
+            .unwrap();
+        h.remote.put_record(
+            "erp/customers",
+            "77",
+            json!({"id": 77, "name": "Ada", "email": "ada@example.com", "addresses": []}),
+        );
+        let http = HttpRemote::builder(format!("{}/erp", h.remote.url()), "customers")
+            .build()
+            .unwrap();
+        let source = ErpCustomers {
+            feed: HttpFeed::builder(http)
+                .pagination(Pagination::pages("_page", "_limit", 50))
+                .build()
+                .unwrap(),
+        };
+        run_source(&h.t.db, &source, &SourceRunOptions::new("worker-a"))
+            .await
+            .unwrap();
+        assert_eq!(erp_id(&h, &ada).await, json!(77));
+        h.remote.clear_requests();
+
+        h.engine.run_until_idle(10).await.unwrap();
+        assert_eq!(carried(&h, &a1).await, json!(77));
+        assert_eq!(h.pushes("POST", "/erp/"), 0, "nothing created");
+        assert_eq!(h.pushes("PUT", "/erp/sales_orders/"), 1);
+        in_step(&h).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_first_create_pushes_nothing_else() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let ada = fixtures::customer(&h.t.db, "Ada").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        let a1 = fixtures::order(&h.t.db, ada.id, "A-1").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        h.remote.clear_requests();
+
+        // A new customer; then another with an order made before she exists on the ERP.
+        fixtures::customer(&h.t.db, "Bob").await;
+        h.engine.run_until_idle(10).await.unwrap();
+        let cy = fixtures::customer(&h.t.db, "Cy").await;
+        let c1 = fixtures::order(&h.t.db, cy.id, "C-1").await;
+        let pass = h.engine.run_once().await.unwrap();
+        assert_eq!(pass.waiting, 1, "the order waits for Cy's id");
+        h.clock.advance(Duration::from_secs(5));
+        h.engine.run_until_idle(10).await.unwrap();
+
+        assert_eq!(
+            h.remote.calls(),
+            [
+                "POST /erp/customers",
+                "POST /erp/customers",
+                "POST /erp/sales_orders"
+            ],
+            "Bob's and Cy's creates and Cy's order's, nothing more"
+        );
+        assert_eq!(carried(&h, &c1).await, erp_id(&h, &cy).await);
+        assert_eq!(carried(&h, &a1).await, erp_id(&h, &ada).await);
+        assert_eq!(
+            sync_core::ops::logged_touches(&h.t.db).await.unwrap(),
+            0,
+            "and no touch is left"
+        );
+        in_step(&h).await;
+    })
+    .await;
+}
+
+/// Statements that name `sync_references`, counted on the engine's connection: none for groups
+/// that look up no remote id or the same ones as last time; for a batch of new references, one
+/// statement on PostgreSQL, two (insert, then the guard) on SQLite and MariaDB.
+#[tokio::test]
+async fn only_new_references_cost_statements() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let statements = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut db = h.t.db.clone();
+        let seen = statements.clone();
+        db.set_metric_callback(move |info| {
+            seen.lock().unwrap().push(info.statement.sql.clone());
+        });
+        let engine = Engine::new(
+            db,
+            registry(&h.remote.url(), &h.knobs),
+            h.engine.config().clone(),
+        )
+        .unwrap()
+        .with_clock(h.clock.clone())
+        .with_retry_policy(backoff());
+        let run = || async {
+            statements.lock().unwrap().clear();
+            engine.run_until_idle(10).await.unwrap();
+            let all = statements.lock().unwrap();
+            assert!(!all.is_empty(), "the callback sees the engine's statements");
+            all.iter().filter(|s| s.contains("sync_references")).count()
+        };
+
+        // Customers: created, then updated.
+        let ada = fixtures::customer(&h.t.db, "Ada").await;
+        let bob = fixtures::customer(&h.t.db, "Bob").await;
+        assert_eq!(run().await, 0, "creates");
+        rename(&h, &ada, "Ada Lovelace").await;
+        rename(&h, &bob, "Bob Bright").await;
+        assert_eq!(run().await, 0, "updates");
+
+        // Orders: their first pushes store their references (one batch).
+        let a1 = fixtures::order(&h.t.db, ada.id, "A-1").await;
+        let b1 = fixtures::order(&h.t.db, bob.id, "B-1").await;
+        let expected = if h.t.backend == Backend::Postgres {
+            1
+        } else {
+            2
+        };
+        assert_eq!(run().await, expected, "new references");
+        // Changed orders carrying the same ids write none.
+        set_status(&h, &a1, "paid").await;
+        set_status(&h, &b1, "paid").await;
+        assert_eq!(run().await, 0, "the same references");
+        in_step(&h).await;
+    })
+    .await;
+}
