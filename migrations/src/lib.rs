@@ -38,6 +38,7 @@ mod m20261204_000010_touch_applier_lock;
 mod m20261204_000011_sync_groups_fillfactor;
 mod m20261204_000012_inbound_quarantine_partial_index;
 mod m20261204_000013_sync_references;
+mod m20261204_000014_touch_dependents;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -55,6 +56,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261204_000011_sync_groups_fillfactor::Migration),
         Box::new(m20261204_000012_inbound_quarantine_partial_index::Migration),
         Box::new(m20261204_000013_sync_references::Migration),
+        Box::new(m20261204_000014_touch_dependents::Migration),
     ]
 }
 

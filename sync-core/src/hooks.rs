@@ -11,7 +11,7 @@
 //! waits, then judges its change against the row as the other left it: the touch follows the
 //! last committed state, whatever the active model was loaded from.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IdenStatic,
@@ -21,25 +21,58 @@ use sea_orm::{
 
 use crate::store;
 use crate::syncable::{Link, Syncable, is_soft_deleted};
-use crate::touch_log::Mark;
+use crate::touch_log::{self, Logged, Mark};
 use crate::{Error, RootKey};
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 
-/// Marks to log for one save or delete, deduplicated, in a stable order.
+/// Marks to log for one save or delete, deduplicated, in a stable order; a mark of a root found
+/// by a function carries the dependent (table, primary key) it was found from.
 #[derive(Default)]
-struct Marks(BTreeSet<(&'static str, RootKey, Mark)>);
+struct Marks(BTreeMap<(&'static str, RootKey, Mark), Option<FoundFrom>>);
+
+/// A dependent's table and primary key.
+type FoundFrom = (&'static str, RootKey);
 
 impl Marks {
     fn add(&mut self, syncer: &'static str, key: Option<RootKey>, mark: Mark) {
         if let Some(key) = key {
-            self.0.insert((syncer, key, mark));
+            self.0.entry((syncer, key, mark)).or_default();
+        }
+    }
+
+    /// A mark of a root a function found from `dependent` (its table and primary key): the
+    /// worker applying it runs the function again on the committed row and also touches the
+    /// root it finds then, when it differs.
+    fn add_found(
+        &mut self,
+        syncer: &'static str,
+        key: Option<RootKey>,
+        mark: Mark,
+        dependent: Option<FoundFrom>,
+    ) {
+        if let Some(key) = key {
+            let logged = self.0.entry((syncer, key, mark)).or_default();
+            if dependent.is_some() {
+                *logged = dependent;
+            }
         }
     }
 
     async fn write<C: ConnectionTrait>(self, db: &C) -> Result<(), DbErr> {
-        let marks: Vec<_> = self.0.into_iter().collect();
-        store::log_marks(db, &marks).await?;
+        let marks: Vec<Logged<'_>> = self
+            .0
+            .iter()
+            .map(|((syncer, key, mark), dependent)| {
+                (
+                    *syncer,
+                    key,
+                    *mark,
+                    dependent.as_ref().map(|(t, k)| (*t, k)),
+                )
+            })
+            .collect();
+        touch_log::append_logged(db, &marks).await?;
         Ok(())
     }
 }
@@ -120,17 +153,24 @@ where
                 } else {
                     via.iter().any(|c| changed(*c))
                 };
+                // A key that cannot be written as text (none of the key types) is not logged:
+                // the root found now is touched, as for any write.
+                let dependent = || {
+                    let key = store::primary_key(&new).ok()?;
+                    Some((store::table_name::<ModelOf<A>>(), key))
+                };
                 if may_move {
                     let old_root = old.resolve_root(index, db).await?;
                     let new_root = new.resolve_root(index, db).await?;
                     if old_root != new_root {
                         marks.add(syncer, old_root, Mark::Touch);
-                        marks.add(syncer, new_root, Mark::Touch);
+                        marks.add_found(syncer, new_root, Mark::Touch, dependent());
                     } else if watched_changed {
-                        marks.add(syncer, new_root, Mark::Touch);
+                        marks.add_found(syncer, new_root, Mark::Touch, dependent());
                     }
                 } else if watched_changed {
-                    marks.add(syncer, new.resolve_root(index, db).await?, Mark::Touch);
+                    let root = new.resolve_root(index, db).await?;
+                    marks.add_found(syncer, root, Mark::Touch, dependent());
                 }
             }
         }
@@ -165,7 +205,11 @@ where
                 marks.add(syncer, RootKey::from_value(&model.get(column)), Mark::Touch);
             }
             Link::Function { .. } => {
-                marks.add(syncer, model.resolve_root(index, db).await?, Mark::Touch);
+                let root = model.resolve_root(index, db).await?;
+                let dependent = store::primary_key(&model)
+                    .ok()
+                    .map(|key| (store::table_name::<M>(), key));
+                marks.add_found(syncer, root, Mark::Touch, dependent);
             }
         }
     }

@@ -89,6 +89,7 @@ pub mod ops;
 mod panic;
 mod queue;
 mod references;
+mod refind;
 mod remote_id;
 pub mod retry;
 mod schema;
@@ -236,6 +237,8 @@ pub mod __private {
 
     /// Compile-time check that a `root = ...` column can hold a key.
     pub const fn assert_key_column<T: KeyColumn + ?Sized>() {}
+
+    pub use crate::refind::{DependentRoots, FindRoots, FoundRoots, find_roots, table_of};
 
     /// Normalises what a `root_fn` returns.
     pub fn into_root<K: Into<RootKey>>(

@@ -73,6 +73,11 @@ const NEEDED: &[(&str, &str, &str)] = &[
         "sync_groups",
         "references_digest, remote_id_forgotten",
     ),
+    (
+        "sync_core::m20261204_000014_touch_dependents",
+        "sync_touches",
+        "dependent, dependent_key",
+    ),
 ];
 
 /// Checks that the database has the framework's tables and columns. Fails with

@@ -484,15 +484,6 @@ fn text_type_name(backend: DbBackend) -> &'static str {
     }
 }
 
-/// Logs the marks of one save, in one statement.
-pub(crate) async fn log_marks<C: ConnectionTrait>(
-    db: &C,
-    marks: &[(&'static str, RootKey, Mark)],
-) -> Result<u64> {
-    let touches: Vec<(&str, &RootKey, Mark)> = marks.iter().map(|(s, k, m)| (*s, k, *m)).collect();
-    touch_log::append(db, &touches).await
-}
-
 /// A statement in the backend's dialect from SQL written with `?` placeholders.
 pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     if backend != DbBackend::Postgres {

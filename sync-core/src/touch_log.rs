@@ -10,7 +10,9 @@
 //!
 //! [`apply_touches`] moves committed rows into `sync_groups` (version +1 per touch, revivals,
 //! remote deletes, registrations) and deletes them. The worker runs it before every claim;
-//! the operator views run it before they read. Concurrent appliers take disjoint rows
+//! the operator views run it before they read. A touch of a root found by a function names
+//! the dependent it was found from: the applier runs the function again on the committed row
+//! and touches the root found then too (`crate::refind`). Concurrent appliers take disjoint rows
 //! (`FOR UPDATE SKIP LOCKED`) and lock the groups they change in id order.
 
 use std::collections::BTreeMap;
@@ -65,6 +67,26 @@ pub(crate) async fn append<C: ConnectionTrait>(
     db: &C,
     touches: &[(&str, &RootKey, Mark)],
 ) -> Result<u64> {
+    let touches: Vec<Logged<'_>> = touches
+        .iter()
+        .map(|(syncer, key, mark)| (*syncer, *key, *mark, None))
+        .collect();
+    append_logged(db, &touches).await
+}
+
+/// A dependent whose root a function (`root_fn`) found: its table and primary key, logged with
+/// the touch, so that [`apply_touches`] runs the function again on the committed row.
+pub(crate) type Dependent<'a> = (&'static str, &'a RootKey);
+
+/// One touch to log: syncer, root key, mark, and the dependent to find the root again from.
+pub(crate) type Logged<'a> = (&'a str, &'a RootKey, Mark, Option<Dependent<'a>>);
+
+/// Appends the touches, in order, in one statement per 200: the statement names the dependent's
+/// columns only when a touch of its chunk carries one. Returns the number of rows appended.
+pub(crate) async fn append_logged<C: ConnectionTrait>(
+    db: &C,
+    touches: &[Logged<'_>],
+) -> Result<u64> {
     if touches.is_empty() {
         return Ok(0);
     }
@@ -72,16 +94,29 @@ pub(crate) async fn append<C: ConnectionTrait>(
     let now = clock::now_ms();
     let mut appended = 0;
     for chunk in touches.chunks(200) {
-        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!("INSERT INTO sync_touches (syncer, root_key, mark, at) VALUES {rows}");
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
-        for (syncer, key, mark) in chunk {
+        let with_dependents = chunk.iter().any(|t| t.3.is_some());
+        let (columns, row) = if with_dependents {
+            (
+                "syncer, root_key, mark, at, dependent, dependent_key",
+                "(?, ?, ?, ?, ?, ?)",
+            )
+        } else {
+            ("syncer, root_key, mark, at", "(?, ?, ?, ?)")
+        };
+        let rows = vec![row; chunk.len()].join(", ");
+        let sql = format!("INSERT INTO sync_touches ({columns}) VALUES {rows}");
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6);
+        for (syncer, key, mark, dependent) in chunk {
             values.extend([
                 (*syncer).into(),
                 key.as_str().into(),
                 mark.code().into(),
                 now.into(),
             ]);
+            if with_dependents {
+                values.push(dependent.map(|(table, _)| table.to_owned()).into());
+                values.push(dependent.map(|(_, key)| key.as_str().to_owned()).into());
+            }
         }
         appended += db
             .execute_raw(statement(backend, &sql, values))
@@ -313,6 +348,9 @@ async fn apply_batch(db: &DatabaseConnection) -> Result<usize> {
     if any.is_none() {
         return Ok(0);
     }
+    // Touches of roots found by a function: the roots their dependents have now, found before
+    // the transaction, outside it (`refind`).
+    let found_again = crate::refind::logged_dependents(db).await?;
     let txn = match backend {
         DbBackend::Sqlite => crate::begin_write(db).await?,
         // Read committed: no gap locks on MariaDB, so appends never wait for an applier.
@@ -337,7 +375,8 @@ async fn apply_batch(db: &DatabaseConnection) -> Result<usize> {
         .query_all_raw(statement(
             backend,
             &format!(
-                "SELECT id, syncer, root_key, mark, at FROM sync_touches ORDER BY id LIMIT {BATCH}{lock}"
+                "SELECT id, syncer, root_key, mark, at, dependent FROM sync_touches ORDER BY id \
+                 LIMIT {BATCH}{lock}"
             ),
             vec![],
         ))
@@ -347,21 +386,43 @@ async fn apply_batch(db: &DatabaseConnection) -> Result<usize> {
         txn.commit().await.map_err(context())?;
         return Ok(0);
     }
-    let count = rows.len();
-    let mut ids = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(rows.len());
     // (syncer, key) → marks in log order.
     let mut marks: BTreeMap<(String, String), Vec<(Mark, i64)>> = BTreeMap::new();
     for row in &rows {
-        ids.push(row.try_get::<i64>("", "id")?);
+        let id: i64 = row.try_get("", "id")?;
+        let dependent: Option<String> = row.try_get("", "dependent")?;
+        let again: &[RootKey] = match dependent {
+            None => &[],
+            Some(_) => match found_again.get(&id) {
+                Some(roots) => roots,
+                // Committed after the look for dependents: it, and the touches after it, are
+                // left to the next batch, so that each group's marks stay in log order.
+                None => break,
+            },
+        };
+        ids.push(id);
         let code: i16 = row.try_get("", "mark")?;
         let Some(mark) = Mark::from_code(code) else {
             tracing::warn!(code, "ignoring a touch with an unknown mark");
             continue;
         };
-        marks
-            .entry((row.try_get("", "syncer")?, row.try_get("", "root_key")?))
-            .or_default()
-            .push((mark, row.try_get("", "at")?));
+        let syncer: String = row.try_get("", "syncer")?;
+        let key: String = row.try_get("", "root_key")?;
+        let at: i64 = row.try_get("", "at")?;
+        // The root its dependent has in the committed data, when it is another one: touched too.
+        for root in again.iter().filter(|r| r.as_str() != key) {
+            marks
+                .entry((syncer.clone(), root.as_str().to_owned()))
+                .or_default()
+                .push((Mark::Touch, at));
+        }
+        marks.entry((syncer, key)).or_default().push((mark, at));
+    }
+    let count = ids.len();
+    if count == 0 {
+        txn.commit().await.map_err(context())?;
+        return Ok(0);
     }
     let keys: Vec<&(String, String)> = marks.keys().collect();
     let mut existing = load_groups(&txn, &keys).await?;

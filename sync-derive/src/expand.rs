@@ -120,6 +120,28 @@ fn expand(input: &Checked<'_>) -> TokenStream {
                 resolvers.push(quote! {
                     #index => #call,
                 });
+                // So that the worker applying the touch can run the function again on the
+                // committed row (`sync_core`'s `refind` module).
+                declarations.push(quote! {
+                    const _: () = {
+                        fn __sync_find_roots<'a>(
+                            db: &'a #orm::DatabaseConnection,
+                            keys: &'a [#private::RootKey],
+                        ) -> #private::BoxFuture<'a, ::core::result::Result<#private::FoundRoots, #orm::DbErr>> {
+                            #private::find_roots::<#ident>(#index, db, keys)
+                        }
+                        fn __sync_table() -> &'static str {
+                            #private::table_of::<#ident>()
+                        }
+                        #private::inventory::submit! {
+                            #private::DependentRoots {
+                                syncer: #syncer,
+                                table: __sync_table,
+                                find: __sync_find_roots,
+                            }
+                        }
+                    };
+                });
                 quote!(#private::Link::Function { via: &[#(#via),*] })
             }
         };

@@ -12,7 +12,8 @@ use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     IntoActiveModel, ModelTrait, TransactionTrait,
 };
-use sync_tests::models::{address, customer, line_item};
+use sync_tests::models::{address, customer, line_item, order};
+use sync_tests::stepping::{Harness, harness};
 use sync_tests::{Backend, TestDb, fixtures, on_each_backend};
 
 async fn version_in<C: ConnectionTrait>(db: &C, syncer: &str, key: i32) -> i64 {
@@ -185,55 +186,196 @@ async fn deleting_a_dependent_being_moved_touches_its_new_root() {
     .await;
 }
 
-/// A known window, not closed yet (see GUARANTEES.md, "Relationships"): a line item's root is
-/// found through its order by a function (`line_item::customer_of`) that reads the order without
-/// a lock. Transaction B moves the order to Bob and is held open; transaction A edits an item of
-/// that order. A's function reads the order as committed, Ada's, and A touches Ada's contact
-/// only; a push of Bob's contact made between B's commit and A's misses A's quantity until Bob's
-/// contact is touched again. Locking the order in the function closes it but deadlocks two
-/// transactions that each share-lock an order (a foreign key check) and then lock it for update.
-/// Run with `--ignored` to see it.
-#[ignore = "known window: a root found by a function that reads a row another transaction is moving"]
+/// Ada and Bob with their contacts, and Ada's order with one item (1 × 500 cents), all pushed.
+struct TwoHop {
+    h: Harness,
+    ada: customer::Model,
+    bob: customer::Model,
+    order: order::Model,
+    item: line_item::Model,
+}
+
+async fn two_hop(t: TestDb) -> TwoHop {
+    let h = harness(t, |_| {}).await;
+    let ada = fixtures::customer(&h.t.db, "Ada").await;
+    let bob = fixtures::customer(&h.t.db, "Bob").await;
+    for c in [&ada, &bob] {
+        sync_core::sync_as(&h.t.db, "crm.contact", c).await.unwrap();
+    }
+    let order = fixtures::order(&h.t.db, ada.id, "R-1").await;
+    let item = fixtures::line_item(&h.t.db, order.id, "A").await;
+    push_everything(&h).await;
+    TwoHop {
+        h,
+        ada,
+        bob,
+        order,
+        item,
+    }
+}
+
+/// Runs the worker until nothing is due (a push of `crm.contact` waits for nothing else).
+async fn push_everything(h: &Harness) {
+    for _ in 0..10 {
+        let pass = h.engine.run_once().await.unwrap();
+        h.clock.advance(Duration::from_secs(2));
+        if pass.pushed == 0 && pass.failed == 0 {
+            return;
+        }
+    }
+    panic!("groups still due after ten passes");
+}
+
+/// What the CRM holds as the customer's lifetime spend.
+async fn lifetime_cents(h: &Harness, customer: &customer::Model) -> i64 {
+    let group = h.group("crm.contact", customer.id).await;
+    let id = group.remote_id.expect("the contact was created");
+    h.remote.record("crm/contacts", &id).expect("the contact")["lifetime_cents"]
+        .as_i64()
+        .expect("a number")
+}
+
+async fn move_order<C: ConnectionTrait>(db: &C, o: &order::Model, to: &customer::Model) {
+    let mut am = o.clone().into_active_model();
+    am.customer_id = Set(to.id);
+    am.update(db).await.unwrap();
+}
+
+async fn set_quantity<C: ConnectionTrait>(db: &C, item: &line_item::Model, quantity: i32) {
+    let mut am = item.clone().into_active_model();
+    am.quantity = Set(quantity);
+    am.update(db).await.unwrap();
+}
+
+/// A line item's root is found through its order by a function (`line_item::customer_of`) that
+/// reads the order without a lock. Transaction B moves the order to Bob and is held open;
+/// transaction A edits an item of that order: its function reads the order as committed,
+/// Ada's, and A logs a touch of Ada's contact. B commits and a worker pushes Bob's contact,
+/// without A's quantity; then A commits. Applying A's touch runs the function again on the
+/// committed item and finds Bob: his contact is pushed again, with the quantity. Without it
+/// Bob's contact kept the old spend until he was touched again. (On SQLite the two writes
+/// cannot overlap; on MariaDB a worker cannot apply the log between the two commits.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_of_a_two_hop_dependent_whose_order_moves_touches_the_new_root() {
     on_each_backend(|t| async move {
-        let ada = fixtures::customer(&t.db, "Ada").await;
-        let bob = fixtures::customer(&t.db, "Bob").await;
-        for c in [&ada, &bob] {
-            sync_core::sync_as(&t.db, "crm.contact", c).await.unwrap();
-        }
-        let o = fixtures::order(&t.db, ada.id, "R-1").await;
-        let item = fixtures::line_item(&t.db, o.id, "A").await;
-        fixtures::mark_all_synced(&t.db).await;
-
-        let b = t.db.begin().await.unwrap();
-        let mut am = o.clone().into_active_model();
-        am.customer_id = Set(bob.id);
-        am.update(&b).await.unwrap();
-        let bob_after_b = version_in(&b, "crm.contact", bob.id).await;
-
-        let stale = item.clone();
-        let committed = race(&t, b, move |txn| async move {
-            let mut am = stale.into_active_model();
-            am.quantity = Set(7);
-            am.update(&txn).await?;
-            txn.commit().await
-        })
-        .await;
-
-        if committed {
+        let TwoHop {
+            h,
+            ada,
+            bob,
+            order,
+            item,
+        } = two_hop(t).await;
+        let b = h.t.db.begin().await.unwrap();
+        move_order(&b, &order, &bob).await;
+        if h.t.backend == Backend::Sqlite {
+            // One writer at a time: A can only write after B; its function finds Bob.
+            b.commit().await.unwrap();
+            push_everything(&h).await;
+            set_quantity(&h.t.db, &item, 7).await;
+        } else if h.t.backend == Backend::MySql {
+            // A's function reads Ada here too, but a MariaDB worker applying the log waits for
+            // A's logged touch (its row lock), so no push of Bob comes between the commits.
+            let a = h.t.db.begin().await.unwrap();
+            set_quantity(&a, &item, 7).await;
+            b.commit().await.unwrap();
+            a.commit().await.unwrap();
+        } else {
+            let a = h.t.db.begin().await.unwrap();
+            set_quantity(&a, &item, 7).await;
+            b.commit().await.unwrap();
+            push_everything(&h).await;
             assert_eq!(
-                line_item::Entity::find_by_id(item.id)
-                    .one(&t.db)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .quantity,
-                7
+                lifetime_cents(&h, &bob).await,
+                500,
+                "pushed when B committed: A's edit is not committed yet"
             );
-            assert!(
-                version_in(&t.db, "crm.contact", bob.id).await > bob_after_b,
-                "Bob's contact now counts the new quantity, and is touched for it"
+            a.commit().await.unwrap();
+        }
+        push_everything(&h).await;
+        assert_eq!(lifetime_cents(&h, &bob).await, 7 * 500);
+        assert_eq!(lifetime_cents(&h, &ada).await, 0);
+    })
+    .await;
+}
+
+/// The move commits after the edit: the edit's function found Ada, and the move touches both
+/// customers, so Bob's contact is pushed with the edit whatever the applier finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_of_a_two_hop_dependent_before_its_order_moves_reaches_the_new_root() {
+    on_each_backend(|t| async move {
+        let TwoHop {
+            h,
+            ada,
+            bob,
+            order,
+            item,
+        } = two_hop(t).await;
+        let a = h.t.db.begin().await.unwrap();
+        set_quantity(&a, &item, 7).await;
+        a.commit().await.unwrap();
+        if h.t.backend != Backend::Sqlite {
+            // The edit is applied (and its function run again) before the move.
+            push_everything(&h).await;
+            assert_eq!(lifetime_cents(&h, &ada).await, 7 * 500);
+        }
+        let b = h.t.db.begin().await.unwrap();
+        move_order(&b, &order, &bob).await;
+        b.commit().await.unwrap();
+        push_everything(&h).await;
+        assert_eq!(lifetime_cents(&h, &bob).await, 7 * 500);
+        assert_eq!(lifetime_cents(&h, &ada).await, 0);
+    })
+    .await;
+}
+
+/// A two-hop dependent deleted before its edit's touch is applied: the applier finds no row to
+/// run the function on, and needs none (the delete touched the root it found). The touches
+/// apply, and both contacts end in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_hop_dependent_deleted_before_its_touch_is_applied_needs_nothing_more() {
+    on_each_backend(|t| async move {
+        let TwoHop {
+            h,
+            ada,
+            bob,
+            order,
+            item,
+        } = two_hop(t).await;
+        let logged_before = sync_core::ops::logged_touches(&h.t.db).await.unwrap();
+        assert_eq!(logged_before, 0);
+        if h.t.backend == Backend::Sqlite {
+            move_order(&h.t.db, &order, &bob).await;
+            set_quantity(&h.t.db, &item, 7).await;
+        } else {
+            // The edit's function reads Ada, the move commits first: the edit's touch names
+            // Ada and the item, to be found again when it is applied.
+            let b = h.t.db.begin().await.unwrap();
+            move_order(&b, &order, &bob).await;
+            let a = h.t.db.begin().await.unwrap();
+            set_quantity(&a, &item, 7).await;
+            b.commit().await.unwrap();
+            a.commit().await.unwrap();
+        }
+        // Deleted before any worker applies the edit's touch.
+        let gone = line_item::Entity::find_by_id(item.id)
+            .one(&h.t.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let txn = h.t.db.begin().await.unwrap();
+        gone.delete(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+        assert!(sync_core::ops::logged_touches(&h.t.db).await.unwrap() >= 3);
+
+        sync_tests::apply_all_touches(&h.t.db).await;
+        push_everything(&h).await;
+        assert_eq!(lifetime_cents(&h, &bob).await, 0);
+        assert_eq!(lifetime_cents(&h, &ada).await, 0);
+        for c in [&ada, &bob] {
+            let group = h.group("crm.contact", c.id).await;
+            assert_eq!(
+                (group.state.as_str(), group.synced_version),
+                ("synced", group.version)
             );
         }
     })
