@@ -168,6 +168,10 @@ pub(crate) async fn record<C: ConnectionTrait>(db: &C, plan: &Plan<'_>) -> Resul
 
 const CONTEXT: &str = "recording the references of pushed groups";
 
+// The statements below append touches with `INSERT … SELECT` (the referrers are found in the
+// database), writing the touch mark's code as the literal `0`: it must stay `Mark::Touch`'s.
+const _: () = assert!(crate::touch_log::Mark::Touch.code() == 0);
+
 /// One reference row, as the PostgreSQL statement reads it.
 #[derive(serde::Serialize)]
 struct Row<'a> {
