@@ -39,6 +39,7 @@ mod m20261204_000011_sync_groups_fillfactor;
 mod m20261204_000012_inbound_quarantine_partial_index;
 mod m20261204_000013_sync_references;
 mod m20261204_000014_touch_dependents;
+mod m20261204_000015_due_index_without_synced;
 
 /// Every migration of the framework, in the order they must run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -57,6 +58,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(m20261204_000012_inbound_quarantine_partial_index::Migration),
         Box::new(m20261204_000013_sync_references::Migration),
         Box::new(m20261204_000014_touch_dependents::Migration),
+        Box::new(m20261204_000015_due_index_without_synced::Migration),
     ]
 }
 

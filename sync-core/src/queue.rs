@@ -301,15 +301,21 @@ async fn held<C: ConnectionTrait>(
 
 /// Records many successful attempts at once (one statement on PostgreSQL and SQLite), with the
 /// same meaning as [`complete`] for each. Returns the ids whose lease was still held.
+///
+/// Unless `exact`, the database only counts the groups it completed (on SQLite each row
+/// returned is a message between threads); when some lease was lost, so that the count falls
+/// short, it returns `None` and the caller rolls the transaction back and records again,
+/// `exact`, to learn which groups were held.
 pub(crate) async fn complete_many<C: ConnectionTrait>(
     db: &C,
     done: &[Completion<'_>],
     now: i64,
-) -> Result<std::collections::HashSet<i64>> {
+    exact: bool,
+) -> Result<Option<std::collections::HashSet<i64>>> {
     let backend = db.get_database_backend();
     let mut held = std::collections::HashSet::new();
     if done.is_empty() {
-        return Ok(held);
+        return Ok(Some(held));
     }
     if backend == DbBackend::MySql || done.len() == 1 {
         for completion in done {
@@ -317,24 +323,83 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
                 held.insert(completion.group.id);
             }
         }
-        return Ok(held);
+        return Ok(Some(held));
     }
-    // `v.done` is the version the remote now holds the translation of: the claimed one, or
-    // (after a repeated create of older data) the synced version as it was, so that the group
-    // stays due.
-    let set = "UPDATE sync_groups SET \
-         remote_id = CASE v.kind WHEN 'pushed' THEN v.remote_id WHEN 'deleted' THEN NULL ELSE sync_groups.remote_id END, \
-         remote_id_numeric = CASE v.kind WHEN 'pushed' THEN v.numeric WHEN 'deleted' THEN v.numeric ELSE sync_groups.remote_id_numeric END, \
-         remote_id_forgotten = CASE v.kind WHEN 'pushed' THEN FALSE WHEN 'deleted' THEN (sync_groups.remote_id IS NOT NULL OR sync_groups.remote_id_forgotten) ELSE sync_groups.remote_id_forgotten END, \
-         references_digest = CASE WHEN v.refs_set THEN v.refs ELSE sync_groups.references_digest END, \
-         last_digest = CASE v.kind WHEN 'pushed' THEN v.digest WHEN 'deleted' THEN NULL ELSE sync_groups.last_digest END, \
-         last_payload = CASE v.kind WHEN 'pushed' THEN v.payload WHEN 'deleted' THEN NULL ELSE sync_groups.last_payload END, \
-         synced_version = CASE WHEN v.caught_up THEN v.version ELSE sync_groups.synced_version END, \
-         synced_at = ?, attempts = 0, deferrals = 0, last_error = NULL, last_status = NULL, \
-         lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, create_payload = NULL, \
-         dirty_since = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN NULL ELSE sync_groups.dirty_since END, \
-         state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
-    let rows = done.iter().map(|completion| {
+    let rows = completion_rows(done);
+    for rows in json_chunks(backend, rows) {
+        // The whole batch travels as one JSON parameter: one short statement, prepared once per
+        // connection, whatever the batch size (a VALUES list of bound parameters is re-planned
+        // for every size). On SQLite, `jsonb_each` (3.45+; sqlx bundles 3.51) hands each row over
+        // in binary form, where `json_each` would turn each row into text for `json_extract` to
+        // parse again.
+        let source = match backend {
+            DbBackend::Postgres => PG_COMPLETIONS,
+            _ => {
+                "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.version') AS version, \
+                 json_extract(value, '$.kind') AS kind, json_extract(value, '$.remote_id') AS remote_id, \
+                 json_extract(value, '$.numeric') AS numeric, json_extract(value, '$.caught_up') AS caught_up, \
+                 json_extract(value, '$.digest') AS digest, json_extract(value, '$.payload') AS payload, \
+                 json_extract(value, '$.closed') AS closed, json_extract(value, '$.owner') AS owner, \
+                 json_extract(value, '$.refs_set') AS refs_set, json_extract(value, '$.refs') AS refs \
+                 FROM jsonb_each(?)) AS v"
+            }
+        };
+        let sql = format!(
+            "{COMPLETION_SET} FROM {source} WHERE sync_groups.id = v.id AND sync_groups.lease_owner = v.owner"
+        );
+        // Written straight to text, without a `serde_json::Value` tree per row.
+        let document = serde_json::to_string(&rows)
+            .map_err(|e| Error::permanent(format!("cannot encode the completions: {e}")))?;
+        let values: Vec<Value> = vec![now.into(), now.into(), document.into()];
+        let context = || Error::db_while("completing groups");
+        if !exact {
+            let completed = db
+                .execute_raw(statement(backend, &sql, values))
+                .await
+                .map_err(context())?
+                .rows_affected();
+            if completed != rows.len() as u64 {
+                return Ok(None);
+            }
+            held.extend(rows.iter().map(|r| r.id));
+            continue;
+        }
+        for row in db
+            .query_all_raw(statement(
+                backend,
+                &format!("{sql} RETURNING sync_groups.id"),
+                values,
+            ))
+            .await
+            .map_err(context())?
+        {
+            held.insert(row.try_get::<i64>("", "id")?);
+        }
+    }
+    Ok(Some(held))
+}
+
+// `v.done` is the version the remote now holds the translation of: the claimed one, or
+// (after a repeated create of older data) the synced version as it was, so that the group
+// stays due.
+const COMPLETION_SET: &str = "UPDATE sync_groups SET \
+     remote_id = CASE v.kind WHEN 'pushed' THEN v.remote_id WHEN 'deleted' THEN NULL ELSE sync_groups.remote_id END, \
+     remote_id_numeric = CASE v.kind WHEN 'pushed' THEN v.numeric WHEN 'deleted' THEN v.numeric ELSE sync_groups.remote_id_numeric END, \
+     remote_id_forgotten = CASE v.kind WHEN 'pushed' THEN FALSE WHEN 'deleted' THEN (sync_groups.remote_id IS NOT NULL OR sync_groups.remote_id_forgotten) ELSE sync_groups.remote_id_forgotten END, \
+     references_digest = CASE WHEN v.refs_set THEN v.refs ELSE sync_groups.references_digest END, \
+     last_digest = CASE v.kind WHEN 'pushed' THEN v.digest WHEN 'deleted' THEN NULL ELSE sync_groups.last_digest END, \
+     last_payload = CASE v.kind WHEN 'pushed' THEN v.payload WHEN 'deleted' THEN NULL ELSE sync_groups.last_payload END, \
+     synced_version = CASE WHEN v.caught_up THEN v.version ELSE sync_groups.synced_version END, \
+     synced_at = ?, attempts = 0, deferrals = 0, last_error = NULL, last_status = NULL, \
+     lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, create_payload = NULL, \
+     dirty_since = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN NULL ELSE sync_groups.dirty_since END, \
+     state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
+
+/// The rows of the document that completes `done` (see [`complete_many`]), each with its size.
+fn completion_rows<'a>(
+    done: &'a [Completion<'a>],
+) -> impl Iterator<Item = (CompletionRow<'a>, usize)> + 'a {
+    done.iter().map(|completion| {
         let (group, synced) = (completion.group, completion.synced);
         let (kind, remote_id, digest, payload, closed) = match synced {
             Synced::Pushed {
@@ -383,46 +448,7 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
             + remote_id.map_or(0, |id| id.as_str().len())
             + completion.references.as_ref().map_or(0, |_| 60);
         (row, row_size)
-    });
-    for rows in json_chunks(backend, rows) {
-        // The whole batch travels as one JSON parameter: one short statement, prepared once per
-        // connection, whatever the batch size (a VALUES list of bound parameters is re-planned
-        // for every size). On SQLite, `jsonb_each` (3.45+; sqlx bundles 3.51) hands each row over
-        // in binary form, where `json_each` would turn each row into text for `json_extract` to
-        // parse again.
-        let source = match backend {
-            DbBackend::Postgres => {
-                "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, kind text, \
-                 remote_id text, numeric boolean, caught_up boolean, digest text, payload text, \
-                 closed text, owner text, refs_set boolean, refs text)"
-            }
-            _ => {
-                "(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.version') AS version, \
-                 json_extract(value, '$.kind') AS kind, json_extract(value, '$.remote_id') AS remote_id, \
-                 json_extract(value, '$.numeric') AS numeric, json_extract(value, '$.caught_up') AS caught_up, \
-                 json_extract(value, '$.digest') AS digest, json_extract(value, '$.payload') AS payload, \
-                 json_extract(value, '$.closed') AS closed, json_extract(value, '$.owner') AS owner, \
-                 json_extract(value, '$.refs_set') AS refs_set, json_extract(value, '$.refs') AS refs \
-                 FROM jsonb_each(?)) AS v"
-            }
-        };
-        let sql = format!(
-            "{set} FROM {source} WHERE sync_groups.id = v.id AND sync_groups.lease_owner = v.owner \
-             RETURNING sync_groups.id"
-        );
-        // Written straight to text, without a `serde_json::Value` tree per row.
-        let document = serde_json::to_string(&rows)
-            .map_err(|e| Error::permanent(format!("cannot encode the completions: {e}")))?;
-        let values: Vec<Value> = vec![now.into(), now.into(), document.into()];
-        let rows = db
-            .query_all_raw(statement(backend, &sql, values))
-            .await
-            .map_err(Error::db_while("completing groups"))?;
-        for row in rows {
-            held.insert(row.try_get::<i64>("", "id")?);
-        }
-    }
-    Ok(held)
+    })
 }
 
 /// One completed group in the document [`complete_many`] binds.
@@ -642,20 +668,35 @@ async fn record_pending_creates_in<C: ConnectionTrait>(
         };
         let sql = format!(
             "UPDATE sync_groups SET create_key = v.key, create_payload = v.payload FROM {source} \
-             WHERE sync_groups.id = v.id AND sync_groups.lease_owner = ? RETURNING sync_groups.id"
+             WHERE sync_groups.id = v.id AND sync_groups.lease_owner = ?"
         );
+        let context = || Error::db_while("recording creates before sending them");
         for rows in chunks {
             let document = serde_json::to_string(&rows)
                 .map_err(|e| Error::permanent(format!("cannot encode the creates: {e}")))?;
-            let rows = db
+            let values = vec![document.into(), owner.into()];
+            // Usually every lease is still ours: the count says so without a row back per
+            // group (on SQLite each returned row is a message between threads).
+            let done = db
+                .execute_raw(statement(backend, &sql, values.clone()))
+                .await
+                .map_err(context())?
+                .rows_affected();
+            if done == rows.len() as u64 {
+                held.extend(rows.iter().map(|r| r.id));
+                continue;
+            }
+            // Some leases were taken over: the same update again (it writes what it wrote),
+            // returning the groups still ours.
+            for row in db
                 .query_all_raw(statement(
                     backend,
-                    &sql,
-                    vec![document.into(), owner.into()],
+                    &format!("{sql} RETURNING sync_groups.id"),
+                    values,
                 ))
                 .await
-                .map_err(Error::db_while("recording creates before sending them"))?;
-            for row in rows {
+                .map_err(context())?
+            {
                 held.insert(row.try_get::<i64>("", "id")?);
             }
         }
@@ -837,6 +878,117 @@ pub(crate) struct AttemptRecord {
     pub started_at: i64,
 }
 
+/// A row of the attempt log's document.
+#[derive(serde::Serialize)]
+struct AttemptRow<'a> {
+    group_id: i64,
+    syncer: &'a str,
+    version: i64,
+    operation: &'a str,
+    outcome: &'a str,
+    status_code: Option<u16>,
+    error: Option<String>,
+    duration_ms: i64,
+    worker: &'a str,
+    started_at: i64,
+}
+
+/// The rows of the attempt log's document, each with its size.
+fn attempt_rows(attempts: &[AttemptRecord]) -> impl Iterator<Item = (AttemptRow<'_>, usize)> {
+    attempts.iter().map(|a| {
+        let error = a.error.as_deref().map(|e| truncate(e, 4000));
+        let row_size =
+            200 + a.syncer.len() + a.worker.len() + error.as_ref().map_or(0, String::len);
+        let row = AttemptRow {
+            group_id: a.group_id,
+            syncer: &a.syncer,
+            version: a.version,
+            operation: a.operation,
+            outcome: a.outcome,
+            status_code: a.status_code,
+            error,
+            duration_ms: a.duration_ms,
+            worker: &a.worker,
+            started_at: a.started_at,
+        };
+        (row, row_size)
+    })
+}
+
+/// The attempt log's insert, to be followed by `FROM` and a source of rows named `v`.
+const ATTEMPTS_INSERT: &str = "INSERT INTO sync_attempts (group_id, syncer, version, operation, \
+     outcome, status_code, error, duration_ms, worker, started_at) \
+     SELECT v.group_id, v.syncer, v.version, v.operation, v.outcome, v.status_code, v.error, \
+     v.duration_ms, v.worker, v.started_at";
+
+/// The attempt log's document as rows, on PostgreSQL.
+const PG_ATTEMPTS: &str = "json_to_recordset(CAST(? AS json)) AS v(group_id bigint, syncer text, \
+     version bigint, operation text, outcome text, status_code integer, error text, \
+     duration_ms bigint, worker text, started_at bigint)";
+
+/// The completions' document as rows, on PostgreSQL.
+const PG_COMPLETIONS: &str = "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, \
+     kind text, remote_id text, numeric boolean, caught_up boolean, digest text, payload text, \
+     closed text, owner text, refs_set boolean, refs text)";
+
+/// PostgreSQL: completes `done` (as [`complete_many`]) and appends `log` to the attempt log in
+/// one statement, on its own: a statement commits or fails whole, so this is one round trip
+/// where a transaction takes four (begin, completions, attempt log, commit). Returns the ids
+/// whose lease was still held, or `None`, having written nothing, when the batch is too large
+/// for one statement.
+pub(crate) async fn complete_and_log(
+    db: &sea_orm::DatabaseConnection,
+    done: &[Completion<'_>],
+    log: &[AttemptRecord],
+    now: i64,
+) -> Result<Option<std::collections::HashSet<i64>>> {
+    let backend = db.get_database_backend();
+    let completions: Vec<(CompletionRow<'_>, usize)> = completion_rows(done).collect();
+    let attempts: Vec<(AttemptRow<'_>, usize)> = attempt_rows(log).collect();
+    let size: usize = completions.iter().map(|(_, n)| n).sum::<usize>()
+        + attempts.iter().map(|(_, n)| n).sum::<usize>();
+    if backend != DbBackend::Postgres || size > PG_STATEMENT_BYTES {
+        return Ok(None);
+    }
+    let completions: Vec<CompletionRow<'_>> = completions.into_iter().map(|(r, _)| r).collect();
+    let attempts: Vec<AttemptRow<'_>> = attempts.into_iter().map(|(r, _)| r).collect();
+    let encode =
+        |what: &str, e: serde_json::Error| Error::permanent(format!("cannot encode {what}: {e}"));
+    let completions =
+        serde_json::to_string(&completions).map_err(|e| encode("the completions", e))?;
+    let attempts = serde_json::to_string(&attempts).map_err(|e| encode("the attempt log", e))?;
+    let sql = format!(
+        "WITH done AS ({COMPLETION_SET} FROM {PG_COMPLETIONS} WHERE sync_groups.id = v.id \
+         AND sync_groups.lease_owner = v.owner RETURNING sync_groups.id), \
+         logged AS ({ATTEMPTS_INSERT} FROM {PG_ATTEMPTS}) \
+         SELECT string_agg(CAST(id AS text), ',') AS ids FROM done"
+    );
+    let values: Vec<Value> = vec![now.into(), now.into(), completions.into(), attempts.into()];
+    let row = db
+        .query_one_raw(statement(backend, &sql, values))
+        .await
+        .map_err(Error::db_while("recording attempts"))?;
+    let ids: Option<String> = match row {
+        Some(row) => row.try_get("", "ids")?,
+        None => None,
+    };
+    let mut held = std::collections::HashSet::new();
+    for id in ids
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let id = id.parse::<i64>().map_err(|e| {
+            Error::permanent(format!(
+                "the database answered a group id `{id}` that is not a number: {e}"
+            ))
+        })?;
+        held.insert(id);
+    }
+    Ok(Some(held))
+}
+
 /// Appends attempts to `sync_attempts`: on PostgreSQL and SQLite the rows travel as one JSON
 /// document per statement (a statement prepared once per connection, whatever the number of
 /// rows; on PostgreSQL each under [`PG_STATEMENT_BYTES`], as in `complete_many`), on MariaDB in one statement
@@ -881,44 +1033,10 @@ async fn log_attempts_as_json<C: ConnectionTrait>(
     db: &C,
     attempts: &[AttemptRecord],
 ) -> Result<()> {
-    #[derive(serde::Serialize)]
-    struct Row<'a> {
-        group_id: i64,
-        syncer: &'a str,
-        version: i64,
-        operation: &'a str,
-        outcome: &'a str,
-        status_code: Option<u16>,
-        error: Option<String>,
-        duration_ms: i64,
-        worker: &'a str,
-        started_at: i64,
-    }
     let backend = db.get_database_backend();
-    let rows = attempts.iter().map(|a| {
-        let error = a.error.as_deref().map(|e| truncate(e, 4000));
-        let row_size =
-            200 + a.syncer.len() + a.worker.len() + error.as_ref().map_or(0, String::len);
-        let row = Row {
-            group_id: a.group_id,
-            syncer: &a.syncer,
-            version: a.version,
-            operation: a.operation,
-            outcome: a.outcome,
-            status_code: a.status_code,
-            error,
-            duration_ms: a.duration_ms,
-            worker: &a.worker,
-            started_at: a.started_at,
-        };
-        (row, row_size)
-    });
+    let rows = attempt_rows(attempts);
     let source = match backend {
-        DbBackend::Postgres => {
-            "json_to_recordset(CAST(? AS json)) AS v(group_id bigint, syncer text, version bigint, \
-             operation text, outcome text, status_code integer, error text, duration_ms bigint, \
-             worker text, started_at bigint)"
-        }
+        DbBackend::Postgres => PG_ATTEMPTS,
         _ => {
             "(SELECT json_extract(value, '$.group_id') AS group_id, json_extract(value, '$.syncer') AS syncer, \
              json_extract(value, '$.version') AS version, json_extract(value, '$.operation') AS operation, \
@@ -928,12 +1046,7 @@ async fn log_attempts_as_json<C: ConnectionTrait>(
              FROM jsonb_each(?)) AS v"
         }
     };
-    let sql = format!(
-        "INSERT INTO sync_attempts (group_id, syncer, version, operation, outcome, status_code, \
-         error, duration_ms, worker, started_at) \
-         SELECT v.group_id, v.syncer, v.version, v.operation, v.outcome, v.status_code, v.error, \
-         v.duration_ms, v.worker, v.started_at FROM {source}"
-    );
+    let sql = format!("{ATTEMPTS_INSERT} FROM {source}");
     for rows in json_chunks(backend, rows)
         .into_iter()
         .filter(|c| !c.is_empty())

@@ -4,7 +4,8 @@
 //! never outrun the pushes. There is no job table: the backend claims a batch of due
 //! groups (with a lease), translates the batch at once (one query per syncer, where the syncer
 //! implements `translate_many`), hands them out one by one — claiming the next batch as soon as
-//! this one starts being handed out — and when nothing is due it waits, without
+//! this one starts being handed out, and while work flows a second one beside it — and when
+//! nothing is due it waits, without
 //! spinning, for a wake-up (a touch in this process, or on PostgreSQL a notification from a
 //! committing writer, which the application sends only while a worker is marked asleep: see
 //! `sync_sleepers` in the migrations) or the poll interval.
@@ -42,14 +43,17 @@ pub struct PollSettings {
     pub wake_delay: Duration,
 }
 
+/// A claim running in a task of its own, with the wake-up generation it started at.
+type ClaimTask = (
+    tokio::task::JoinHandle<sync_core::Result<(Vec<PreparedGroup>, bool)>>,
+    u64,
+);
+
 enum State {
     /// Ready to claim.
     Idle,
     /// A claim is running (in its own task, so that it proceeds while the buffer is handed out).
-    Claiming(
-        tokio::task::JoinHandle<sync_core::Result<(Vec<PreparedGroup>, bool)>>,
-        u64,
-    ),
+    Claiming(ClaimTask),
     /// Nothing due: wait for the timer or a wake-up.
     Waiting(
         Pin<Box<tokio::time::Sleep>>,
@@ -69,6 +73,11 @@ pub struct GroupBackend {
     settings: PollSettings,
     buffer: VecDeque<PreparedGroup>,
     state: State,
+    /// A second claim, started while the first runs and groups are being handed out: a claim
+    /// (lease, translation, recorded creates) takes longer than pushing the batch it brings,
+    /// so with one claim at a time the pushes waited for the next batch. Its groups follow the
+    /// first claim's.
+    ahead: Option<ClaimTask>,
     /// Consecutive database errors, for the backoff.
     errors: u32,
     /// Set after a wake-up found nothing: look once more shortly, the touching transaction may
@@ -95,6 +104,7 @@ impl GroupBackend {
             settings,
             buffer: VecDeque::new(),
             state: State::Idle,
+            ahead: None,
             errors: 0,
             recheck: false,
             asleep: false,
@@ -102,6 +112,10 @@ impl GroupBackend {
     }
 
     fn start_claim(&mut self) {
+        self.state = State::Claiming(self.spawn_claim());
+    }
+
+    fn spawn_claim(&self) -> ClaimTask {
         let engine = self.engine.clone();
         let limit = self.settings.claim_batch.max(1);
         let generation = sync_core::wake::generation();
@@ -109,12 +123,12 @@ impl GroupBackend {
         // A sleeping worker's mark outlives a few polls, so that a live worker's mark never
         // lapses between two of them.
         let ttl = self.settings.poll_interval.saturating_mul(3);
-        self.state = State::Claiming(
+        (
             tokio::spawn(
                 async move { __worker::claim_or_sleep(&engine, limit, asleep, ttl).await },
             ),
             generation,
-        );
+        )
     }
 
     fn wait(&mut self, delay: Duration) {
@@ -149,17 +163,22 @@ impl Backend for GroupBackend {
             if let Some(group) = self.buffer.pop_front() {
                 // Claim the next batch as soon as this one is being handed out: the claim (with
                 // its translation) then runs while the whole batch is pushed, and the pushes do
-                // not wait for it at the batch boundary. At most two batches are held.
-                if matches!(self.state, State::Idle)
-                    && self.buffer.len() < self.settings.claim_batch as usize
-                {
-                    self.start_claim();
+                // not wait for it at the batch boundary. While work flows, a second claim runs
+                // beside the first. At most three batches are held.
+                if self.buffer.len() < self.settings.claim_batch as usize {
+                    match self.state {
+                        State::Idle => self.start_claim(),
+                        State::Claiming(_) if self.ahead.is_none() => {
+                            self.ahead = Some(self.spawn_claim());
+                        }
+                        _ => {}
+                    }
                 }
                 return Poll::Ready(Some(Ok(Task::new(group))));
             }
             match &mut self.state {
                 State::Idle => self.start_claim(),
-                State::Claiming(claim, generation) => {
+                State::Claiming((claim, generation)) => {
                     let generation = *generation;
                     let result = match claim.poll_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
@@ -169,6 +188,22 @@ impl Backend for GroupBackend {
                             )))
                         }),
                     };
+                    // The claim started after this one (if any) comes next, whatever this one
+                    // found; what to do when nothing is due is decided on the last claim.
+                    if let Some(ahead) = self.ahead.take() {
+                        self.state = State::Claiming(ahead);
+                        match result {
+                            Ok((groups, asleep)) => {
+                                self.asleep = asleep;
+                                self.errors = 0;
+                                self.buffer.extend(groups);
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot claim groups; the database may be unavailable");
+                            }
+                        }
+                        continue;
+                    }
                     if let Ok((_, asleep)) = &result {
                         self.asleep = *asleep;
                     }
@@ -245,7 +280,7 @@ impl Backend for GroupBackend {
                     }
                     self.state = State::Closed;
                 }
-                State::Claiming(claim, _) => {
+                State::Claiming((claim, _)) => {
                     // Let a running claim finish, then release what it took.
                     match claim.poll_unpin(cx) {
                         Poll::Pending => return Poll::Pending,
@@ -255,7 +290,10 @@ impl Backend for GroupBackend {
                         }
                         Poll::Ready(_) => {}
                     }
-                    self.state = State::Idle;
+                    self.state = match self.ahead.take() {
+                        Some(ahead) => State::Claiming(ahead),
+                        None => State::Idle,
+                    };
                 }
                 State::Idle | State::Waiting(..) | State::Settling(_) => {
                     let ids: Vec<i64> = self.buffer.drain(..).map(|p| p.group.id).collect();

@@ -250,3 +250,67 @@ async fn a_prepared_group_that_waited_renews_its_lease_or_is_not_pushed() {
     })
     .await;
 }
+
+/// A batch of attempts recorded after another worker took one of its groups over: the others
+/// are completed, the lost one is left as the other worker has it, and each attempt says which.
+/// (The batch is first recorded counting the completed groups only; when the count falls short
+/// it is recorded again, in a new transaction, learning which leases were held. On PostgreSQL
+/// one statement records it and returns the held groups.)
+#[tokio::test]
+async fn a_batch_recorded_after_one_lease_was_taken_over_completes_only_the_others() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use sync_core::entity::sync_attempt;
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        let all = customers(&t.db, 3).await;
+        let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap();
+        let mut prepared = __worker::claim_prepared(&engine, 10).await.unwrap();
+        assert_eq!(prepared.len(), 3);
+        prepared.sort_by_key(|p| p.group.id);
+        let lost = prepared[1].group.id;
+        let mut attempts = Vec::new();
+        for p in prepared {
+            let attempt = __worker::process_prepared(&engine, p, false).await;
+            assert!(attempt.result.is_ok(), "{:?}", attempt.result);
+            attempts.push(attempt);
+        }
+        assert_eq!(remote.requests_matching("POST", "/erp/customers").len(), 3);
+
+        // Between the pushes and their record, another worker takes the middle group over.
+        t.db.execute_raw(Statement::from_string(
+            t.db.get_database_backend(),
+            format!("UPDATE sync_groups SET lease_owner = 'other' WHERE id = {lost}"),
+        ))
+        .await
+        .unwrap();
+        let recorded = __worker::record(&engine, &attempts).await.unwrap();
+        let held: Vec<bool> = recorded.iter().map(|r| r.lease_held).collect();
+        assert_eq!(held, vec![true, false, true]);
+
+        for (customer, attempt) in all.iter().zip(&attempts) {
+            let group = t.group("erp.customer", customer.id).await.unwrap();
+            assert_eq!(group.id, attempt.group.id);
+            if group.id == lost {
+                assert_eq!(group.lease_owner.as_deref(), Some("other"));
+                assert_eq!(group.synced_version, 0, "not completed: {group:?}");
+                assert_eq!(group.remote_id, None, "{group:?}");
+                assert_eq!(group.state, "pending");
+            } else {
+                assert_eq!(group.lease_owner, None, "{group:?}");
+                assert_eq!(group.synced_version, group.version, "{group:?}");
+                assert!(group.remote_id.is_some(), "{group:?}");
+                assert_eq!(group.state, "synced");
+            }
+        }
+        // Every attempt is in the log once, the lost one too (it did reach the remote).
+        let logged = sync_attempt::Entity::find().all(&t.db).await.unwrap();
+        let mut ids: Vec<i64> = logged.iter().map(|a| a.group_id).collect();
+        ids.sort_unstable();
+        let mut expected: Vec<i64> = attempts.iter().map(|a| a.group.id).collect();
+        expected.sort_unstable();
+        assert_eq!(ids, expected);
+        assert!(logged.iter().all(|a| a.outcome == "ok"), "{logged:?}");
+    })
+    .await;
+}

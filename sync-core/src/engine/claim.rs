@@ -19,6 +19,7 @@ impl Engine {
     /// Applies the logged touches ([`crate::apply_touches`]), then claims up to `limit` due
     /// groups of the registered syncers.
     pub(crate) async fn claim(&self, limit: u32) -> Result<Vec<ClaimedGroup>> {
+        let _turn = self.write_turn().await;
         crate::touch_log::apply_touches(&self.db).await?;
         self.claim_on(&self.db, limit).await
     }
@@ -235,7 +236,9 @@ impl Engine {
         if rows.is_empty() {
             return creates;
         }
+        let turn = self.write_turn().await;
         let held = queue::record_pending_creates(db, &self.config.worker_id, &rows).await;
+        drop(turn);
         for (i, group) in groups.iter().enumerate() {
             if creates[i].is_none() {
                 continue;
@@ -288,12 +291,14 @@ impl Engine {
 
     /// Gives back claimed groups that will not be processed.
     pub(crate) async fn release(&self, ids: &[i64]) -> Result<u64> {
+        let _turn = self.write_turn().await;
         queue::release(&self.db, &self.config.worker_id, ids).await
     }
 
     /// Extends the leases on `ids`.
     pub(crate) async fn renew(&self, ids: &[i64]) -> Result<u64> {
         let until = self.clock.now_ms() + millis(self.config.lease);
+        let _turn = self.write_turn().await;
         queue::renew(&self.db, &self.config.worker_id, ids, until).await
     }
 }

@@ -31,13 +31,16 @@ impl Engine {
                 };
                 if !syncer.creates_upsert() {
                     let row = [(group.id, create.key.as_str(), create.payload.as_str())];
+                    let turn = self.write_turn().await;
                     let held = queue::record_pending_creates(&self.db, &group.lease_owner, &row)
                         .await
                         .map_err(|e| {
                             Error::retryable(format!(
                                 "could not record the create before sending it: {e}"
                             ))
-                        })?;
+                        });
+                    drop(turn);
+                    let held = held?;
                     if !held.contains(&group.id) {
                         return Err(Error::retryable(
                             "lost the lease before the create was recorded: another worker took the group over",

@@ -26,9 +26,15 @@ impl Engine {
         // A failed transaction wrote nothing; a deadlock or a dropped connection is worth
         // another try before the attempts are given up (and pushed again after the leases).
         let mut tries = 0;
+        // First counting the completed groups only; exactly when a lease turns out lost.
+        let mut exact = false;
         let recorded = loop {
-            match self.record_sorted(&sorted).await {
-                Ok(recorded) => break recorded,
+            let turn = self.write_turn().await;
+            let recorded = self.record_sorted(&sorted, exact).await;
+            drop(turn);
+            match recorded {
+                Ok(Some(recorded)) => break recorded,
+                Ok(None) => exact = true,
                 Err(error) if tries < 3 => {
                     tries += 1;
                     tracing::warn!(%error, attempts = sorted.len(), "recording attempts failed; trying again");
@@ -55,7 +61,13 @@ impl Engine {
         Ok(in_order)
     }
 
-    async fn record_sorted(&self, attempts: &[&Attempt]) -> Result<Vec<Recorded>> {
+    /// Records `attempts` in one transaction; `None` (nothing written) when, not `exact`, a
+    /// completed group's lease turned out lost: the caller records again, `exact`.
+    async fn record_sorted(
+        &self,
+        attempts: &[&Attempt],
+        exact: bool,
+    ) -> Result<Option<Vec<Recorded>>> {
         // What the successes change in the references between groups (see `references.rs`):
         // a changed digest goes with the group's completion, the rest after the completions.
         let mut plan = references::Plan::default();
@@ -85,6 +97,40 @@ impl Engine {
             });
         }
         let context = || Error::db_while("recording attempts");
+        let now = self.clock.now_ms();
+        if plan.is_empty()
+            && successes.len() == attempts.len()
+            && self.db.get_database_backend() == DbBackend::Postgres
+        {
+            // Successes only, no references to change (the usual batch): on PostgreSQL one
+            // statement completes the groups and writes the attempt log.
+            let outcomes: Vec<Outcome> = successes.iter().map(|c| success(c.synced)).collect();
+            let log: Vec<AttemptRecord> = attempts
+                .iter()
+                .zip(&outcomes)
+                .map(|(attempt, outcome)| self.log_entry(attempt, *outcome, true, None))
+                .collect();
+            if let Some(completed) =
+                queue::complete_and_log(&self.db, &successes, &log, now).await?
+            {
+                return Ok(Some(
+                    attempts
+                        .iter()
+                        .zip(outcomes)
+                        .map(|(attempt, outcome)| {
+                            let held = completed.contains(&attempt.group.id);
+                            if !held {
+                                lease_lost(&attempt.group);
+                            }
+                            Recorded {
+                                outcome,
+                                lease_held: held,
+                            }
+                        })
+                        .collect(),
+                ));
+            }
+        }
         let txn = if plan.is_empty() || self.db.get_database_backend() != DbBackend::MySql {
             self.db.begin().await.map_err(context())?
         } else {
@@ -96,24 +142,19 @@ impl Engine {
                 .await
                 .map_err(context())?
         };
-        let now = self.clock.now_ms();
         let mut outcomes = Vec::with_capacity(attempts.len());
         let mut log = Vec::with_capacity(attempts.len());
-        let completed = queue::complete_many(&txn, &successes, now).await?;
+        let Some(completed) = queue::complete_many(&txn, &successes, now, exact).await? else {
+            txn.rollback().await.map_err(context())?;
+            return Ok(None);
+        };
         plan.retain_held(&completed);
         let touched = references::record(&txn, &plan).await?;
 
         for attempt in attempts {
             let group = &attempt.group;
             let (outcome, held, error) = match &attempt.result {
-                Ok(synced) => {
-                    let outcome = match synced {
-                        Synced::Pushed { .. } => Outcome::Pushed,
-                        Synced::Skipped | Synced::Echo { .. } => Outcome::Skipped,
-                        Synced::Deleted => Outcome::Deleted,
-                    };
-                    (outcome, completed.contains(&group.id), None)
-                }
+                Ok(synced) => (success(synced), completed.contains(&group.id), None),
                 Err(error) => {
                     let (outcome, held) = self
                         .record_error(&txn, group, attempt.operation, error, now)
@@ -121,32 +162,7 @@ impl Engine {
                     (outcome, held, Some(error))
                 }
             };
-            if !held {
-                tracing::warn!(group = group.id, syncer = %group.syncer, "lease lost before the attempt was recorded; another worker took the group over");
-            }
-            match (outcome, error) {
-                (
-                    Outcome::Retry | Outcome::Failed | Outcome::Dead | Outcome::Recreating,
-                    Some(e),
-                ) => {
-                    tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
-                }
-                _ => {
-                    tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded");
-                }
-            }
-            log.push(AttemptRecord {
-                group_id: group.id,
-                syncer: group.syncer.clone(),
-                version: group.version,
-                operation: attempt.operation.as_str(),
-                outcome: outcome.label(),
-                status_code: error.and_then(Error::status),
-                error: error.map(ToString::to_string),
-                duration_ms: attempt.duration.as_millis() as i64,
-                worker: self.config.worker_id.clone(),
-                started_at: attempt.started_at,
-            });
+            log.push(self.log_entry(attempt, outcome, held, error));
             outcomes.push(Recorded {
                 outcome,
                 lease_held: held,
@@ -163,7 +179,42 @@ impl Engine {
             );
             crate::wake::notify();
         }
-        Ok(outcomes)
+        Ok(Some(outcomes))
+    }
+
+    /// The attempt log's entry for `attempt`, recorded as `outcome` (traced, with a warning
+    /// when `held` is false: the lease was lost).
+    fn log_entry(
+        &self,
+        attempt: &Attempt,
+        outcome: Outcome,
+        held: bool,
+        error: Option<&Error>,
+    ) -> AttemptRecord {
+        let group = &attempt.group;
+        if !held {
+            lease_lost(group);
+        }
+        match (outcome, error) {
+            (Outcome::Retry | Outcome::Failed | Outcome::Dead | Outcome::Recreating, Some(e)) => {
+                tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, version = group.version, outcome = outcome.label(), error = %e, "push failed");
+            }
+            _ => {
+                tracing::debug!(group = group.id, syncer = %group.syncer, version = group.version, outcome = outcome.label(), "attempt recorded");
+            }
+        }
+        AttemptRecord {
+            group_id: group.id,
+            syncer: group.syncer.clone(),
+            version: group.version,
+            operation: attempt.operation.as_str(),
+            outcome: outcome.label(),
+            status_code: error.and_then(Error::status),
+            error: error.map(ToString::to_string),
+            duration_ms: attempt.duration.as_millis() as i64,
+            worker: self.config.worker_id.clone(),
+            started_at: attempt.started_at,
+        }
     }
 
     async fn record_error<C: sea_orm::ConnectionTrait>(
@@ -248,4 +299,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// How a successful attempt is recorded.
+fn success(synced: &Synced) -> Outcome {
+    match synced {
+        Synced::Pushed { .. } => Outcome::Pushed,
+        Synced::Skipped | Synced::Echo { .. } => Outcome::Skipped,
+        Synced::Deleted => Outcome::Deleted,
+    }
+}
+
+fn lease_lost(group: &ClaimedGroup) {
+    tracing::warn!(group = group.id, syncer = %group.syncer, "lease lost before the attempt was recorded; another worker took the group over");
 }

@@ -504,6 +504,13 @@ fn engine_config(id: &str) -> EngineConfig {
     config.worker_id = id.into();
     config.batch_size = 200;
     config.concurrency = 32;
+    // The claim batch, for experiments (BENCHMARKS.md §2).
+    if let Some(n) = std::env::var("SYNC_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.batch_size = n;
+    }
     config
 }
 
