@@ -163,12 +163,17 @@ impl Backend for GroupBackend {
             if let Some(group) = self.buffer.pop_front() {
                 // Claim the next batch as soon as this one is being handed out: the claim (with
                 // its translation) then runs while the whole batch is pushed, and the pushes do
-                // not wait for it at the batch boundary. While work flows, a second claim runs
-                // beside the first. At most three batches are held.
-                if self.buffer.len() < self.settings.claim_batch as usize {
+                // not wait for it at the batch boundary. While work flows in volume (half a
+                // batch or more waiting), a second claim runs beside the first; with a few
+                // groups due, one claim at a time finds them (and only one marks the worker
+                // asleep when none is left). At most three batches are held.
+                let batch = self.settings.claim_batch as usize;
+                if self.buffer.len() < batch {
                     match self.state {
                         State::Idle => self.start_claim(),
-                        State::Claiming(_) if self.ahead.is_none() => {
+                        State::Claiming(_)
+                            if self.ahead.is_none() && self.buffer.len() >= batch / 2 =>
+                        {
                             self.ahead = Some(self.spawn_claim());
                         }
                         _ => {}
