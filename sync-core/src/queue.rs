@@ -364,19 +364,29 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
             held.extend(rows.iter().map(|r| r.id));
             continue;
         }
-        for row in db
-            .query_all_raw(statement(
-                backend,
-                &format!("{sql} RETURNING sync_groups.id"),
-                values,
-            ))
-            .await
-            .map_err(context())?
-        {
-            held.insert(row.try_get::<i64>("", "id")?);
-        }
+        held.extend(updated_ids(db, &sql, values, "completing groups").await?);
     }
     Ok(Some(held))
+}
+
+/// Runs `update` (an `UPDATE sync_groups …`) returning the ids of the groups it updated.
+async fn updated_ids<C: ConnectionTrait>(
+    db: &C,
+    update: &str,
+    values: Vec<Value>,
+    doing: &'static str,
+) -> Result<Vec<i64>> {
+    let backend = db.get_database_backend();
+    db.query_all_raw(statement(
+        backend,
+        &format!("{update} RETURNING sync_groups.id"),
+        values,
+    ))
+    .await
+    .map_err(Error::db_while(doing))?
+    .iter()
+    .map(|row| Ok(row.try_get::<i64>("", "id")?))
+    .collect()
 }
 
 // `v.done` is the version the remote now holds the translation of: the claimed one, or
@@ -688,17 +698,9 @@ async fn record_pending_creates_in<C: ConnectionTrait>(
             }
             // Some leases were taken over: the same update again (it writes what it wrote),
             // returning the groups still ours.
-            for row in db
-                .query_all_raw(statement(
-                    backend,
-                    &format!("{sql} RETURNING sync_groups.id"),
-                    values,
-                ))
-                .await
-                .map_err(context())?
-            {
-                held.insert(row.try_get::<i64>("", "id")?);
-            }
+            held.extend(
+                updated_ids(db, &sql, values, "recording creates before sending them").await?,
+            );
         }
         return Ok(held);
     }
@@ -943,15 +945,13 @@ pub(crate) async fn complete_and_log(
     now: i64,
 ) -> Result<Option<std::collections::HashSet<i64>>> {
     let backend = db.get_database_backend();
-    let completions: Vec<(CompletionRow<'_>, usize)> = completion_rows(done).collect();
-    let attempts: Vec<(AttemptRow<'_>, usize)> = attempt_rows(log).collect();
-    let size: usize = completions.iter().map(|(_, n)| n).sum::<usize>()
-        + attempts.iter().map(|(_, n)| n).sum::<usize>();
+    let (completions, completion_sizes): (Vec<CompletionRow<'_>>, Vec<usize>) =
+        completion_rows(done).unzip();
+    let (attempts, attempt_sizes): (Vec<AttemptRow<'_>>, Vec<usize>) = attempt_rows(log).unzip();
+    let size: usize = completion_sizes.iter().chain(&attempt_sizes).sum();
     if backend != DbBackend::Postgres || size > PG_STATEMENT_BYTES {
         return Ok(None);
     }
-    let completions: Vec<CompletionRow<'_>> = completions.into_iter().map(|(r, _)| r).collect();
-    let attempts: Vec<AttemptRow<'_>> = attempts.into_iter().map(|(r, _)| r).collect();
     let encode =
         |what: &str, e: serde_json::Error| Error::permanent(format!("cannot encode {what}: {e}"));
     let completions =
