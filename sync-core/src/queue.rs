@@ -6,7 +6,8 @@
 //! push leaves the group dirty.
 
 use sea_orm::{
-    ConnectionTrait, DbBackend, QueryResult, TransactionSession, TransactionTrait, Value,
+    ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, TransactionSession,
+    TransactionTrait, Value,
 };
 
 use crate::store::statement;
@@ -113,6 +114,97 @@ where
         .collect::<Result<Vec<_>>>()?;
     groups.sort_by_key(|g| g.id);
     Ok(groups)
+}
+
+/// PostgreSQL: locks up to `limit` due groups in `txn` (`FOR UPDATE SKIP LOCKED`, so
+/// concurrent claimers never get the same group) without leasing them yet: [`lease_locked`]
+/// leases them, with the creates about to be sent, in the same transaction. One new row version
+/// per group where a lease and then the recorded creates would take two.
+pub(crate) async fn lock_due(
+    txn: &DatabaseTransaction,
+    request: &ClaimRequest<'_>,
+) -> Result<Vec<ClaimedGroup>> {
+    if request.syncers.is_empty() || request.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let syncer_list = vec!["?"; request.syncers.len()].join(", ");
+    let sql = format!(
+        "SELECT {RETURNED} FROM sync_groups \
+         WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? \
+         AND (lease_until IS NULL OR lease_until < ?) AND syncer IN ({syncer_list}) \
+         ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
+    );
+    let mut values: Vec<Value> = vec![request.now.into(), request.now.into()];
+    values.extend(request.syncers.iter().map(|s| Value::from(s.as_str())));
+    values.push(i64::from(request.limit).into());
+    let rows = txn
+        .query_all_raw(statement(txn.get_database_backend(), &sql, values))
+        .await
+        .map_err(Error::db_while(format!(
+            "claiming groups for worker `{}`",
+            request.owner
+        )))?;
+    let mut groups = rows
+        .iter()
+        .map(|row| read_claimed(row, request.owner))
+        .collect::<Result<Vec<_>>>()?;
+    groups.sort_by_key(|g| g.id);
+    Ok(groups)
+}
+
+/// Leases the groups [`lock_due`] locked in `txn` to `owner` until `lease_until`, recording
+/// the creates among them (`(id, Some((key, body)))`, see [`PendingCreate`]) before any is sent.
+/// Fails, leaving the transaction to be rolled back, unless every group was leased.
+pub(crate) async fn lease_locked(
+    txn: &DatabaseTransaction,
+    owner: &str,
+    lease_until: i64,
+    groups: &[(i64, Option<(&str, &str)>)],
+) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        id: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        payload: Option<&'a str>,
+    }
+    let backend = txn.get_database_backend();
+    let context = || Error::db_while(format!("leasing the groups claimed by worker `{owner}`"));
+    let sql = "UPDATE sync_groups SET lease_owner = ?, lease_until = ?, \
+               create_key = COALESCE(v.key, sync_groups.create_key), \
+               create_payload = COALESCE(v.payload, sync_groups.create_payload) \
+               FROM json_to_recordset(CAST(? AS json)) AS v(id bigint, key text, payload text) \
+               WHERE sync_groups.id = v.id";
+    let chunks = json_chunks(
+        backend,
+        groups.iter().map(|(id, create)| {
+            let size = 24 + create.map_or(0, |(k, p)| 30 + k.len() + p.len());
+            let row = Row {
+                id: *id,
+                key: create.map(|(k, _)| k),
+                payload: create.map(|(_, p)| p),
+            };
+            (row, size)
+        }),
+    );
+    for rows in chunks {
+        let document = serde_json::to_string(&rows)
+            .map_err(|e| Error::permanent(format!("cannot encode the creates: {e}")))?;
+        let values = vec![owner.into(), lease_until.into(), document.into()];
+        let leased = txn
+            .execute_raw(statement(backend, sql, values))
+            .await
+            .map_err(context())?
+            .rows_affected();
+        if leased != rows.len() as u64 {
+            return Err(Error::retryable(format!(
+                "leased {leased} of the {} groups worker `{owner}` had locked",
+                rows.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn read_claimed(row: &QueryResult, owner: &str) -> Result<ClaimedGroup> {

@@ -26,6 +26,12 @@ struct Calls {
     singles: AtomicUsize,
     /// Make `translate_many` fail as a whole (a panic).
     explode: AtomicBool,
+    /// Make the next `translate_many` say so on `entered` and wait for `release`.
+    hold: AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    /// Make the next `translate_many` take this long (ms).
+    stall_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -58,6 +64,12 @@ impl Syncer for Customers {
         groups: &[ClaimedGroup],
     ) -> Vec<Result<Option<Value>>> {
         self.calls.batches.lock().unwrap().push(groups.len());
+        if self.calls.hold.swap(false, Ordering::SeqCst) {
+            self.calls.entered.notify_one();
+            self.calls.release.notified().await;
+        }
+        let stall = self.calls.stall_ms.swap(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(stall)).await;
         assert!(
             !self.calls.explode.load(Ordering::SeqCst),
             "translate_many exploded"
@@ -311,6 +323,88 @@ async fn a_batch_recorded_after_one_lease_was_taken_over_completes_only_the_othe
         expected.sort_unstable();
         assert_eq!(ids, expected);
         assert!(logged.iter().all(|a| a.outcome == "ok"), "{logged:?}");
+    })
+    .await;
+}
+
+/// While a claimed batch is being translated, another worker claiming gets the other due groups
+/// and never waits for the first (on PostgreSQL the batch is locked, not yet leased, until its
+/// creates are recorded); once the first claim returns, its groups are leased to it with their
+/// creates recorded.
+#[tokio::test]
+async fn a_batch_being_translated_is_skipped_by_another_claim() {
+    use sync_core::entity::sync_group;
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        customers(&t.db, 6).await;
+        sync_core::settle_touches(&t.db).await.unwrap();
+        let first =
+            Arc::new(Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap());
+        let mut other_config = config();
+        other_config.worker_id = "other".into();
+        let other = Engine::new(t.db.clone(), registry(&remote, &calls), other_config).unwrap();
+
+        calls.hold.store(true, Ordering::SeqCst);
+        let claiming = tokio::spawn({
+            let first = first.clone();
+            async move { __worker::claim_prepared(&first, 3).await.unwrap() }
+        });
+        calls.entered.notified().await;
+        let theirs = tokio::time::timeout(
+            Duration::from_secs(10),
+            __worker::claim_prepared(&other, 10),
+        )
+        .await
+        .expect("the second claim does not wait for the batch being translated")
+        .unwrap();
+        calls.release.notify_one();
+        let ours = claiming.await.unwrap();
+
+        assert_eq!(ours.len(), 3);
+        assert_eq!(theirs.len(), 3);
+        let mut all: Vec<i64> = ours.iter().chain(&theirs).map(|p| p.group.id).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 6, "no group claimed twice");
+        for p in &ours {
+            let group = sync_group::Entity::find_by_id(p.group.id)
+                .one(&t.db)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(group.lease_owner.as_deref(), Some("translate-many"));
+            assert!(group.lease_until.unwrap() > sync_core::now_ms());
+            assert!(
+                group.create_key.is_some() && group.create_payload.is_some(),
+                "the create is recorded before the claim returns: {group:?}"
+            );
+        }
+    })
+    .await;
+}
+
+/// A batch translation that outlasts its bound does not keep the claim waiting (nor, on
+/// PostgreSQL, its groups locked): the groups are claimed untranslated and translated one by one.
+#[tokio::test]
+async fn a_slow_batch_translation_falls_back_to_one_by_one() {
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        calls.stall_ms.store(3_000, Ordering::SeqCst);
+        let customers = customers(&t.db, 5).await;
+        let mut config = config();
+        config.push_timeout = Duration::from_millis(300);
+        let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config).unwrap();
+        let prepared = __worker::claim_prepared(&engine, 10).await.unwrap();
+        assert_eq!(prepared.len(), 5);
+        for p in prepared {
+            let attempt = __worker::process_prepared(&engine, p, false).await;
+            assert!(attempt.result.is_ok(), "{:?}", attempt.result);
+            __worker::record(&engine, &[attempt]).await.unwrap();
+        }
+        assert_eq!(calls.singles.load(Ordering::SeqCst), 5);
+        assert_all_pushed(&remote, &customers);
     })
     .await;
 }

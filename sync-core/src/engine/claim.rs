@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use futures::FutureExt;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
 use serde_json::Value;
 
 use super::report::{PreparedGroup, RecordedCreate};
@@ -14,6 +14,9 @@ use super::{Engine, millis, payload_text};
 use crate::queue::{self, ClaimRequest};
 use crate::references::{Lookups, Reference};
 use crate::{ClaimedGroup, Error, Result, digest};
+
+/// How long a batch claimed on PostgreSQL may hold its groups locked while it is translated.
+const LOCKED_TRANSLATION: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Engine {
     /// Applies the logged touches ([`crate::apply_touches`]), then claims up to `limit` due
@@ -32,20 +35,8 @@ impl Engine {
     {
         let now = self.clock.now_ms();
         let lease_until = now + millis(self.config.lease);
-        let paused: Vec<String> = {
-            let found = crate::limits::paused(db, now).await?;
-            let mut known = self.paused.lock().expect("pause table");
-            known.retain(|_, until| *until > now);
-            known.extend(found.iter().cloned());
-            found.into_iter().map(|(name, _)| name).collect()
-        };
-        let (capped, free): (Vec<&String>, Vec<&String>) = self
-            .syncer_names
-            .iter()
-            .filter(|name| !paused.contains(name))
-            .partition(|name| self.max_in_flight(name).is_some());
+        let (capped, free) = self.claimable(db, now).await?;
         let owner = &self.config.worker_id;
-        let free: Vec<String> = free.into_iter().cloned().collect();
         let request = ClaimRequest {
             owner,
             syncers: &free,
@@ -79,6 +70,28 @@ impl Engine {
         Ok(claimed)
     }
 
+    /// The syncers not paused at `now` (learning the pauses from the database), split into
+    /// those with a cap on pushes in flight and the others.
+    async fn claimable<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: i64,
+    ) -> Result<(Vec<&String>, Vec<String>)> {
+        let paused: Vec<String> = {
+            let found = crate::limits::paused(db, now).await?;
+            let mut known = self.paused.lock().expect("pause table");
+            known.retain(|_, until| *until > now);
+            known.extend(found.iter().cloned());
+            found.into_iter().map(|(name, _)| name).collect()
+        };
+        let (capped, free): (Vec<&String>, Vec<&String>) = self
+            .syncer_names
+            .iter()
+            .filter(|name| !paused.contains(name))
+            .partition(|name| self.max_in_flight(name).is_some());
+        Ok((capped, free.into_iter().cloned().collect()))
+    }
+
     fn max_in_flight(&self, syncer: &str) -> Option<u32> {
         self.registry.get(syncer)?.limits()?.max_in_flight
     }
@@ -90,15 +103,94 @@ impl Engine {
     /// The claim commits before the translation, which reads through the pool: no transaction
     /// (and on SQLite, no write lock) is held while the translation waits for a connection.
     pub(crate) async fn claim_prepared(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
+        if self.db.get_database_backend() == DbBackend::Postgres
+            && !self
+                .syncer_names
+                .iter()
+                .any(|name| self.max_in_flight(name).is_some())
+        {
+            return self.claim_prepared_locked(limit).await;
+        }
         let claimed_at = Instant::now();
         let groups = self.claim(limit).await?;
         if groups.is_empty() {
             return Ok(Vec::new());
         }
-        let (mut translations, references) = self.translate_batch(&groups).await;
+        let (mut translations, references) = self
+            .translate_batch(&groups, self.config.push_timeout)
+            .await;
         let creates = self
             .record_creates(&self.db, &groups, &mut translations)
             .await;
+        Ok(groups
+            .into_iter()
+            .zip(translations)
+            .zip(creates)
+            .zip(references)
+            .map(
+                |(((group, translated), create), references)| PreparedGroup {
+                    group,
+                    translated,
+                    create,
+                    references,
+                    claimed_at,
+                },
+            )
+            .collect())
+    }
+
+    /// [`Engine::claim_prepared`] on PostgreSQL when no syncer caps its pushes in flight: the
+    /// due groups are locked (`FOR UPDATE SKIP LOCKED`) in a transaction, translated, then
+    /// leased with their creates recorded in one statement, and the transaction commits. Each
+    /// group gets one new row version where a lease and then the recorded creates would write
+    /// two (the second write was a fifth of the database's work per group pushed).
+    ///
+    /// The locks are held while the batch is translated (reads through the pool, which never
+    /// wait for them), at most [`LOCKED_TRANSLATION`]: a batch that takes longer is translated
+    /// one group at a time after the commit, as when `translate_many` fails. Other workers skip
+    /// the locked groups; a worker applying touches to one of them waits for the commit. A
+    /// worker killed meanwhile leaves nothing: its transaction is rolled back.
+    async fn claim_prepared_locked(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
+        let claimed_at = Instant::now();
+        crate::touch_log::apply_touches(&self.db).await?;
+        let now = self.clock.now_ms();
+        let (_, free) = self.claimable(&self.db, now).await?;
+        let owner = &self.config.worker_id;
+        let context = || Error::db_while(format!("claiming groups for worker `{owner}`"));
+        let txn = self.db.begin().await.map_err(context())?;
+        let request = ClaimRequest {
+            owner,
+            syncers: &free,
+            limit,
+            now,
+            lease_until: now + millis(self.config.lease),
+        };
+        let groups = queue::lock_due(&txn, &request).await?;
+        if groups.is_empty() {
+            txn.commit().await.map_err(context())?;
+            return Ok(Vec::new());
+        }
+        let (translations, references) = self
+            .translate_batch(&groups, LOCKED_TRANSLATION.min(self.config.push_timeout))
+            .await;
+        let creates: Vec<Option<RecordedCreate>> = groups
+            .iter()
+            .zip(&translations)
+            .map(|(group, translated)| self.create_to_record(group, translated.as_ref()))
+            .collect();
+        let leases: Vec<(i64, Option<(&str, &str)>)> = groups
+            .iter()
+            .zip(&creates)
+            .map(|(g, c)| {
+                (
+                    g.id,
+                    c.as_ref().map(|c| (c.key.as_str(), c.payload.as_str())),
+                )
+            })
+            .collect();
+        let lease_until = self.clock.now_ms() + millis(self.config.lease);
+        queue::lease_locked(&txn, owner, lease_until, &leases).await?;
+        txn.commit().await.map_err(context())?;
         Ok(groups
             .into_iter()
             .zip(translations)
@@ -172,6 +264,7 @@ impl Engine {
     async fn translate_batch(
         &self,
         groups: &[ClaimedGroup],
+        timeout: std::time::Duration,
     ) -> (Vec<Option<Result<Option<Value>>>>, Vec<Vec<Reference>>) {
         let mut out: Vec<Option<Result<Option<Value>>>> = (0..groups.len()).map(|_| None).collect();
         let mut references: Vec<Vec<Reference>> = (0..groups.len()).map(|_| Vec::new()).collect();
@@ -198,7 +291,7 @@ impl Engine {
             let lookups = Lookups::default();
             let work = AssertUnwindSafe(lookups.scope(syncer.translate_many(&self.db, batch)))
                 .catch_unwind();
-            if let Ok(Ok(results)) = tokio::time::timeout(self.config.push_timeout, work).await
+            if let Ok(Ok(results)) = tokio::time::timeout(timeout, work).await
                 && results.len() == batch.len()
             {
                 for (i, result) in indexes.into_iter().zip(results) {
