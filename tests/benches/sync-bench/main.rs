@@ -448,6 +448,47 @@ async fn seed(db: &DatabaseConnection, groups: usize) {
     seed_as(db, groups, false).await;
 }
 
+/// The floor's own table, shaped as the independent floor's (the columns a bare loop keeps, the
+/// unique key, one partial index serving its claim), filled with the groups due now: the floor
+/// loop claims and marks these, not the framework's wider `sync_groups`.
+async fn fill_floor_table(db: &DatabaseConnection) {
+    let backend = db.get_database_backend();
+    let id = match backend {
+        DbBackend::Postgres => "id bigint PRIMARY KEY",
+        _ => "id INTEGER PRIMARY KEY",
+    };
+    db.execute_unprepared(&format!(
+        "CREATE TABLE IF NOT EXISTS floor_groups ({id}, syncer text NOT NULL, \
+         root_key text NOT NULL, version bigint NOT NULL, synced_version bigint NOT NULL, \
+         state text NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at bigint NOT NULL, \
+         lease_owner text, lease_until bigint, remote_id text, last_digest text, \
+         touched_at bigint, synced_at bigint, UNIQUE (syncer, root_key))"
+    ))
+    .await
+    .unwrap();
+    db.execute_unprepared(
+        "CREATE INDEX IF NOT EXISTS floor_groups_due ON floor_groups (next_attempt_at) \
+         WHERE state IN ('pending', 'failed')",
+    )
+    .await
+    .unwrap();
+    db.execute_unprepared("DELETE FROM floor_groups")
+        .await
+        .unwrap();
+    db.execute_unprepared(
+        "INSERT INTO floor_groups (id, syncer, root_key, version, synced_version, state, \
+         next_attempt_at, touched_at) SELECT id, syncer, root_key, version, synced_version, \
+         state, next_attempt_at, touched_at FROM sync_groups WHERE state IN ('pending', 'failed')",
+    )
+    .await
+    .unwrap();
+    if backend == DbBackend::Postgres {
+        db.execute_unprepared("VACUUM ANALYZE floor_groups")
+            .await
+            .unwrap();
+    }
+}
+
 async fn seed_as(db: &DatabaseConnection, groups: usize, updates: bool) {
     let backend = db.get_database_backend();
     db.execute_unprepared("DELETE FROM sync_groups")
@@ -628,6 +669,7 @@ async fn throughput(
     seed(&t.db, 2_000).await;
     engine.run_until_idle(usize::MAX).await.unwrap();
     seed(&t.db, 2_000).await;
+    fill_floor_table(&t.db).await;
     floor(&pool, &remote).await;
 
     let variants: Vec<Variant> = Variant::ALL
@@ -652,8 +694,12 @@ async fn throughput(
                 Variant::Worker => {
                     runtime_rate(&t, &remote_process, "worker", processes, groups).await
                 }
-                Variant::Floor => floor(&pool, &remote).await,
+                Variant::Floor => {
+                    fill_floor_table(&t.db).await;
+                    floor(&pool, &remote).await
+                }
                 Variant::FloorProcesses => {
+                    fill_floor_table(&t.db).await;
                     runtime_rate(&t, &remote_process, "floor-worker", processes, groups).await
                 }
             };
@@ -808,15 +854,22 @@ async fn runtime_rate(
             .await
             .unwrap()
     };
-    while !query("SELECT 1 AS n FROM sync_groups WHERE state IN ('pending', 'failed') LIMIT 1")
-        .await
-        .is_empty()
+    // The floor loop works on its own table (`fill_floor_table`).
+    let table = match command {
+        "floor-worker" => "floor_groups",
+        _ => "sync_groups",
+    };
+    while !query(&format!(
+        "SELECT 1 AS n FROM {table} WHERE state IN ('pending', 'failed') LIMIT 1"
+    ))
+    .await
+    .is_empty()
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let end = Instant::now();
     let stats = remote.take_stats().await;
-    let synced = query("SELECT id FROM sync_groups WHERE state = 'synced'").await;
+    let synced = query(&format!("SELECT id FROM {table} WHERE state = 'synced'")).await;
     assert_eq!(synced.len(), groups, "every group synced");
     assert!(stats.records >= groups as u64, "every group pushed");
     let rate = stats.records as f64 / stats.span_s;
@@ -895,8 +948,8 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
         let claimed: Vec<(i64, i32, i64)> = if backend == DbBackend::Postgres {
             use sea_orm::sqlx::Row;
             sea_orm::sqlx::query(
-                "UPDATE sync_groups SET lease_owner = $1, lease_until = $2 WHERE id = ANY(ARRAY(\
-                 SELECT id FROM sync_groups WHERE state IN ('pending','failed') AND next_attempt_at <= $3 \
+                "UPDATE floor_groups SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 WHERE id = ANY(ARRAY(\
+                 SELECT id FROM floor_groups WHERE state IN ('pending','failed') AND next_attempt_at <= $3 \
                  AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT 200 \
                  FOR UPDATE SKIP LOCKED)) RETURNING id, root_key, version",
             )
@@ -915,8 +968,8 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
         } else {
             db.query_all_raw(Statement::from_sql_and_values(
                 backend,
-                "UPDATE sync_groups SET lease_owner = ?, lease_until = ? WHERE id IN (\
-                 SELECT id FROM sync_groups WHERE state IN ('pending','failed') AND next_attempt_at <= ? \
+                "UPDATE floor_groups SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id IN (\
+                 SELECT id FROM floor_groups WHERE state IN ('pending','failed') AND next_attempt_at <= ? \
                  AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT 200) \
                  RETURNING id, root_key, version",
                 vec![
@@ -1016,9 +1069,9 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
                 done.iter().map(|d| f(d).clone()).collect()
             };
             sea_orm::sqlx::query(
-                "UPDATE sync_groups g SET synced_version = v.version, last_digest = v.digest, \
+                "UPDATE floor_groups g SET synced_version = v.version, last_digest = v.digest, \
                  remote_id = v.remote_id, state = CASE WHEN g.version = v.version THEN 'synced' ELSE 'pending' END, \
-                 lease_owner = NULL, lease_until = NULL, attempts = 0 \
+                 lease_owner = NULL, lease_until = NULL, attempts = 0, synced_at = $6 \
                  FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[]) AS v(id, version, digest, remote_id) \
                  WHERE g.id = v.id AND g.lease_owner = $5",
             )
@@ -1027,6 +1080,7 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
             .bind(text(|d| &d.2))
             .bind(text(|d| &d.3))
             .bind(&owner)
+            .bind(sync_core::now_ms())
             .execute(db.get_postgres_connection_pool())
             .await
             .unwrap()
@@ -1042,14 +1096,15 @@ async fn floor(db: &DatabaseConnection, remote: &str) -> (f64, String) {
                     remote_id.clone().into(),
                 ]);
             }
+            binds.insert(0, sync_core::now_ms().into());
             binds.push(owner.clone().into());
             db.execute_raw(Statement::from_sql_and_values(
                 backend,
                 format!(
-                    "UPDATE sync_groups SET synced_version = v.column2, last_digest = v.column3, \
-                     remote_id = v.column4, state = CASE WHEN sync_groups.version = v.column2 \
-                     THEN 'synced' ELSE 'pending' END, lease_owner = NULL, lease_until = NULL, attempts = 0 \
-                     FROM (VALUES {rows}) AS v WHERE sync_groups.id = v.column1 AND sync_groups.lease_owner = ?"
+                    "UPDATE floor_groups SET synced_version = v.column2, last_digest = v.column3, \
+                     remote_id = v.column4, state = CASE WHEN floor_groups.version = v.column2 \
+                     THEN 'synced' ELSE 'pending' END, lease_owner = NULL, lease_until = NULL, attempts = 0, synced_at = ? \
+                     FROM (VALUES {rows}) AS v WHERE floor_groups.id = v.column1 AND floor_groups.lease_owner = ?"
                 ),
                 binds,
             ))
