@@ -43,16 +43,7 @@ where
         return Ok(Vec::new());
     }
     let backend = db.get_database_backend();
-    let syncer_list = vec!["?"; request.syncers.len()].join(", ");
-    let due = format!(
-        "SELECT id FROM sync_groups \
-         WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? \
-         AND (lease_until IS NULL OR lease_until < ?) AND syncer IN ({syncer_list}) \
-         ORDER BY next_attempt_at, id LIMIT ?"
-    );
-    let mut due_values: Vec<Value> = vec![request.now.into(), request.now.into()];
-    due_values.extend(request.syncers.iter().map(|s| Value::from(s.as_str())));
-    due_values.push(i64::from(request.limit).into());
+    let (due, due_values) = due_select(request, "id");
     let context = || format!("claiming groups for worker `{}`", request.owner);
 
     let rows = match backend {
@@ -77,13 +68,8 @@ where
             // MariaDB/MySQL have no `UPDATE … RETURNING`: lock, read, then lease, in one
             // transaction.
             let txn = db.begin().await.map_err(Error::db_while(context()))?;
-            let sql = format!(
-                "SELECT {RETURNED} FROM sync_groups \
-                 WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? \
-                 AND (lease_until IS NULL OR lease_until < ?) AND syncer IN ({syncer_list}) \
-                 ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
-            );
-            let values = due_values;
+            let (sql, values) = due_select(request, RETURNED);
+            let sql = format!("{sql} FOR UPDATE SKIP LOCKED");
             let rows = txn
                 .query_all_raw(statement(backend, &sql, values))
                 .await
@@ -108,9 +94,30 @@ where
             rows
         }
     };
+    read_all_claimed(&rows, request.owner)
+}
+
+/// The due groups of `request`'s syncers, oldest due first: `SELECT {columns} … LIMIT ?`, and
+/// its values.
+fn due_select(request: &ClaimRequest<'_>, columns: &str) -> (String, Vec<Value>) {
+    let syncer_list = vec!["?"; request.syncers.len()].join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM sync_groups \
+         WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? \
+         AND (lease_until IS NULL OR lease_until < ?) AND syncer IN ({syncer_list}) \
+         ORDER BY next_attempt_at, id LIMIT ?"
+    );
+    let mut values: Vec<Value> = vec![request.now.into(), request.now.into()];
+    values.extend(request.syncers.iter().map(|s| Value::from(s.as_str())));
+    values.push(i64::from(request.limit).into());
+    (sql, values)
+}
+
+/// Claimed groups from rows of [`RETURNED`] columns, in id order.
+fn read_all_claimed(rows: &[QueryResult], owner: &str) -> Result<Vec<ClaimedGroup>> {
     let mut groups = rows
         .iter()
-        .map(|row| read_claimed(row, request.owner))
+        .map(|row| read_claimed(row, owner))
         .collect::<Result<Vec<_>>>()?;
     groups.sort_by_key(|g| g.id);
     Ok(groups)
@@ -127,29 +134,19 @@ pub(crate) async fn lock_due(
     if request.syncers.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
     }
-    let syncer_list = vec!["?"; request.syncers.len()].join(", ");
-    let sql = format!(
-        "SELECT {RETURNED} FROM sync_groups \
-         WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? \
-         AND (lease_until IS NULL OR lease_until < ?) AND syncer IN ({syncer_list}) \
-         ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
-    );
-    let mut values: Vec<Value> = vec![request.now.into(), request.now.into()];
-    values.extend(request.syncers.iter().map(|s| Value::from(s.as_str())));
-    values.push(i64::from(request.limit).into());
+    let (sql, values) = due_select(request, RETURNED);
     let rows = txn
-        .query_all_raw(statement(txn.get_database_backend(), &sql, values))
+        .query_all_raw(statement(
+            txn.get_database_backend(),
+            &format!("{sql} FOR UPDATE SKIP LOCKED"),
+            values,
+        ))
         .await
         .map_err(Error::db_while(format!(
             "claiming groups for worker `{}`",
             request.owner
         )))?;
-    let mut groups = rows
-        .iter()
-        .map(|row| read_claimed(row, request.owner))
-        .collect::<Result<Vec<_>>>()?;
-    groups.sort_by_key(|g| g.id);
-    Ok(groups)
+    read_all_claimed(&rows, request.owner)
 }
 
 /// Leases the groups [`lock_due`] locked in `txn` to `owner` until `lease_until`, recording

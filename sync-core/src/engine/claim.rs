@@ -122,21 +122,13 @@ impl Engine {
         let creates = self
             .record_creates(&self.db, &groups, &mut translations)
             .await;
-        Ok(groups
-            .into_iter()
-            .zip(translations)
-            .zip(creates)
-            .zip(references)
-            .map(
-                |(((group, translated), create), references)| PreparedGroup {
-                    group,
-                    translated,
-                    create,
-                    references,
-                    claimed_at,
-                },
-            )
-            .collect())
+        Ok(prepared(
+            groups,
+            translations,
+            creates,
+            references,
+            claimed_at,
+        ))
     }
 
     /// [`Engine::claim_prepared`] on PostgreSQL when no syncer caps its pushes in flight: the
@@ -191,21 +183,13 @@ impl Engine {
         let lease_until = self.clock.now_ms() + millis(self.config.lease);
         queue::lease_locked(&txn, owner, lease_until, &leases).await?;
         txn.commit().await.map_err(context())?;
-        Ok(groups
-            .into_iter()
-            .zip(translations)
-            .zip(creates)
-            .zip(references)
-            .map(
-                |(((group, translated), create), references)| PreparedGroup {
-                    group,
-                    translated,
-                    create,
-                    references,
-                    claimed_at,
-                },
-            )
-            .collect())
+        Ok(prepared(
+            groups,
+            translations,
+            creates,
+            references,
+            claimed_at,
+        ))
     }
 
     /// [`Engine::claim_prepared`], and the sleeping of a worker when nothing is due
@@ -394,4 +378,29 @@ impl Engine {
         let _turn = self.write_turn().await;
         queue::renew(&self.db, &self.config.worker_id, ids, until).await
     }
+}
+
+/// The claimed groups with what the claim prepared for each.
+fn prepared(
+    groups: Vec<ClaimedGroup>,
+    translations: Vec<Option<Result<Option<Value>>>>,
+    creates: Vec<Option<RecordedCreate>>,
+    references: Vec<Vec<Reference>>,
+    claimed_at: Instant,
+) -> Vec<PreparedGroup> {
+    groups
+        .into_iter()
+        .zip(translations)
+        .zip(creates)
+        .zip(references)
+        .map(
+            |(((group, translated), create), references)| PreparedGroup {
+                group,
+                translated,
+                create,
+                references,
+                claimed_at,
+            },
+        )
+        .collect()
 }
