@@ -408,3 +408,30 @@ async fn a_slow_batch_translation_falls_back_to_one_by_one() {
     })
     .await;
 }
+
+/// On PostgreSQL a claim holds its batch locked while it is translated only when the pool has
+/// room for the translation's reads beside the claim's transaction. Over a pool of one
+/// connection it leases first and translates after, so the batch is still translated in one
+/// call (holding the only connection, the translation would wait out its time and the groups
+/// be translated one by one).
+#[tokio::test]
+async fn a_claim_over_a_pool_of_one_connection_is_still_translated_in_one_call() {
+    on_each_backend(|t| async move {
+        if t.backend != sync_tests::Backend::Postgres {
+            return;
+        }
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        let customers = customers(&t.db, 5).await;
+        let db = sync_core::connect(&t.url, 1).await.unwrap();
+        let mut config = config();
+        config.push_timeout = Duration::from_millis(500);
+        let engine = Engine::new(db, registry(&remote, &calls), config).unwrap();
+        let report = engine.run_once().await.unwrap();
+        assert_eq!(report.pushed, 5);
+        assert_eq!(*calls.batches.lock().unwrap(), vec![5]);
+        assert_eq!(calls.singles.load(Ordering::SeqCst), 0);
+        assert_all_pushed(&remote, &customers);
+    })
+    .await;
+}

@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use futures::FutureExt;
-use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::Value;
 
 use super::report::{PreparedGroup, RecordedCreate};
@@ -100,10 +100,12 @@ impl Engine {
     /// ([`Syncer::translate_many`](crate::Syncer::translate_many)), and records the creates
     /// among them before any is sent. Push each with [`Engine::process_prepared`].
     ///
-    /// The claim commits before the translation, which reads through the pool: no transaction
-    /// (and on SQLite, no write lock) is held while the translation waits for a connection.
+    /// On PostgreSQL see [`Engine::claim_prepared_locked`]. Elsewhere (and on PostgreSQL when a
+    /// syncer caps its pushes in flight, or the pool has fewer than four connections) the claim
+    /// commits before the translation, which reads through the pool: no transaction (and on
+    /// SQLite, no write lock) is held while the translation waits for a connection.
     pub(crate) async fn claim_prepared(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
-        if self.db.get_database_backend() == DbBackend::Postgres
+        if self.locked_claims
             && !self
                 .syncer_names
                 .iter()

@@ -63,6 +63,9 @@ pub struct Engine {
     sleep_mark: Arc<std::sync::Mutex<Option<i64>>>,
     /// On SQLite, the turn of this engine's writers (see [`Engine::write_turn`]).
     sqlite_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Claims may hold their groups locked while they are translated (see
+    /// `claim_prepared_locked`): PostgreSQL, through a pool with room for that.
+    locked_claims: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -88,6 +91,7 @@ impl Engine {
         }
         let syncer_names = Arc::new(registry.names());
         let batchers = crate::batch::Batchers::new(config.concurrency);
+        let locked_claims = locks_while_translating(&db);
         Ok(Engine {
             db,
             registry,
@@ -100,6 +104,7 @@ impl Engine {
             observer: None,
             sleep_mark: Arc::default(),
             sqlite_writes: Arc::default(),
+            locked_claims,
         })
     }
 
@@ -163,4 +168,26 @@ fn millis(d: Duration) -> i64 {
 
 fn payload_text(payload: &Value) -> String {
     serde_json::to_string(payload).unwrap_or_default()
+}
+
+/// Connections a PostgreSQL pool needs for claims that hold their groups locked while they are
+/// translated: a worker's two claims each hold one for their transaction while their
+/// translations read through others, beside the recorder. With fewer, a translation could wait
+/// for a connection until the lock's time is up, so claims lease first and translate after.
+#[cfg(feature = "sqlx-postgres")]
+const LOCKED_CLAIM_CONNECTIONS: u32 = 4;
+
+/// Whether claims over `db` may lock their groups while they are translated: a PostgreSQL pool
+/// of at least [`LOCKED_CLAIM_CONNECTIONS`].
+fn locks_while_translating(db: &DatabaseConnection) -> bool {
+    #[cfg(feature = "sqlx-postgres")]
+    if let sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_) = &db.inner {
+        return db
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections()
+            >= LOCKED_CLAIM_CONNECTIONS;
+    }
+    let _ = db;
+    false
 }
