@@ -145,7 +145,6 @@ impl Engine {
     /// the locked groups; a worker applying touches to one of them waits for the commit. A
     /// worker killed meanwhile leaves nothing: its transaction is rolled back.
     async fn claim_prepared_locked(&self, limit: u32) -> Result<Vec<PreparedGroup>> {
-        let claimed_at = Instant::now();
         crate::touch_log::apply_touches(&self.db).await?;
         let now = self.clock.now_ms();
         let (_, free) = self.claimable(&self.db, now).await?;
@@ -182,6 +181,8 @@ impl Engine {
                 )
             })
             .collect();
+        // The lease, and the time the worker runtime measures its age from, start here.
+        let claimed_at = Instant::now();
         let lease_until = self.clock.now_ms() + millis(self.config.lease);
         queue::lease_locked(&txn, owner, lease_until, &leases).await?;
         txn.commit().await.map_err(context())?;
