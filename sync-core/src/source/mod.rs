@@ -43,8 +43,8 @@ pub use crate::http::{Listing, Pagination};
 #[cfg(feature = "http")]
 pub use http::{HttpFeed, HttpFeedBuilder, Since};
 pub use run::{
-    PlannedRecord, SourcePlan, SourceReport, SourceRunOptions, SourceStatus, is_due, plan_source,
-    quarantined, request_full_run, request_run, run_source, source_status,
+    PlannedRecord, RunTimes, SourcePlan, SourceReport, SourceRunOptions, SourceStatus, is_due,
+    plan_source, quarantined, request_full_run, request_run, run_source, source_status,
 };
 
 use crate::retry::ExponentialBackoff;

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use sea_orm::sea_query::{OnConflict, Query};
@@ -77,6 +77,34 @@ pub struct SourceReport {
     pub deleted: u64,
     /// Of `deleted`, the records a complete full run found gone without a tombstone.
     pub vanished: u64,
+    /// Where the pages' time went.
+    pub times: RunTimes,
+}
+
+/// Where a run's time went, summed over its pages, in wall time. The next page is fetched
+/// while one is applied, so `fetching` overlaps the rest; the other four follow one another
+/// and add up to the time the pages took to apply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunTimes {
+    /// Fetching the pages (parsing the answers included).
+    #[serde(serialize_with = "as_ms")]
+    pub fetching: Duration,
+    /// Reading what was applied before under the pages' remote ids (their digests).
+    #[serde(serialize_with = "as_ms")]
+    pub reading: Duration,
+    /// Choosing what to apply and applying it: the source's `apply_many` or `apply`.
+    #[serde(serialize_with = "as_ms")]
+    pub applying: Duration,
+    /// Recording what was applied (a `sync_inbound` row per record) and the cursor.
+    #[serde(serialize_with = "as_ms")]
+    pub recording: Duration,
+    /// Opening and committing the pages' transactions.
+    #[serde(serialize_with = "as_ms")]
+    pub committing: Duration,
+}
+
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
 const APPLIED: &str = "applied";
@@ -374,7 +402,9 @@ impl Run<'_> {
             state: &state,
             full,
         };
+        let fetching = Instant::now();
         let mut page = self.source.fetch(&first, cursor.as_ref()).await?;
+        report.times.fetching += fetching.elapsed();
         loop {
             report.pages += 1;
             report.fetched += page.records.len() as u64;
@@ -403,7 +433,9 @@ impl Run<'_> {
                     state: &state,
                     full,
                 };
-                Some(self.source.fetch(&cx, cursor.as_ref()).await)
+                let fetching = Instant::now();
+                let next = self.source.fetch(&cx, cursor.as_ref()).await;
+                Some((next, fetching.elapsed()))
             };
             let (applied, following) = futures::join!(
                 self.apply_page(&page.records, cursor.as_ref(), &state, report),
@@ -411,7 +443,10 @@ impl Run<'_> {
             );
             applied?;
             match following {
-                Some(next) => page = next?,
+                Some((next, took)) => {
+                    report.times.fetching += took;
+                    page = next?;
+                }
                 None => break,
             }
         }
@@ -434,10 +469,17 @@ impl Run<'_> {
         report: &mut SourceReport,
     ) -> Result<()> {
         let name = self.name;
+        let began = Instant::now();
         let txn = self.db.begin().await.map_err(Error::db_while(format!(
             "starting a page of source `{name}`"
         )))?;
+        let applying = Instant::now();
+        report.times.committing += applying - began;
+        let reading = report.times.reading;
         let (txn, outcomes) = self.apply_records(txn, records, report).await?;
+        let recording = Instant::now();
+        report.times.applying +=
+            (recording - applying).saturating_sub(report.times.reading - reading);
         write_outcomes(&txn, name, &outcomes, self.source).await?;
         if let Some(run) = self.full_run {
             let ids: Vec<String> = records
@@ -456,9 +498,13 @@ impl Run<'_> {
             ],
         )
         .await?;
+        let committing = Instant::now();
+        report.times.recording += committing - recording;
         txn.commit().await.map_err(Error::db_while(format!(
             "committing a page of source `{name}`"
-        )))
+        )))?;
+        report.times.committing += committing.elapsed();
+        Ok(())
     }
 
     /// Applies the page's records in `txn`, the page's transaction, which holds nothing else
@@ -477,7 +523,9 @@ impl Run<'_> {
             .iter()
             .map(|r| r.remote_id.as_str().to_owned())
             .collect();
+        let reading = Instant::now();
         let known = load_known(&txn, name, &ids).await?;
+        report.times.reading += reading.elapsed();
         let mut assumed = known.clone();
         let (candidates, skipped) = self.candidates(records, &mut assumed);
         if candidates.is_empty() {
@@ -931,14 +979,16 @@ async fn load_known(
         }
         // On PostgreSQL and SQLite the ids travel as one parameter: one short statement,
         // prepared once per connection, whatever the page's size. On PostgreSQL each id is
-        // looked up on its own (a lateral join): a filter on the whole array could be planned
-        // as a scan of every record of the source while the table has no statistics yet.
+        // looked up on its own in the unique index: the `LIMIT 1` keeps the lateral subquery
+        // from being flattened into a join, which the planner turns into a hash join over
+        // every record of the source (with statistics or without), a page's read then growing
+        // with the source.
         const COLUMNS: &str = "remote_id, digest, state, modified_at, payload";
         let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
             DbBackend::Postgres => (
                 format!(
                     "SELECT i.* FROM unnest(CAST(? AS text[])) AS ids(id) CROSS JOIN LATERAL \
-                     (SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id = ids.id) AS i"
+                     (SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id = ids.id LIMIT 1) AS i"
                 ),
                 vec![pg_array(chunk).into(), source.into()],
             ),
@@ -1176,6 +1226,21 @@ async fn mark_seen(
     run: i64,
     ids: &[String],
 ) -> Result<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // Each id looked up on its own in the unique index, then the rows updated by their
+        // primary key (see `load_known`): an `IN` list is planned as a scan of every record of
+        // the source filtered against the list.
+        return execute(
+            txn,
+            "UPDATE sync_inbound SET seen_run = ? WHERE id = ANY(ARRAY(\
+             SELECT s.id FROM unnest(CAST(? AS text[])) AS ids(id) CROSS JOIN LATERAL \
+             (SELECT id FROM sync_inbound WHERE source = ? AND remote_id = ids.id LIMIT 1) AS s))",
+            vec![run.into(), pg_array(ids).into(), source.into()],
+            || format!("marking the records a full run of source `{source}` listed"),
+        )
+        .await
+        .map(drop);
+    }
     for chunk in ids.chunks(500) {
         if chunk.is_empty() {
             continue;

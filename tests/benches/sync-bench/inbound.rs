@@ -20,7 +20,8 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
 use serde_json::{Value, json};
 use sync_core::source::{
-    ApplyContext, HttpFeed, InboundRecord, Pagination, Source, SourceRunOptions, run_source,
+    ApplyContext, HttpFeed, InboundRecord, Pagination, Source, SourceReport, SourceRunOptions,
+    run_source,
 };
 use sync_core::{HttpRemote, async_trait};
 use sync_tests::Backend;
@@ -119,7 +120,7 @@ impl Source for BenchSource {
                     ])
                     .to_owned(),
             )
-            .exec(cx.db())
+            .exec_without_returning(cx.db())
             .await;
         self.applied
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -165,8 +166,14 @@ fn source(url: &str, applied: &Arc<AtomicU64>, batch: bool) -> BenchSource {
     }
 }
 
-/// The framework: one `run_source` from no cursor to the end of the listing.
-async fn framework(db: &DatabaseConnection, url: &str, records: usize, batch: bool) -> f64 {
+/// The framework: one `run_source` from no cursor to the end of the listing; records per
+/// second, and the run's report.
+async fn framework(
+    db: &DatabaseConnection,
+    url: &str,
+    records: usize,
+    batch: bool,
+) -> (f64, SourceReport) {
     let applied = Arc::new(AtomicU64::new(0));
     let source = source(url, &applied, batch);
     let started = Instant::now();
@@ -175,7 +182,21 @@ async fn framework(db: &DatabaseConnection, url: &str, records: usize, batch: bo
         .unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(report.applied as usize, records, "{report:?}");
-    records as f64 / secs
+    (records as f64 / secs, report)
+}
+
+/// Where a run's pages took their time, per page.
+fn per_page(report: &SourceReport) -> String {
+    let t = &report.times;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / report.pages.max(1) as f64;
+    format!(
+        "reading {:.2}, applying {:.2}, recording {:.2}, committing {:.2} ms (fetching {:.2} ms beside them)",
+        ms(t.reading),
+        ms(t.applying),
+        ms(t.recording),
+        ms(t.committing),
+        ms(t.fetching)
+    )
 }
 
 /// The bare loop: per page, fetch, upsert the page in one statement and store the cursor, in one
@@ -263,6 +284,7 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
         "round", "source, saves/s", "source, pages/s", "bare rec/s", "ratio", "ratio"
     );
     let (mut saves, mut pages, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut reports = Vec::new();
     let (mut save_ratios, mut page_ratios) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let (a, b, c) = (
@@ -275,11 +297,16 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
         }
         // Rotate the order from one round to the next.
         let mut results = [0.0; 3];
+        let mut runs = [None, None];
         for k in 0..3 {
             let which = (k + round) % 3;
             results[which] = match which {
-                0 => framework(&a.db, &url, records, false).await,
-                1 => framework(&b.db, &url, records, true).await,
+                0 | 1 => {
+                    let db = if which == 0 { &a.db } else { &b.db };
+                    let (rate, report) = framework(db, &url, records, which == 1).await;
+                    runs[which] = Some(report);
+                    rate
+                }
                 _ => bare(&c.db, &url, records).await,
             };
         }
@@ -289,6 +316,7 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
             s / r,
             p / r
         );
+        reports.push((p, runs));
         saves.push(s);
         pages.push(p);
         theirs.push(r);
@@ -303,6 +331,13 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
         median(&save_ratios),
         median(&page_ratios)
     );
+    // The round whose pages rate is the median one.
+    reports.sort_by(|x, y| x.0.total_cmp(&y.0));
+    if let Some((_, [Some(saved), Some(paged)])) = reports.get(reports.len() / 2) {
+        println!("per page, median round:");
+        println!("  source, saves: {}", per_page(saved));
+        println!("  source, pages: {}", per_page(paged));
+    }
 }
 
 /// Resident memory of this process while the source applies `records` records.
