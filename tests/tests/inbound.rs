@@ -131,6 +131,17 @@ async fn changed_records_land_through_the_models_and_re_reads_are_skipped() {
             (3, 5, 5, 0),
             "{first:?}"
         );
+        // The report says where the pages' time went.
+        let times = first.times;
+        for (phase, took) in [
+            ("fetching", times.fetching),
+            ("reading", times.reading),
+            ("applying", times.applying),
+            ("recording", times.recording),
+            ("committing", times.committing),
+        ] {
+            assert!(took > Duration::ZERO, "no time {phase}: {times:?}");
+        }
         assert_eq!(
             products(&t.db).await,
             (1..=5)
