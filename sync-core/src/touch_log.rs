@@ -145,16 +145,31 @@ pub(crate) async fn known<C: ConnectionTrait>(
     let mut found = 0;
     for chunk in keys.chunks(500) {
         let list = vec!["?"; chunk.len()].join(", ");
+        // On PostgreSQL each key is looked up on its own in the unique index (see
+        // `load_groups`); the touch log holds only what is not applied yet.
+        let groups = if backend == DbBackend::Postgres {
+            "SELECT g.root_key FROM json_array_elements_text(CAST(? AS json)) AS keys(key) \
+             CROSS JOIN LATERAL (SELECT root_key FROM sync_groups WHERE syncer = ? \
+             AND root_key = keys.key LIMIT 1) AS g"
+                .to_owned()
+        } else {
+            format!("SELECT root_key FROM sync_groups WHERE syncer = ? AND root_key IN ({list})")
+        };
         let sql = format!(
-            "SELECT COUNT(DISTINCT k.root_key) AS n FROM (\
-             SELECT root_key FROM sync_groups WHERE syncer = ? AND root_key IN ({list}) \
+            "SELECT COUNT(DISTINCT k.root_key) AS n FROM ({groups} \
              UNION ALL SELECT root_key FROM sync_touches WHERE syncer = ? AND mark = {} \
              AND root_key IN ({list})) AS k",
             Mark::Register.code()
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2 + 2);
-        values.push(syncer.into());
-        values.extend(chunk.iter().map(|k| Value::from(k.as_str())));
+        if backend == DbBackend::Postgres {
+            let list: Vec<&str> = chunk.iter().map(RootKey::as_str).collect();
+            values.push(serde_json::to_string(&list).expect("strings encode").into());
+            values.push(syncer.into());
+        } else {
+            values.push(syncer.into());
+            values.extend(chunk.iter().map(|k| Value::from(k.as_str())));
+        }
         values.push(syncer.into());
         values.extend(chunk.iter().map(|k| Value::from(k.as_str())));
         let row = db
@@ -506,18 +521,41 @@ async fn load_groups<C: ConnectionTrait>(
     };
     let mut found = BTreeMap::new();
     for chunk in keys.chunks(300) {
-        let pairs = vec!["(syncer = ? AND root_key = ?)"; chunk.len()].join(" OR ");
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
-        for (syncer, key) in chunk {
-            values.push(syncer.as_str().into());
-            values.push(key.as_str().into());
-        }
-        let rows = db
-            .query_all_raw(statement(
-                backend,
-                &format!("SELECT {GROUP_COLUMNS} FROM sync_groups WHERE {pairs} ORDER BY id{lock}"),
+        let (sql, values) = if backend == DbBackend::Postgres {
+            // Each key looked up on its own in the unique index (the `LIMIT 1` keeps the lateral
+            // subquery from being flattened into a join), then the rows locked by primary key
+            // in id order. The `OR` of pairs is planned, while the table has no statistics
+            // (after a backfill, until it is analysed), as a scan of every group of the syncer
+            // tested against every pair: seconds over a few hundred thousand groups.
+            let pairs: Vec<[&str; 2]> = chunk
+                .iter()
+                .map(|(syncer, key)| [syncer.as_str(), key.as_str()])
+                .collect();
+            (
+                format!(
+                    "SELECT {GROUP_COLUMNS} FROM sync_groups WHERE id = ANY(ARRAY(\
+                     SELECT g.id FROM json_array_elements(CAST(? AS json)) AS pairs(pair) \
+                     CROSS JOIN LATERAL (SELECT id FROM sync_groups WHERE syncer = pairs.pair ->> 0 \
+                     AND root_key = pairs.pair ->> 1 LIMIT 1) AS g)) ORDER BY id{lock}"
+                ),
+                vec![Value::from(
+                    serde_json::to_string(&pairs).expect("strings encode"),
+                )],
+            )
+        } else {
+            let pairs = vec!["(syncer = ? AND root_key = ?)"; chunk.len()].join(" OR ");
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2);
+            for (syncer, key) in chunk {
+                values.push(syncer.as_str().into());
+                values.push(key.as_str().into());
+            }
+            (
+                format!("SELECT {GROUP_COLUMNS} FROM sync_groups WHERE {pairs} ORDER BY id{lock}"),
                 values,
-            ))
+            )
+        };
+        let rows = db
+            .query_all_raw(statement(backend, &sql, values))
             .await
             .map_err(Error::db_while("reading the groups of logged touches"))?;
         for row in rows {

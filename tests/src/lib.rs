@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
-    QueryOrder, Schema,
+    QueryOrder, Schema, Statement,
 };
 use sea_orm_migration::MigratorTrait;
 use sync_core::entity::sync_group;
@@ -319,6 +319,48 @@ impl TestDb {
             .await
             .into_iter()
             .find(|g| g.syncer == syncer && g.root_key == key)
+    }
+
+    /// PostgreSQL: a pool of `size` connections to this database, named apart from the
+    /// test's own (for [`TestDb::rows_read`]).
+    pub async fn pool_apart(&self, size: u32) -> DatabaseConnection {
+        let url = self
+            .url
+            .replace("application_name=", "application_name=apart-");
+        sync_core::connect(&url, size).await.expect("connect")
+    }
+
+    /// PostgreSQL: the rows of `table` read so far (sequential scans and index fetches) in this
+    /// test's schema, once every connection of `pool` (from [`TestDb::pool_apart`]) has closed
+    /// and reported its counts.
+    pub async fn rows_read(&self, table: &str, pool: DatabaseConnection) -> i64 {
+        pool.close().await.expect("close the pool");
+        let count = |sql: String| async move {
+            self.db
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await
+                .expect("read the statistics")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("n")
+        };
+        // A backend reports its counts when it exits: wait for the closed ones to be gone.
+        let name = format!("apart-{}", self.name);
+        for _ in 0..100 {
+            let open = count(format!(
+                "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = '{name}'"
+            ))
+            .await;
+            if open == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        count(format!(
+            "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) AS n \
+             FROM pg_stat_user_tables WHERE relname = '{table}' AND schemaname = current_schema()"
+        ))
+        .await
     }
 
     /// `(syncer, root_key, version, state)` of every group: a compact snapshot to compare.

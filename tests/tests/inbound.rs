@@ -1104,54 +1104,6 @@ async fn a_failed_fetch_of_the_next_page_keeps_the_page_applied_meanwhile() {
     .await;
 }
 
-/// A pool of two connections to the test's database, named apart from the test's own.
-async fn run_pool(t: &TestDb) -> DatabaseConnection {
-    let url = t.url.replace("application_name=", "application_name=run-");
-    sync_core::connect(&url, 2).await.expect("connect")
-}
-
-/// Rows of `sync_inbound` PostgreSQL read (sequential scans and index fetches) in this test's
-/// schema, once every connection of `db` (from [`run_pool`]) has closed and reported its counts.
-async fn inbound_rows_read(t: &TestDb, db: DatabaseConnection) -> i64 {
-    use sea_orm::Statement;
-    db.close().await.expect("close the run's pool");
-    let admin = &t.db;
-    // A backend reports its counts when it exits: wait for the closed ones to be gone.
-    let name = format!(
-        "run-{}",
-        t.url.split("application_name=").nth(1).expect("named")
-    );
-    for _ in 0..100 {
-        let others = admin
-            .query_one_raw(Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                format!(
-                    "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE application_name = '{name}'"
-                ),
-            ))
-            .await
-            .expect("read pg_stat_activity")
-            .expect("a row")
-            .try_get::<i64>("", "n")
-            .expect("n");
-        if others == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    admin
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) AS n \
-             FROM pg_stat_user_tables WHERE relname = 'sync_inbound' AND schemaname = current_schema()",
-        ))
-        .await
-        .expect("read pg_stat_user_tables")
-        .expect("a row")
-        .try_get::<i64>("", "n")
-        .expect("n")
-}
-
 /// A page's look-ups in `sync_inbound` (what was applied before, and in a full run the marks
 /// of what it listed) find each remote id in the unique index: they do not read every record
 /// of the source, which made each page slower as the source grew (PostgreSQL planned them as
@@ -1181,8 +1133,8 @@ async fn a_pages_lookups_read_only_its_own_records_however_large_the_source() {
         }
         let knobs = Arc::new(ApplyKnobs::default());
         let source = ErpProducts::new(json_server_feed(&remote, 200), &knobs);
-        let before = inbound_rows_read(&t, run_pool(&t).await).await;
-        let db = run_pool(&t).await;
+        let before = t.rows_read("sync_inbound", t.pool_apart(2).await).await;
+        let db = t.pool_apart(2).await;
         let report = run_source(&db, &source, &SourceRunOptions::new("worker-a").full())
             .await
             .expect("source run");
@@ -1192,7 +1144,7 @@ async fn a_pages_lookups_read_only_its_own_records_however_large_the_source() {
             (4, 600, 0),
             "{report:?}"
         );
-        let read = inbound_rows_read(&t, db).await - before;
+        let read = t.rows_read("sync_inbound", db).await - before;
         // The full run's search for vanished records reads the source's records once; three
         // pages of 200 reading them all (for the digests, or to mark what the run listed) read
         // three times as many more.
