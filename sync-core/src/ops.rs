@@ -43,6 +43,74 @@ pub struct SyncerStatus {
     pub create_only: bool,
 }
 
+/// What a worker's gauges show of one syncer: the groups waiting, failed or dead.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backlog {
+    /// The syncer.
+    pub syncer: String,
+    /// Groups the workers have work for: `pending` or `failed`, as in [`SyncerStatus::dirty`].
+    pub dirty: i64,
+    /// How long the oldest of the `dirty` groups has been dirty, in milliseconds.
+    pub oldest_dirty_ms: Option<i64>,
+    /// Groups in state `failed`.
+    pub failed: i64,
+    /// Groups in state `dead`.
+    pub dead: i64,
+}
+
+/// The backlog of every syncer that has groups waiting, failed or dead, plus `known` syncers
+/// without any, by name. What [`status`] says of the same, read from the groups that are not
+/// synced only (on PostgreSQL and SQLite through the index of due groups), where `status`
+/// counts every group and reads the last hour of the attempt log: a worker refreshes its
+/// gauges with this every few seconds, whatever the size of `sync_groups`.
+pub async fn backlog(db: &DatabaseConnection, known: &[String], now: i64) -> Result<Vec<Backlog>> {
+    crate::apply_touches(db).await?;
+    let mut all: BTreeMap<String, Backlog> = known
+        .iter()
+        .map(|name| {
+            let entry = Backlog {
+                syncer: name.clone(),
+                ..Backlog::default()
+            };
+            (name.clone(), entry)
+        })
+        .collect();
+    let rows = db
+        .query_all_raw(statement(
+            db.get_database_backend(),
+            "SELECT syncer, state, COUNT(*) AS n, MIN(COALESCE(dirty_since, touched_at)) AS since \
+             FROM sync_groups WHERE state IN ('pending', 'failed', 'dead') GROUP BY syncer, state",
+            vec![],
+        ))
+        .await
+        .map_err(Error::db_while("reading the backlog"))?;
+    for row in rows {
+        let syncer: String = row.try_get("", "syncer")?;
+        let state: String = row.try_get("", "state")?;
+        let n: i64 = row.try_get("", "n")?;
+        let since: Option<i64> = row.try_get("", "since")?;
+        let entry = all.entry(syncer.clone()).or_insert_with(|| Backlog {
+            syncer,
+            ..Backlog::default()
+        });
+        match state.as_str() {
+            "dead" => entry.dead = n,
+            _ => {
+                if state == "failed" {
+                    entry.failed = n;
+                }
+                entry.dirty += n;
+                if let Some(since) = since {
+                    let age = (now - since).max(0);
+                    entry.oldest_dirty_ms = Some(entry.oldest_dirty_ms.map_or(age, |a| a.max(age)));
+                }
+            }
+        }
+    }
+    Ok(all.into_values().collect())
+}
+
 /// Status of every syncer that has groups, plus `known` syncers without any.
 pub async fn status(
     db: &DatabaseConnection,

@@ -290,17 +290,16 @@ pub(crate) async fn record_source_run(
 
 /// Refreshes the gauges from the database.
 pub(crate) async fn refresh_gauges(engine: &Engine) -> Result<()> {
-    let statuses =
-        sync_core::ops::status(engine.db(), &engine.registry().names(), now_ms()).await?;
-    for s in statuses {
+    // The backlog, not the whole status: it reads only the groups that are not synced.
+    let backlog =
+        sync_core::ops::backlog(engine.db(), &engine.registry().names(), now_ms()).await?;
+    for s in backlog {
         let name = s.syncer.clone();
         metrics::gauge!("sync_dirty_groups", "syncer" => name.clone()).set(s.dirty as f64);
         metrics::gauge!("sync_oldest_dirty_seconds", "syncer" => name.clone())
             .set(s.oldest_dirty_ms.unwrap_or(0) as f64 / 1000.0);
-        metrics::gauge!("sync_dead_groups", "syncer" => name.clone())
-            .set(*s.groups.get("dead").unwrap_or(&0) as f64);
-        metrics::gauge!("sync_failed_groups", "syncer" => name)
-            .set(*s.groups.get("failed").unwrap_or(&0) as f64);
+        metrics::gauge!("sync_dead_groups", "syncer" => name.clone()).set(s.dead as f64);
+        metrics::gauge!("sync_failed_groups", "syncer" => name).set(s.failed as f64);
     }
     let now = now_ms();
     for s in sync_core::source::source_status(engine.db()).await? {

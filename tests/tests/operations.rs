@@ -586,3 +586,99 @@ async fn the_cli_needs_no_remote_to_read_and_names_missing_migrations() {
         "{err}"
     );
 }
+
+/// The worker's gauges read the backlog (`ops::backlog`): the same counts as the status for
+/// what they show, read from the groups that are not synced only. On PostgreSQL, among 100,000
+/// synced groups, it reads a handful of rows where the status reads them all.
+#[tokio::test]
+async fn the_backlog_counts_as_the_status_without_reading_the_synced_groups() {
+    on_each_backend(|t: TestDb| async move {
+        let now = sync_core::now_ms();
+        // (syncer, key, state, dirty_since, touched_at)
+        let rows = [
+            ("erp.customer", "1", "synced", "NULL", 10),
+            ("erp.customer", "2", "pending", "1000", 900),
+            ("erp.customer", "3", "pending", "NULL", 500),
+            ("erp.customer", "4", "failed", "2000", 2000),
+            ("erp.customer", "5", "dead", "100", 100),
+            ("erp.customer", "6", "deleted", "NULL", 10),
+            ("crm.contact", "1", "synced", "NULL", 10),
+            ("crm.contact", "2", "dead", "50", 50),
+        ];
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(syncer, key, state, since, touched)| {
+                format!(
+                    "('{syncer}', '{key}', 1, 1, '{state}', false, 0, 0, 0, {touched}, 0, {since})"
+                )
+            })
+            .collect();
+        t.db.execute_unprepared(&format!(
+            "INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, \
+             root_deleted, attempts, deferrals, next_attempt_at, touched_at, created_at, \
+             dirty_since) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .expect("seed");
+        let known = ["idle.syncer".to_owned()];
+        let backlog = sync_core::ops::backlog(&t.db, &known, now).await.unwrap();
+        let seen: Vec<(String, i64, Option<i64>, i64, i64)> = backlog
+            .iter()
+            .map(|b| {
+                (
+                    b.syncer.clone(),
+                    b.dirty,
+                    b.oldest_dirty_ms,
+                    b.failed,
+                    b.dead,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("crm.contact".to_owned(), 0, None, 0, 1),
+                ("erp.customer".to_owned(), 3, Some(now - 500), 1, 1),
+                ("idle.syncer".to_owned(), 0, None, 0, 0),
+            ]
+        );
+        let status = sync_core::ops::status(&t.db, &known, now).await.unwrap();
+        for b in &backlog {
+            let s = status
+                .iter()
+                .find(|s| s.syncer == b.syncer)
+                .expect("in the status");
+            let state = |name: &str| *s.groups.get(name).unwrap_or(&0);
+            assert_eq!(
+                (s.dirty, s.oldest_dirty_ms, state("failed"), state("dead")),
+                (b.dirty, b.oldest_dirty_ms, b.failed, b.dead),
+                "{}",
+                b.syncer
+            );
+        }
+
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        t.db.execute_unprepared(
+            "INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, \
+             root_deleted, attempts, deferrals, next_attempt_at, touched_at, created_at) \
+             SELECT 'erp.customer', 'bulk-' || g, 1, 1, 'synced', false, 0, 0, 0, 0, 0 \
+             FROM generate_series(1, 100000) AS g; ANALYZE sync_groups",
+        )
+        .await
+        .expect("seed");
+        let before = t.rows_read("sync_groups", t.pool_apart(1).await).await;
+        let db = t.pool_apart(1).await;
+        let again = sync_core::ops::backlog(&db, &known, now).await.unwrap();
+        assert_eq!(again, backlog);
+        let read = t.rows_read("sync_groups", db).await - before;
+        assert!(read < 1_000, "the backlog read {read} rows of sync_groups");
+        let db = t.pool_apart(1).await;
+        sync_core::ops::status(&db, &known, now).await.unwrap();
+        let by_status = t.rows_read("sync_groups", db).await - before - read;
+        assert!(by_status > 100_000, "the status read {by_status} rows");
+    })
+    .await;
+}
