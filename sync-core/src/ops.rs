@@ -66,6 +66,11 @@ pub struct Backlog {
 /// gauges with this every few seconds, whatever the size of `sync_groups`.
 pub async fn backlog(db: &DatabaseConnection, known: &[String], now: i64) -> Result<Vec<Backlog>> {
     crate::apply_touches(db).await?;
+    read_backlog(db, known, now).await
+}
+
+/// [`backlog`] with the touch log already applied.
+async fn read_backlog(db: &DatabaseConnection, known: &[String], now: i64) -> Result<Vec<Backlog>> {
     let mut all: BTreeMap<String, Backlog> = known
         .iter()
         .map(|name| {
@@ -159,22 +164,12 @@ pub async fn status(
             s.last_success_at = Some(s.last_success_at.map_or(at, |a| a.max(at)));
         }
     }
-    for row in db
-        .query_all_raw(query(
-            "SELECT syncer, COUNT(*) AS n, MIN(COALESCE(dirty_since, touched_at)) AS since \
-             FROM sync_groups WHERE state IN ('pending', 'failed') GROUP BY syncer",
-            vec![],
-        ))
-        .await
-        .map_err(context())?
-    {
-        let syncer: String = row.try_get("", "syncer")?;
-        entry(&mut all, &syncer);
-        let s = all.get_mut(&syncer).expect("inserted");
-        s.dirty = row.try_get("", "n")?;
-        s.oldest_dirty_ms = row
-            .try_get::<Option<i64>>("", "since")?
-            .map(|since| (now - since).max(0));
+    // Dirty groups: the same read as the workers' gauges.
+    for b in read_backlog(db, &[], now).await? {
+        entry(&mut all, &b.syncer);
+        let s = all.get_mut(&b.syncer).expect("inserted");
+        s.dirty = b.dirty;
+        s.oldest_dirty_ms = b.oldest_dirty_ms;
     }
     for row in db
         .query_all_raw(query(
