@@ -197,16 +197,20 @@ async fn record_postgres<C: ConnectionTrait>(db: &C, plan: &Plan<'_>, now: i64) 
     // or which carries another id of a changed group. The final SELECT reads the tables as they
     // were before this statement (its own writes are not visible to it), which is what both
     // parts need: the guard reads the input rows, and the referrers of a changed group are
-    // those stored before.
+    // those stored before. The replaced references are found by `referrer_id = ANY(ARRAY(…))`:
+    // as a `DELETE … USING` join, while `sync_references` had no statistics yet (a new
+    // install, a backfill), it was planned as a scan of every reference. The guard looks each
+    // referenced group up on its own (a lateral subquery, kept by `LIMIT 1` from being
+    // flattened into a join), as the touch applier does.
     const SQL: &str = "WITH v AS (SELECT * FROM json_to_recordset(CAST(? AS json)) AS v(\
          referrer_id bigint, referrer_syncer text, referrer_key text, target_syncer text, \
          target_key text, remote_id text)), \
          r AS (SELECT CAST(value AS bigint) AS id FROM json_array_elements_text(CAST(? AS json))), \
          c AS (SELECT * FROM json_to_recordset(CAST(? AS json)) AS c(syncer text, root_key text, \
          remote_id text)), \
-         gone AS (DELETE FROM sync_references s USING r WHERE s.referrer_id = r.id AND NOT EXISTS \
-         (SELECT 1 FROM v WHERE v.referrer_id = s.referrer_id AND v.target_syncer = s.target_syncer \
-         AND v.target_key = s.target_key)), \
+         gone AS (DELETE FROM sync_references s WHERE s.referrer_id = ANY(ARRAY(SELECT id FROM r)) \
+         AND NOT EXISTS (SELECT 1 FROM v WHERE v.referrer_id = s.referrer_id \
+         AND v.target_syncer = s.target_syncer AND v.target_key = s.target_key)), \
          put AS (INSERT INTO sync_references (target_syncer, target_key, referrer_id, \
          referrer_syncer, referrer_key, remote_id) SELECT target_syncer, target_key, referrer_id, \
          referrer_syncer, referrer_key, remote_id FROM v \
@@ -215,7 +219,8 @@ async fn record_postgres<C: ConnectionTrait>(db: &C, plan: &Plan<'_>, now: i64) 
          INSERT INTO sync_touches (syncer, root_key, mark, at) \
          SELECT t.syncer, t.root_key, 0, ? FROM (\
          SELECT v.referrer_syncer AS syncer, v.referrer_key AS root_key FROM v \
-         LEFT JOIN sync_groups g ON g.syncer = v.target_syncer AND g.root_key = v.target_key \
+         LEFT JOIN LATERAL (SELECT remote_id FROM sync_groups \
+         WHERE syncer = v.target_syncer AND root_key = v.target_key LIMIT 1) g ON true \
          WHERE g.remote_id IS DISTINCT FROM v.remote_id \
          UNION SELECT s.referrer_syncer, s.referrer_key FROM sync_references s \
          JOIN c ON s.target_syncer = c.syncer AND s.target_key = c.root_key \

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+};
 use serde_json::{Value, json};
 use sync_core::ops::{self, ForgetScope};
 use sync_core::source::{
@@ -342,6 +344,109 @@ async fn only_new_references_cost_statements() {
         set_status(&h, &a1, "paid").await;
         set_status(&h, &b1, "paid").await;
         assert_eq!(run().await, 0, "the same references");
+        in_step(&h).await;
+    })
+    .await;
+}
+
+/// PostgreSQL: recording references finds the rows it concerns through the indexes, among
+/// 100,000 groups and references in tables not analysed yet (a new install, a backfill): the
+/// referenced groups' remote ids, the referrers' old references and the referrers of a group
+/// whose remote id changed, each looked up on its own.
+#[tokio::test]
+async fn recording_references_reads_only_the_rows_it_concerns() {
+    on_each_backend(|t| async move {
+        if t.backend != Backend::Postgres {
+            return;
+        }
+        let h = harness(t, |_| {}).await;
+        h.t.db
+            .execute_unprepared(
+                "ALTER TABLE sync_groups SET (autovacuum_enabled = false); \
+                 ALTER TABLE sync_references SET (autovacuum_enabled = false); \
+                 INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, \
+                 root_deleted, attempts, deferrals, next_attempt_at, touched_at, created_at) \
+                 SELECT 'seeded.thing', CAST(g AS text), 1, 1, 'synced', false, 0, 0, 0, 0, 0 \
+                 FROM generate_series(1, 100000) AS g; \
+                 INSERT INTO sync_references (target_syncer, target_key, referrer_id, \
+                 referrer_syncer, referrer_key, remote_id) \
+                 SELECT 'seeded.thing', CAST(g AS text), 1000000 + g, 'seeded.thing', \
+                 CAST(g AS text), CAST(g AS text) FROM generate_series(1, 100000) AS g",
+            )
+            .await
+            .expect("seed");
+        let mut customers = Vec::new();
+        for i in 0..10 {
+            customers.push(fixtures::customer(&h.t.db, &format!("C{i}")).await);
+        }
+        h.engine.run_until_idle(10).await.unwrap();
+        // (The harness's look-up of a group reads them all: before the count starts.)
+        let lost = h.group("erp.customer", customers[0].id).await;
+        let mut orders = Vec::new();
+        for (i, c) in customers.iter().enumerate() {
+            for j in 0..10 {
+                orders.push(fixtures::order(&h.t.db, c.id, &format!("O-{i}-{j}")).await);
+            }
+        }
+        let engine_on = |db| {
+            Engine::new(
+                db,
+                registry(&h.remote.url(), &h.knobs),
+                h.engine.config().clone(),
+            )
+            .unwrap()
+            .with_clock(h.clock.clone())
+            .with_retry_policy(backoff())
+        };
+        let read = |db| async {
+            (
+                h.t.rows_read("sync_groups", h.t.pool_apart(1).await).await,
+                h.t.rows_read("sync_references", db).await,
+            )
+        };
+        let (groups_before, references_before) = read(h.t.pool_apart(1).await).await;
+
+        // The orders' first pushes store their references; then each moves to the next
+        // customer (its old reference replaced); then a customer lost by the ERP is created
+        // again (its referrers carry an outdated id).
+        let db = h.t.pool_apart(4).await;
+        let engine = engine_on(db.clone());
+        engine.run_until_idle(10).await.unwrap();
+        for (i, o) in orders.iter().enumerate() {
+            let mut am = o.clone().into_active_model();
+            am.customer_id = Set(customers[(i / 10 + 1) % 10].id);
+            am.update(&h.t.db).await.unwrap();
+        }
+        engine.run_until_idle(10).await.unwrap();
+        assert!(
+            h.remote
+                .remove_record("erp/customers", lost.remote_id.as_ref().unwrap())
+        );
+        let forgotten = ops::forget(&h.t.db, &ForgetScope::Group(lost.id), h.clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(forgotten, 1);
+        engine.run_until_idle(10).await.unwrap();
+        drop(engine);
+        assert_eq!(
+            h.pushes("PUT", "/erp/sales_orders/"),
+            110,
+            "each order moved once, then the ten orders of the customer created again"
+        );
+        let (groups, references) = read(db).await;
+        let (groups, references) = (groups - groups_before, references - references_before);
+        assert!(
+            groups < 20_000 && references < 20_000,
+            "pushing 100 orders read {groups} rows of sync_groups and {references} of \
+             sync_references, each among 100,000"
+        );
+        h.t.db
+            .execute_unprepared(
+                "DELETE FROM sync_groups WHERE syncer = 'seeded.thing'; \
+                 DELETE FROM sync_references WHERE target_syncer = 'seeded.thing'",
+            )
+            .await
+            .expect("remove the seeded rows");
         in_step(&h).await;
     })
     .await;
