@@ -398,11 +398,11 @@ async fn recording_references_reads_only_the_rows_it_concerns() {
             .with_clock(h.clock.clone())
             .with_retry_policy(backoff())
         };
+        // Both counts once every connection of `db` has closed (and reported its own).
         let read = |db| async {
-            (
-                h.t.rows_read("sync_groups", h.t.pool_apart(1).await).await,
-                h.t.rows_read("sync_references", db).await,
-            )
+            let references = h.t.rows_read("sync_references", db).await;
+            let groups = h.t.rows_read("sync_groups", h.t.pool_apart(1).await).await;
+            (groups, references)
         };
         let (groups_before, references_before) = read(h.t.pool_apart(1).await).await;
 
