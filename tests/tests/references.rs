@@ -52,6 +52,18 @@ async fn carried(h: &Harness, o: &order::Model) -> Value {
         .clone()
 }
 
+/// The ERP loses the customer of group `lost`, and an operator forgets its id.
+async fn lose_and_forget(h: &Harness, lost: &sync_core::entity::sync_group::Model) {
+    assert!(
+        h.remote
+            .remove_record("erp/customers", lost.remote_id.as_ref().unwrap())
+    );
+    let forgotten = ops::forget(&h.t.db, &ForgetScope::Group(lost.id), h.clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 1);
+}
+
 async fn in_step(h: &Harness) {
     let problems =
         sync_tests::cluster::differences(&h.t.db, &registry(&h.remote.url(), &h.knobs), &h.remote)
@@ -96,14 +108,7 @@ async fn a_lost_customer_created_again_brings_its_orders_along() {
         // Lost again, and this time an operator forgets the id: the same.
         h.remote.clear_requests();
         let lost = h.group("erp.customer", ada.id).await;
-        assert!(
-            h.remote
-                .remove_record("erp/customers", lost.remote_id.as_ref().unwrap())
-        );
-        let forgotten = ops::forget(&h.t.db, &ForgetScope::Group(lost.id), h.clock.now_ms())
-            .await
-            .unwrap();
-        assert_eq!(forgotten, 1);
+        lose_and_forget(&h, &lost).await;
         h.engine.run_until_idle(10).await.unwrap();
         let newer = erp_id(&h, &ada).await;
         assert_ne!(newer, new);
@@ -418,14 +423,7 @@ async fn recording_references_reads_only_the_rows_it_concerns() {
             am.update(&h.t.db).await.unwrap();
         }
         engine.run_until_idle(10).await.unwrap();
-        assert!(
-            h.remote
-                .remove_record("erp/customers", lost.remote_id.as_ref().unwrap())
-        );
-        let forgotten = ops::forget(&h.t.db, &ForgetScope::Group(lost.id), h.clock.now_ms())
-            .await
-            .unwrap();
-        assert_eq!(forgotten, 1);
+        lose_and_forget(&h, &lost).await;
         engine.run_until_idle(10).await.unwrap();
         drop(engine);
         assert_eq!(
