@@ -16,8 +16,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait,
-    QueryOrder, Schema, Statement,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, Schema, Statement,
 };
 use sea_orm_migration::MigratorTrait;
 use sync_core::entity::sync_group;
@@ -314,11 +314,13 @@ impl TestDb {
 
     /// The group (`syncer`, `key`), if it exists.
     pub async fn group(&self, syncer: &str, key: impl ToString) -> Option<sync_group::Model> {
-        let key = key.to_string();
-        self.groups()
+        apply_all_touches(&self.db).await;
+        sync_group::Entity::find()
+            .filter(sync_group::Column::Syncer.eq(syncer))
+            .filter(sync_group::Column::RootKey.eq(key.to_string()))
+            .one(&self.db)
             .await
-            .into_iter()
-            .find(|g| g.syncer == syncer && g.root_key == key)
+            .expect("read sync_groups")
     }
 
     /// PostgreSQL: a pool of `size` connections to this database, named apart from the

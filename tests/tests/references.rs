@@ -385,7 +385,6 @@ async fn recording_references_reads_only_the_rows_it_concerns() {
             customers.push(fixtures::customer(&h.t.db, &format!("C{i}")).await);
         }
         h.engine.run_until_idle(10).await.unwrap();
-        // (The harness's look-up of a group reads them all: before the count starts.)
         let lost = h.group("erp.customer", customers[0].id).await;
         let mut orders = Vec::new();
         for (i, c) in customers.iter().enumerate() {
