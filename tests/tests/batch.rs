@@ -11,7 +11,8 @@ use sea_orm::ActiveValue::{Set, Unchanged};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use sync_core::{
-    Engine, EngineConfig, HttpRemote, Registry, Result, Syncer, TranslateContext, async_trait,
+    Engine, EngineConfig, HttpRemote, Limits, Registry, Result, Syncer, TranslateContext,
+    async_trait,
 };
 use sync_tests::models::customer;
 use sync_tests::{fixtures, on_each_backend};
@@ -69,6 +70,7 @@ impl BulkRemote {
 #[derive(Debug)]
 struct BulkCustomers {
     remote: HttpRemote,
+    limits: Option<Limits>,
 }
 
 #[async_trait]
@@ -87,9 +89,22 @@ impl Syncer for BulkCustomers {
     fn remote(&self) -> Option<&HttpRemote> {
         Some(&self.remote)
     }
+
+    fn limits(&self) -> Option<Limits> {
+        self.limits
+    }
 }
 
 fn engine(db: &sea_orm::DatabaseConnection, url: &str, limit: usize) -> Engine {
+    limited_engine(db, url, limit, None)
+}
+
+fn limited_engine(
+    db: &sea_orm::DatabaseConnection,
+    url: &str,
+    limit: usize,
+    limits: Option<Limits>,
+) -> Engine {
     let mut registry = Registry::new();
     registry
         .register(BulkCustomers {
@@ -97,6 +112,7 @@ fn engine(db: &sea_orm::DatabaseConnection, url: &str, limit: usize) -> Engine {
                 .bulk("bulk", limit)
                 .build()
                 .unwrap(),
+            limits,
         })
         .unwrap();
     let mut config = EngineConfig::default();
@@ -111,6 +127,31 @@ fn engine(db: &sea_orm::DatabaseConnection, url: &str, limit: usize) -> Engine {
             max: std::time::Duration::from_secs(600),
             jitter: 0.0,
         })
+}
+
+/// A pass announces its batched pushes: a batch waits for those not arrived yet, here spread
+/// out by a rate limit of one push every 5 ms (with the 2 ms wait alone, each push would travel
+/// by itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_fills_its_batches_with_pushes_a_rate_limit_spreads_out() {
+    on_each_backend(|t| async move {
+        let (remote, url) = BulkRemote::start().await;
+        for i in 0..40 {
+            fixtures::customer(&t.db, &format!("Customer {i}")).await;
+        }
+        let engine = limited_engine(&t.db, &url, 100, Some(Limits::rate(200.0, 1)));
+
+        let pass = engine.run_once().await.unwrap();
+        assert_eq!((pass.claimed, pass.pushed), (40, 40), "{pass:?}");
+        let sizes = remote.request_sizes();
+        assert_eq!(sizes.iter().sum::<usize>(), 40, "{sizes:?}");
+        assert!(
+            sizes.len() <= 8,
+            "40 pushes arriving over 200 ms travelled in few requests: {sizes:?}"
+        );
+        assert_eq!(remote.store.lock().unwrap().len(), 40);
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

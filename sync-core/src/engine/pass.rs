@@ -58,19 +58,24 @@ impl Engine {
     }
 
     /// Pushes prepared groups. Groups of syncers that push in batches all go in flight at once,
-    /// so that they fill the batches (`concurrency` then bounds the batch requests); the others
-    /// push one by one, `concurrency` at a time.
+    /// announced to their batches, so that they fill them (`concurrency` then bounds the batch
+    /// requests); the others push one by one, `concurrency` at a time.
     async fn push_prepared(&self, prepared: Vec<PreparedGroup>, full: bool) -> Vec<Attempt> {
-        let (batched, single): (Vec<_>, Vec<_>) = prepared.into_iter().partition(|p| {
-            self.registry
-                .get(&p.group.syncer)
-                .and_then(|s| s.batch_limit())
-                .is_some()
-        });
+        let mut batched = Vec::new();
+        let mut single = Vec::new();
+        for p in prepared {
+            match self.registry.get(&p.group.syncer).and_then(|syncer| {
+                let limit = syncer.batch_limit()?;
+                Some(self.batchers.expect(syncer, limit))
+            }) {
+                Some(expected) => batched.push((p, expected)),
+                None => single.push(p),
+            }
+        }
         let batched_in_flight = batched.len().max(1);
         let (mut attempts, single_attempts): (Vec<Attempt>, Vec<Attempt>) = futures::join!(
             futures::stream::iter(batched)
-                .map(|p| self.process_prepared(p, full))
+                .map(|(p, expected)| expected.scope(self.process_prepared(p, full)))
                 .buffer_unordered(batched_in_flight)
                 .collect(),
             futures::stream::iter(single)
