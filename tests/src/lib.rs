@@ -323,6 +323,23 @@ impl TestDb {
             .expect("read sync_groups")
     }
 
+    /// PostgreSQL: `n` more groups of `syncer`, synced, with root keys `{prefix}1` to
+    /// `{prefix}n`, in one statement: the bulk that tests counting rows read seed beside their
+    /// own groups. No statistics are gathered (`ANALYZE` if the test needs them).
+    pub async fn seed_synced_groups(&self, syncer: &str, prefix: &str, n: u32) {
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, \
+                 root_deleted, attempts, deferrals, next_attempt_at, touched_at, created_at) \
+                 SELECT $1, $2 || g, 1, 1, 'synced', false, 0, 0, 0, 0, 0 \
+                 FROM generate_series(1, $3) AS g",
+                [syncer.into(), prefix.into(), i64::from(n).into()],
+            ))
+            .await
+            .expect("seed synced groups");
+    }
+
     /// PostgreSQL: a pool of `size` connections to this database, named apart from the
     /// test's own (for [`TestDb::rows_read`]).
     pub async fn pool_apart(&self, size: u32) -> DatabaseConnection {

@@ -661,14 +661,10 @@ async fn the_backlog_counts_as_the_status_without_reading_the_synced_groups() {
         if t.backend != Backend::Postgres {
             return;
         }
-        t.db.execute_unprepared(
-            "INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, \
-             root_deleted, attempts, deferrals, next_attempt_at, touched_at, created_at) \
-             SELECT 'erp.customer', 'bulk-' || g, 1, 1, 'synced', false, 0, 0, 0, 0, 0 \
-             FROM generate_series(1, 100000) AS g; ANALYZE sync_groups",
-        )
-        .await
-        .expect("seed");
+        t.seed_synced_groups("erp.customer", "bulk-", 100_000).await;
+        t.db.execute_unprepared("ANALYZE sync_groups")
+            .await
+            .expect("analyse");
         let before = t.rows_read("sync_groups", t.pool_apart(1).await).await;
         let db = t.pool_apart(1).await;
         let again = sync_core::ops::backlog(&db, &known, now).await.unwrap();

@@ -368,12 +368,14 @@ async fn recording_references_reads_only_the_rows_it_concerns() {
         h.t.db
             .execute_unprepared(
                 "ALTER TABLE sync_groups SET (autovacuum_enabled = false); \
-                 ALTER TABLE sync_references SET (autovacuum_enabled = false); \
-                 INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, \
-                 root_deleted, attempts, deferrals, next_attempt_at, touched_at, created_at) \
-                 SELECT 'seeded.thing', CAST(g AS text), 1, 1, 'synced', false, 0, 0, 0, 0, 0 \
-                 FROM generate_series(1, 100000) AS g; \
-                 INSERT INTO sync_references (target_syncer, target_key, referrer_id, \
+                 ALTER TABLE sync_references SET (autovacuum_enabled = false)",
+            )
+            .await
+            .expect("no autovacuum");
+        h.t.seed_synced_groups("seeded.thing", "", 100_000).await;
+        h.t.db
+            .execute_unprepared(
+                "INSERT INTO sync_references (target_syncer, target_key, referrer_id, \
                  referrer_syncer, referrer_key, remote_id) \
                  SELECT 'seeded.thing', CAST(g AS text), 1000000 + g, 'seeded.thing', \
                  CAST(g AS text), CAST(g AS text) FROM generate_series(1, 100000) AS g",

@@ -857,15 +857,10 @@ async fn touches_find_their_groups_without_reading_every_group_of_the_syncer() {
         }
         // 100,000 synced groups, in a table not analysed yet (fewer, and PostgreSQL rightly
         // scans the small table even for updates by primary key).
-        t.db.execute_unprepared(
-            "ALTER TABLE sync_groups SET (autovacuum_enabled = false); \
-             INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, \
-             root_deleted, attempts, deferrals, next_attempt_at, touched_at, created_at) \
-             SELECT 'erp.customer', CAST(g AS text), 1, 1, 'synced', false, 0, 0, 0, 0, 0 \
-             FROM generate_series(1, 100000) AS g",
-        )
-        .await
-        .expect("seed");
+        t.db.execute_unprepared("ALTER TABLE sync_groups SET (autovacuum_enabled = false)")
+            .await
+            .expect("no autovacuum");
+        t.seed_synced_groups("erp.customer", "", 100_000).await;
         let before = t.rows_read("sync_groups", t.pool_apart(2).await).await;
         let db = t.pool_apart(2).await;
         let existing = sync_core::touch_many(&db, "erp.customer", (1..=300).map(|k| k * 7))
