@@ -9,8 +9,11 @@ fn assert_passed(report: &DemoReport) {
     assert!(report.passed(), "{report:#?}");
     assert_eq!(report.steps.len(), 18, "{report:#?}");
     assert!(report.mismatches.is_empty());
-    // One by digest (a second address in a known city), one echo (the CRM's own edit).
-    assert_eq!(report.skipped_by_digest, 2, "{report:#?}");
+    // At least one by digest (a second address in a known city, checked by its step) and one
+    // echo (the CRM's own edit, whose step checks that the CRM got nothing). More are harmless
+    // and depend on timing: a group touched while its push is in flight is claimed again, and
+    // when that push already carried the latest data the new claim finds the remote holding it.
+    assert!(report.skipped_by_digest >= 2, "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
