@@ -65,10 +65,13 @@ impl Drop for Expected {
 }
 
 impl Expected {
-    /// Runs `push` with this announcement: the batched push it makes (if any) ends it on
-    /// arrival.
-    pub(crate) async fn scope<F: std::future::Future>(self, push: F) -> F::Output {
-        ANNOUNCED.scope(RefCell::new(Some(self)), push).await
+    /// Runs `push` with `announced` (if any): the batched push it makes ends the announcement
+    /// on arrival.
+    pub(crate) async fn scope<F: std::future::Future>(
+        announced: Option<Expected>,
+        push: F,
+    ) -> F::Output {
+        ANNOUNCED.scope(RefCell::new(announced), push).await
     }
 }
 

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use super::Engine;
 use super::report::{Attempt, PassPhases, PassReport, PreparedGroup, RunOptions};
 use crate::Result;
+use crate::batch::Expected;
 
 impl Engine {
     /// One pass: claims up to `batch_size` due groups, pushes them `concurrency` at a time,
@@ -64,18 +65,27 @@ impl Engine {
         let mut batched = Vec::new();
         let mut single = Vec::new();
         for p in prepared {
-            match self.registry.get(&p.group.syncer).and_then(|syncer| {
-                let limit = syncer.batch_limit()?;
-                Some(self.batchers.expect(syncer, limit))
-            }) {
-                Some(expected) => batched.push((p, expected)),
-                None => single.push(p),
-            }
+            let Some(syncer) = self.registry.get(&p.group.syncer) else {
+                single.push(p);
+                continue;
+            };
+            let Some(limit) = syncer.batch_limit() else {
+                single.push(p);
+                continue;
+            };
+            // Announced unless it cannot join a batch: a delete (deleted root, or translated
+            // to nothing) goes in a request of its own, a failed translation in none.
+            let joins = match &p.translated {
+                Some(translated) => matches!(translated, Ok(Some(_))),
+                None => !p.group.root_deleted,
+            };
+            let expected = joins.then(|| self.batchers.expect(syncer, limit));
+            batched.push((p, expected));
         }
         let batched_in_flight = batched.len().max(1);
         let (mut attempts, single_attempts): (Vec<Attempt>, Vec<Attempt>) = futures::join!(
             futures::stream::iter(batched)
-                .map(|(p, expected)| expected.scope(self.process_prepared(p, full)))
+                .map(|(p, expected)| Expected::scope(expected, self.process_prepared(p, full)))
                 .buffer_unordered(batched_in_flight)
                 .collect(),
             futures::stream::iter(single)
