@@ -1080,3 +1080,35 @@ async fn a_worker_killed_mid_repair_leaves_the_next_to_finish_it_without_duplica
     })
     .await;
 }
+
+/// The mock remote answers `GET {collection}` without a query with every record of the
+/// collection, as json-server does (a listing whose first page carries no parameter, such as
+/// one paged by `Link` headers, starts there), and `GET {collection}/{id}` with the record.
+#[tokio::test]
+async fn the_mock_lists_a_collection_asked_for_without_a_query() {
+    let remote = MockRemote::start().await;
+    hand_made(&remote, 901, "Made by hand");
+    hand_made(&remote, 902, "Also by hand");
+    let url = remote.url();
+    let get = |path: String| {
+        let url = url.clone();
+        async move {
+            let answer = reqwest::get(format!("{url}/{path}")).await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, listed) = get(CUSTOMERS.to_owned()).await;
+    assert_eq!(status, 200);
+    let names: Vec<&serde_json::Value> = listed
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|r| &r["name"])
+        .collect();
+    assert_eq!(names, [&json!("Made by hand"), &json!("Also by hand")]);
+    let (status, record) = get(format!("{CUSTOMERS}/902")).await;
+    assert_eq!((status, &record["name"]), (200, &json!("Also by hand")));
+    let (status, _) = get(format!("{CUSTOMERS}/903")).await;
+    assert_eq!(status, 404);
+}

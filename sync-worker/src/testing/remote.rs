@@ -494,7 +494,7 @@ async fn serve(inner: Arc<Mutex<Inner>>, request: Request) -> Response {
             changes(&inner, &path, query.as_deref().unwrap_or_default()),
             false,
         ),
-        None if method == Method::GET && query.is_some() => (
+        None if method == Method::GET && (query.is_some() || is_collection(&inner, &path)) => (
             search(&inner, &path, query.as_deref().unwrap_or_default()),
             false,
         ),
@@ -555,8 +555,20 @@ fn fault_response(kind: FaultKind) -> Response {
     }
 }
 
-/// `GET {collection}?…` as json-server answers it: `field=value` filters by equality,
-/// `field_gte=value` keeps records whose field is at least the value (strings compared as text,
+/// Whether `path` names a collection that holds records: `GET {collection}` without a query
+/// lists it, as json-server does (a path that names no collection is read as
+/// `{collection}/{id}`).
+fn is_collection(inner: &Arc<Mutex<Inner>>, path: &str) -> bool {
+    inner
+        .lock()
+        .expect("lock")
+        .records
+        .get(path.trim_matches('/'))
+        .is_some_and(|records| !records.is_empty())
+}
+
+/// `GET {collection}?…` (without a query: every record) as json-server answers it: `field=value`
+/// filters by equality, `field_gte=value` keeps records whose field is at least the value (strings compared as text,
 /// numbers as numbers), `_sort=field` (`_order=desc`) sorts (by id otherwise, numerically when
 /// ids are numbers), `_page` and `_limit` cut one page. The answer is a JSON array.
 fn search(inner: &Arc<Mutex<Inner>>, path: &str, query: &str) -> Response {
