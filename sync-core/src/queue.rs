@@ -276,6 +276,40 @@ pub(crate) struct Completion<'a> {
     pub(crate) references: Option<Option<String>>,
 }
 
+impl Completion<'_> {
+    /// The push created the remote record: the group had no remote id when it was claimed.
+    pub(crate) fn created(&self) -> bool {
+        matches!(self.synced, Synced::Pushed { .. }) && self.group.remote_id.is_none()
+    }
+}
+
+/// Records a create whose group an inbound source linked to a remote record while the create
+/// was in flight ([`crate::source::ApplyContext::link`]), which [`complete`] and
+/// [`complete_many`] leave alone: the group keeps the linked remote id, which the inbound side
+/// follows, and is due again, so that its next push updates that record with the current data
+/// (nothing is known of what it holds). The record the create made is a duplicate, which the
+/// caller deletes. Returns `false` if the lease was lost or the group has no remote id.
+pub(crate) async fn keep_linked_remote_id<C: ConnectionTrait>(
+    db: &C,
+    group: &ClaimedGroup,
+    now: i64,
+) -> Result<bool> {
+    let sql = "UPDATE sync_groups SET last_digest = NULL, last_payload = NULL, synced_at = ?, \
+               attempts = 0, deferrals = 0, last_error = NULL, last_status = NULL, \
+               lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, \
+               create_payload = NULL, state = 'pending', \
+               dirty_since = CASE WHEN dirty_since IS NULL THEN ? ELSE dirty_since END \
+               WHERE id = ? AND lease_owner = ? AND remote_id IS NOT NULL";
+    let values = vec![
+        now.into(),
+        now.into(),
+        now.into(),
+        group.id.into(),
+        group.lease_owner.as_str().into(),
+    ];
+    held(db, group, sql, values, "keeping the linked remote id of").await
+}
+
 /// Records a successful attempt: `synced_version` becomes the version read at claim time, and
 /// the group is `synced` (or `deleted`), or stays `pending` if it was touched meanwhile (or the
 /// push was a repeated create of older data, see [`Synced::Pushed`]). Any pending create is
@@ -356,11 +390,17 @@ pub(crate) async fn complete<C: ConnectionTrait>(
     } else {
         ("state = 'pending'", vec![])
     };
+    // A create's group given a remote id meanwhile is left to `keep_linked_remote_id`.
+    let linked = if completion.created() {
+        " AND remote_id IS NULL"
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE sync_groups SET {remote_sets}{references_set}synced_at = ?, attempts = 0, deferrals = 0, \
          last_error = NULL, last_status = NULL, lease_owner = NULL, lease_until = NULL, \
          next_attempt_at = ?, create_key = NULL, create_payload = NULL, {version_sets} \
-         WHERE id = ? AND lease_owner = ?"
+         WHERE id = ? AND lease_owner = ?{linked}"
     );
     values.extend([now.into(), now.into()]);
     values.extend(version_values);
@@ -429,13 +469,12 @@ pub(crate) async fn complete_many<C: ConnectionTrait>(
                  json_extract(value, '$.numeric') AS numeric, json_extract(value, '$.caught_up') AS caught_up, \
                  json_extract(value, '$.digest') AS digest, json_extract(value, '$.payload') AS payload, \
                  json_extract(value, '$.closed') AS closed, json_extract(value, '$.owner') AS owner, \
+                 json_extract(value, '$.created') AS created, \
                  json_extract(value, '$.refs_set') AS refs_set, json_extract(value, '$.refs') AS refs \
                  FROM jsonb_each(?)) AS v"
             }
         };
-        let sql = format!(
-            "{COMPLETION_SET} FROM {source} WHERE sync_groups.id = v.id AND sync_groups.lease_owner = v.owner"
-        );
+        let sql = format!("{COMPLETION_SET} FROM {source} WHERE {COMPLETION_WHERE}");
         // Written straight to text, without a `serde_json::Value` tree per row.
         let document = serde_json::to_string(&rows)
             .map_err(|e| Error::permanent(format!("cannot encode the completions: {e}")))?;
@@ -494,6 +533,12 @@ const COMPLETION_SET: &str = "UPDATE sync_groups SET \
      dirty_since = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN NULL ELSE sync_groups.dirty_since END, \
      state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
 
+/// Which groups of the document [`COMPLETION_SET`] completes: those whose lease is still held,
+/// except a create's group that was given a remote id while the create was in flight (an
+/// inbound source's link): [`keep_linked_remote_id`] records that one.
+const COMPLETION_WHERE: &str = "sync_groups.id = v.id AND sync_groups.lease_owner = v.owner \
+     AND (NOT v.created OR sync_groups.remote_id IS NULL)";
+
 /// The rows of the document that completes `done` (see [`complete_many`]), each with its size.
 fn completion_rows<'a>(
     done: &'a [Completion<'a>],
@@ -538,6 +583,7 @@ fn completion_rows<'a>(
             payload,
             closed,
             owner: &group.lease_owner,
+            created: completion.created(),
             refs_set: completion.references.is_some(),
             refs: completion.references.as_ref().and_then(Option::as_deref),
         };
@@ -563,6 +609,8 @@ struct CompletionRow<'a> {
     payload: Option<&'a str>,
     closed: &'static str,
     owner: &'a str,
+    /// The push created the record (the group had no remote id when claimed).
+    created: bool,
     /// Set the stored references' digest to `refs` (left out of the document when not).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     refs_set: bool,
@@ -1020,7 +1068,7 @@ const PG_ATTEMPTS: &str = "json_to_recordset(CAST(? AS json)) AS v(group_id bigi
 /// The completions' document as rows, on PostgreSQL.
 const PG_COMPLETIONS: &str = "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, \
      kind text, remote_id text, numeric boolean, caught_up boolean, digest text, payload text, \
-     closed text, owner text, refs_set boolean, refs text)";
+     closed text, owner text, created boolean, refs_set boolean, refs text)";
 
 /// PostgreSQL: completes `done` (as [`complete_many`]) and appends `log` to the attempt log in
 /// one statement, on its own: a statement commits or fails whole, so this is one round trip
@@ -1047,8 +1095,8 @@ pub(crate) async fn complete_and_log(
         serde_json::to_string(&completions).map_err(|e| encode("the completions", e))?;
     let attempts = serde_json::to_string(&attempts).map_err(|e| encode("the attempt log", e))?;
     let sql = format!(
-        "WITH done AS ({COMPLETION_SET} FROM {PG_COMPLETIONS} WHERE sync_groups.id = v.id \
-         AND sync_groups.lease_owner = v.owner RETURNING sync_groups.id), \
+        "WITH done AS ({COMPLETION_SET} FROM {PG_COMPLETIONS} WHERE {COMPLETION_WHERE} \
+         RETURNING sync_groups.id), \
          logged AS ({ATTEMPTS_INSERT} FROM {PG_ATTEMPTS}) \
          SELECT string_agg(CAST(id AS text), ',') AS ids FROM done"
     );

@@ -450,3 +450,70 @@ async fn recording_references_reads_only_the_rows_it_concerns() {
     })
     .await;
 }
+
+/// An inbound source links a customer to a record the ERP's staff made by hand while the
+/// worker's create of that customer is at the ERP, its answer not back yet. The group keeps the
+/// linked record (the one the inbound side follows), which then gets the customer's data, and
+/// the record the create made is deleted: the ERP ends with one record for her. Without it the
+/// create's answer replaced the linked id, and the ERP kept two records.
+#[tokio::test]
+async fn a_link_made_while_the_create_is_in_flight_keeps_the_linked_record_and_deletes_the_other() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let ada = fixtures::customer(&h.t.db, "Ada").await;
+        // Made by hand under id 77; the ERP's directory, which the source reads, lists it.
+        h.remote.put_record(
+            "erp/customers",
+            "77",
+            json!({"id": 77, "name": "Ada (by hand)", "email": "ada@example.com", "addresses": []}),
+        );
+        h.remote.put_record(
+            "erp/directory",
+            "77",
+            json!({"id": 77, "email": "ada@example.com"}),
+        );
+        let mut hold = h.remote.hold(Some("/erp/customers"));
+        let engine = h.engine.clone();
+        let pass = tokio::spawn(async move { engine.run_once().await });
+        hold.arrived(1).await;
+
+        let directory = HttpRemote::builder(format!("{}/erp", h.remote.url()), "directory")
+            .build()
+            .unwrap();
+        let source = ErpCustomers {
+            feed: HttpFeed::builder(directory)
+                .pagination(Pagination::pages("_page", "_limit", 50))
+                .build()
+                .unwrap(),
+        };
+        run_source(&h.t.db, &source, &SourceRunOptions::new("worker-a"))
+            .await
+            .unwrap();
+        hold.release();
+        pass.await.unwrap().unwrap();
+        assert_eq!(
+            erp_id(&h, &ada).await,
+            json!(77),
+            "the linked record is kept"
+        );
+        let group = h.group("erp.customer", ada.id).await;
+        assert_eq!(
+            group.state, "pending",
+            "due again, to update the linked record"
+        );
+
+        h.engine.run_until_idle(10).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while h.remote.records("erp/customers").len() > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let records = h.remote.records("erp/customers");
+        assert_eq!(records.keys().collect::<Vec<_>>(), ["77"], "{records:#?}");
+        assert_eq!(records["77"]["name"], json!("Ada"));
+        assert_eq!(h.pushes("POST", "/erp/customers"), 1);
+        assert_eq!(h.pushes("PUT", "/erp/customers/77"), 1);
+        assert_eq!(h.pushes("DELETE", "/erp/customers/"), 1, "the duplicate");
+        in_step(&h).await;
+    })
+    .await;
+}

@@ -28,9 +28,12 @@ impl Engine {
         let mut tries = 0;
         // First counting the completed groups only; exactly when a lease turns out lost.
         let mut exact = false;
+        // Records made by creates whose groups were linked to another record meanwhile.
+        let mut duplicates = Vec::new();
         let recorded = loop {
+            duplicates.clear();
             let turn = self.write_turn().await;
-            let recorded = self.record_sorted(&sorted, exact).await;
+            let recorded = self.record_sorted(&sorted, exact, &mut duplicates).await;
             drop(turn);
             match recorded {
                 Ok(Some(recorded)) => break recorded,
@@ -58,15 +61,44 @@ impl Engine {
                 observe(&attempt.group.syncer, recorded.outcome, attempt.duration);
             }
         }
+        if !duplicates.is_empty() {
+            let engine = self.clone();
+            tokio::spawn(async move { engine.delete_duplicates(duplicates).await });
+        }
         Ok(in_order)
     }
 
+    /// Deletes the records that creates made for groups an inbound source linked to another
+    /// record while the create was in flight (see [`queue::keep_linked_remote_id`]).
+    async fn delete_duplicates(&self, duplicates: Vec<Duplicate>) {
+        for Duplicate {
+            group,
+            syncer,
+            remote_id,
+        } in duplicates
+        {
+            let Some(pusher) = self.registry.get(&syncer) else {
+                continue;
+            };
+            match self.delete_orphan(pusher, &remote_id).await {
+                Ok(()) => {
+                    tracing::warn!(group, %syncer, duplicate = %remote_id, "the group was linked to another remote record while its create was in flight; deleted the record the create made")
+                }
+                Err(error) => {
+                    tracing::error!(group, %syncer, duplicate = %remote_id, %error, "the group was linked to another remote record while its create was in flight; could not delete the record the create made, which is left on the remote (verification with a listing reports it as an orphan)")
+                }
+            }
+        }
+    }
+
     /// Records `attempts` in one transaction; `None` (nothing written) when, not `exact`, a
-    /// completed group's lease turned out lost: the caller records again, `exact`.
+    /// completed group's lease turned out lost: the caller records again, `exact`. The records
+    /// made by creates whose groups were linked meanwhile go to `duplicates`, to delete.
     async fn record_sorted(
         &self,
         attempts: &[&Attempt],
         exact: bool,
+        duplicates: &mut Vec<Duplicate>,
     ) -> Result<Option<Vec<Recorded>>> {
         // What the successes change in the references between groups (see `references.rs`):
         // a changed digest goes with the group's completion, the rest after the completions.
@@ -110,9 +142,20 @@ impl Engine {
                 .zip(&outcomes)
                 .map(|(attempt, outcome)| self.log_entry(attempt, *outcome, true, None))
                 .collect();
-            if let Some(completed) =
+            if let Some(mut completed) =
                 queue::complete_and_log(&self.db, &successes, &log, now).await?
             {
+                // The statement committed: an error now must not have the batch recorded
+                // again. A linked group left leased is pushed again after its lease.
+                match self
+                    .keep_linked(&self.db, &successes, &completed, now, duplicates)
+                    .await
+                {
+                    Ok(kept) => completed.extend(kept),
+                    Err(error) => {
+                        tracing::error!(%error, "could not record the creates of groups linked meanwhile; they are pushed again when their leases expire");
+                    }
+                }
                 return Ok(Some(
                     attempts
                         .iter()
@@ -144,11 +187,15 @@ impl Engine {
         };
         let mut outcomes = Vec::with_capacity(attempts.len());
         let mut log = Vec::with_capacity(attempts.len());
-        let Some(completed) = queue::complete_many(&txn, &successes, now, exact).await? else {
+        let Some(mut completed) = queue::complete_many(&txn, &successes, now, exact).await? else {
             txn.rollback().await.map_err(context())?;
             return Ok(None);
         };
         plan.retain_held(&completed);
+        completed.extend(
+            self.keep_linked(&txn, &successes, &completed, now, duplicates)
+                .await?,
+        );
         let touched = references::record(&txn, &plan).await?;
 
         for attempt in attempts {
@@ -298,6 +345,48 @@ impl Engine {
                 Ok((outcome, recorded != queue::FailRecorded::Lost))
             }
         }
+    }
+}
+
+/// A record a create made for a group linked meanwhile to another record: to delete.
+#[derive(Debug)]
+pub(crate) struct Duplicate {
+    group: i64,
+    syncer: String,
+    remote_id: String,
+}
+
+impl Engine {
+    /// The creates among `successes` that were not `completed` because their group was linked
+    /// to another remote record meanwhile: records them ([`queue::keep_linked_remote_id`]) and
+    /// notes the records they made in `duplicates`. Returns their group ids.
+    async fn keep_linked<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        successes: &[Completion<'_>],
+        completed: &std::collections::HashSet<i64>,
+        now: i64,
+        duplicates: &mut Vec<Duplicate>,
+    ) -> Result<Vec<i64>> {
+        let mut kept = Vec::new();
+        for completion in successes {
+            let group = completion.group;
+            if !completion.created() || completed.contains(&group.id) {
+                continue;
+            }
+            if !queue::keep_linked_remote_id(db, group, now).await? {
+                continue;
+            }
+            if let Synced::Pushed { remote_id, .. } = completion.synced {
+                duplicates.push(Duplicate {
+                    group: group.id,
+                    syncer: group.syncer.clone(),
+                    remote_id: remote_id.as_str().to_owned(),
+                });
+            }
+            kept.push(group.id);
+        }
+        Ok(kept)
     }
 }
 

@@ -439,7 +439,11 @@ impl Engine {
     }
 
     /// Deletes one orphan through the syncer; a panic in the syncer becomes an error.
-    async fn delete_orphan(&self, syncer: &Arc<dyn Syncer>, remote_id: &str) -> Result<()> {
+    pub(crate) async fn delete_orphan(
+        &self,
+        syncer: &Arc<dyn Syncer>,
+        remote_id: &str,
+    ) -> Result<()> {
         let group = ClaimedGroup {
             id: 0,
             syncer: syncer.name().to_owned(),
