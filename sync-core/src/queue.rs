@@ -274,12 +274,17 @@ pub(crate) struct Completion<'a> {
     /// carries, when it differs from the group's stored one: `Some(None)` when it carries none.
     /// `None` leaves the stored one.
     pub(crate) references: Option<Option<String>>,
+    /// The push made a new remote record (a `POST`: the group had no remote id when claimed,
+    /// and its syncer's creates do not upsert by an external key, which cannot duplicate).
+    pub(crate) created: bool,
 }
 
 impl Completion<'_> {
-    /// The push created the remote record: the group had no remote id when it was claimed.
+    /// The push made a new remote record (see [`Completion::created`](#structfield.created)).
     pub(crate) fn created(&self) -> bool {
-        matches!(self.synced, Synced::Pushed { .. }) && self.group.remote_id.is_none()
+        self.created
+            && matches!(self.synced, Synced::Pushed { .. })
+            && self.group.remote_id.is_none()
     }
 }
 
@@ -288,10 +293,12 @@ impl Completion<'_> {
 /// [`complete_many`] leave alone: the group keeps the linked remote id, which the inbound side
 /// follows, and is due again, so that its next push updates that record with the current data
 /// (nothing is known of what it holds). The record the create made is a duplicate, which the
-/// caller deletes. Returns `false` if the lease was lost or the group has no remote id.
+/// caller deletes. Returns `false` if the lease was lost, or the group has no remote id or the
+/// one the create made (`created`).
 pub(crate) async fn keep_linked_remote_id<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
+    created: &str,
     now: i64,
 ) -> Result<bool> {
     let sql = "UPDATE sync_groups SET last_digest = NULL, last_payload = NULL, synced_at = ?, \
@@ -299,13 +306,14 @@ pub(crate) async fn keep_linked_remote_id<C: ConnectionTrait>(
                lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, \
                create_payload = NULL, state = 'pending', \
                dirty_since = CASE WHEN dirty_since IS NULL THEN ? ELSE dirty_since END \
-               WHERE id = ? AND lease_owner = ? AND remote_id IS NOT NULL";
+               WHERE id = ? AND lease_owner = ? AND remote_id IS NOT NULL AND remote_id <> ?";
     let values = vec![
         now.into(),
         now.into(),
         now.into(),
         group.id.into(),
         group.lease_owner.as_str().into(),
+        created.into(),
     ];
     held(db, group, sql, values, "keeping the linked remote id of").await
 }
@@ -325,6 +333,7 @@ pub(crate) async fn complete<C: ConnectionTrait>(
         group,
         synced,
         references,
+        ..
     } = completion;
     let (remote_sets, mut values): (&str, Vec<Value>) = match synced {
         Synced::Pushed {
@@ -390,11 +399,14 @@ pub(crate) async fn complete<C: ConnectionTrait>(
     } else {
         ("state = 'pending'", vec![])
     };
-    // A create's group given a remote id meanwhile is left to `keep_linked_remote_id`.
-    let linked = if completion.created() {
-        " AND remote_id IS NULL"
-    } else {
-        ""
+    // A create's group given another remote id meanwhile is left to `keep_linked_remote_id`.
+    let mut linked_to: Option<&str> = None;
+    let linked = match synced {
+        Synced::Pushed { remote_id, .. } if completion.created() => {
+            linked_to = Some(remote_id.as_str());
+            " AND (remote_id IS NULL OR remote_id = ?)"
+        }
+        _ => "",
     };
     let sql = format!(
         "UPDATE sync_groups SET {remote_sets}{references_set}synced_at = ?, attempts = 0, deferrals = 0, \
@@ -405,6 +417,7 @@ pub(crate) async fn complete<C: ConnectionTrait>(
     values.extend([now.into(), now.into()]);
     values.extend(version_values);
     values.extend([group.id.into(), group.lease_owner.as_str().into()]);
+    values.extend(linked_to.map(Value::from));
     held(db, group, &sql, values, "completing").await
 }
 
@@ -537,7 +550,7 @@ const COMPLETION_SET: &str = "UPDATE sync_groups SET \
 /// except a create's group that was given a remote id while the create was in flight (an
 /// inbound source's link): [`keep_linked_remote_id`] records that one.
 const COMPLETION_WHERE: &str = "sync_groups.id = v.id AND sync_groups.lease_owner = v.owner \
-     AND (NOT v.created OR sync_groups.remote_id IS NULL)";
+     AND (NOT v.created OR sync_groups.remote_id IS NULL OR sync_groups.remote_id = v.remote_id)";
 
 /// The rows of the document that completes `done` (see [`complete_many`]), each with its size.
 fn completion_rows<'a>(

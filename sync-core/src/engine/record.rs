@@ -122,10 +122,16 @@ impl Engine {
             {
                 plan.changed.push((group, remote_id.as_str()));
             }
+            let created = group.remote_id.is_none()
+                && self
+                    .registry
+                    .get(&group.syncer)
+                    .is_some_and(|syncer| !syncer.creates_upsert());
             successes.push(Completion {
                 group,
                 synced,
                 references,
+                created,
             });
         }
         let context = || Error::db_while("recording attempts");
@@ -374,16 +380,17 @@ impl Engine {
             if !completion.created() || completed.contains(&group.id) {
                 continue;
             }
-            if !queue::keep_linked_remote_id(db, group, now).await? {
+            let Synced::Pushed { remote_id, .. } = completion.synced else {
+                continue;
+            };
+            if !queue::keep_linked_remote_id(db, group, remote_id.as_str(), now).await? {
                 continue;
             }
-            if let Synced::Pushed { remote_id, .. } = completion.synced {
-                duplicates.push(Duplicate {
-                    group: group.id,
-                    syncer: group.syncer.clone(),
-                    remote_id: remote_id.as_str().to_owned(),
-                });
-            }
+            duplicates.push(Duplicate {
+                group: group.id,
+                syncer: group.syncer.clone(),
+                remote_id: remote_id.as_str().to_owned(),
+            });
             kept.push(group.id);
         }
         Ok(kept)
