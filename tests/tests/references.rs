@@ -210,6 +210,22 @@ impl Source for ErpCustomers {
     }
 }
 
+/// Runs [`ErpCustomers`] over the ERP's `collection`, linking the customers it lists.
+async fn link_from(h: &Harness, collection: &str) {
+    let http = HttpRemote::builder(format!("{}/erp", h.remote.url()), collection)
+        .build()
+        .unwrap();
+    let source = ErpCustomers {
+        feed: HttpFeed::builder(http)
+            .pagination(Pagination::pages("_page", "_limit", 50))
+            .build()
+            .unwrap(),
+    };
+    run_source(&h.t.db, &source, &SourceRunOptions::new("worker-a"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_customer_linked_to_another_erp_record_brings_its_orders_along() {
     on_each_backend(|t| async move {
@@ -234,18 +250,7 @@ async fn a_customer_linked_to_another_erp_record_brings_its_orders_along() {
             "77",
             json!({"id": 77, "name": "Ada", "email": "ada@example.com", "addresses": []}),
         );
-        let http = HttpRemote::builder(format!("{}/erp", h.remote.url()), "customers")
-            .build()
-            .unwrap();
-        let source = ErpCustomers {
-            feed: HttpFeed::builder(http)
-                .pagination(Pagination::pages("_page", "_limit", 50))
-                .build()
-                .unwrap(),
-        };
-        run_source(&h.t.db, &source, &SourceRunOptions::new("worker-a"))
-            .await
-            .unwrap();
+        link_from(&h, "customers").await;
         assert_eq!(erp_id(&h, &ada).await, json!(77));
         h.remote.clear_requests();
 
@@ -477,18 +482,7 @@ async fn a_link_made_while_the_create_is_in_flight_keeps_the_linked_record_and_d
         let pass = tokio::spawn(async move { engine.run_once().await });
         hold.arrived(1).await;
 
-        let directory = HttpRemote::builder(format!("{}/erp", h.remote.url()), "directory")
-            .build()
-            .unwrap();
-        let source = ErpCustomers {
-            feed: HttpFeed::builder(directory)
-                .pagination(Pagination::pages("_page", "_limit", 50))
-                .build()
-                .unwrap(),
-        };
-        run_source(&h.t.db, &source, &SourceRunOptions::new("worker-a"))
-            .await
-            .unwrap();
+        link_from(&h, "directory").await;
         hold.release();
         pass.await.unwrap().unwrap();
         assert_eq!(
