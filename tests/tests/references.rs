@@ -15,7 +15,10 @@ use sync_core::ops::{self, ForgetScope};
 use sync_core::source::{
     ApplyContext, HttpFeed, InboundRecord, Pagination, Source, SourceRunOptions, run_source,
 };
-use sync_core::{Clock, Engine, HttpRemote, WhenMissing, async_trait};
+use sync_core::{
+    Clock, Engine, EngineConfig, HttpRemote, PushContext, RemoteId, Syncer, TranslateContext,
+    WhenMissing, async_trait,
+};
 use sync_tests::models::{customer, order};
 use sync_tests::stepping::{Harness, backoff, harness};
 use sync_tests::syncers::registry;
@@ -508,6 +511,93 @@ async fn a_link_made_while_the_create_is_in_flight_keeps_the_linked_record_and_d
         assert_eq!(h.pushes("PUT", "/erp/customers/77"), 1);
         assert_eq!(h.pushes("DELETE", "/erp/customers/"), 1, "the duplicate");
         in_step(&h).await;
+    })
+    .await;
+}
+
+/// Creates that wait for the test, answering the record 77; every call noted.
+#[derive(Default)]
+struct Gate {
+    entered: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+    calls: Mutex<Vec<String>>,
+}
+
+struct Gated(Arc<Gate>);
+
+#[async_trait]
+impl Syncer for Gated {
+    fn name(&self) -> &str {
+        "erp.customer"
+    }
+
+    async fn translate(&self, cx: &TranslateContext<'_>) -> sync_core::Result<Option<Value>> {
+        Ok(Some(json!({ "customer": cx.key::<i32>()? })))
+    }
+
+    async fn create(&self, _cx: &PushContext<'_>, _payload: &Value) -> sync_core::Result<RemoteId> {
+        self.0.calls.lock().unwrap().push("create".into());
+        self.0.entered.notify_one();
+        self.0.go.notified().await;
+        Ok(RemoteId::number(77))
+    }
+
+    async fn update(
+        &self,
+        _cx: &PushContext<'_>,
+        remote_id: &str,
+        _payload: &Value,
+    ) -> sync_core::Result<()> {
+        self.0
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("update {remote_id}"));
+        Ok(())
+    }
+
+    async fn delete(&self, _cx: &PushContext<'_>, remote_id: &str) -> sync_core::Result<()> {
+        self.0
+            .calls
+            .lock()
+            .unwrap()
+            .push(format!("delete {remote_id}"));
+        Ok(())
+    }
+}
+
+/// A create whose answer is the very record a source linked the group to meanwhile (a remote
+/// that matched the record by a key of its own) made no duplicate: the group completes as
+/// usual, and nothing is deleted or pushed again.
+#[tokio::test]
+async fn a_create_answering_the_record_linked_meanwhile_completes_as_usual() {
+    on_each_backend(|t| async move {
+        let h = harness(t, |_| {}).await;
+        let gate = Arc::new(Gate::default());
+        let mut syncers = sync_core::Registry::new();
+        syncers.register(Gated(gate.clone())).unwrap();
+        let engine = Engine::new(h.t.db.clone(), syncers, EngineConfig::default()).unwrap();
+        let ada = fixtures::customer(&h.t.db, "Ada").await;
+        h.remote.put_record(
+            "erp/directory",
+            "77",
+            json!({"id": 77, "email": "ada@example.com"}),
+        );
+        let pass = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.run_once().await }
+        });
+        gate.entered.notified().await;
+        link_from(&h, "directory").await;
+        gate.go.notify_one();
+        assert_eq!(pass.await.unwrap().unwrap().pushed, 1);
+
+        assert_eq!(erp_id(&h, &ada).await, json!(77));
+        assert_eq!(h.group("erp.customer", ada.id).await.state, "synced");
+        engine.run_until_idle(10).await.unwrap();
+        // A delete would be sent right after the pass's record.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(*gate.calls.lock().unwrap(), ["create"]);
     })
     .await;
 }
