@@ -318,6 +318,41 @@ pub(crate) async fn keep_linked_remote_id<C: ConnectionTrait>(
     held(db, group, sql, values, "keeping the linked remote id of").await
 }
 
+/// Queues the delete of `duplicate`, the record a create made for `group` after an inbound
+/// source linked the group to another record (see [`keep_linked_remote_id`]): a group of the
+/// same syncer whose root is gone and whose remote id is `duplicate`, root key
+/// `duplicate:{group id}:{duplicate}`. A worker pushes its delete (with retries, the attempt
+/// log, the syncer's limits) and closes it, as for any deleted root; written in the
+/// transaction that records the create, nothing is lost if the worker stops. Returns the key.
+pub(crate) async fn queue_duplicate_delete<C: ConnectionTrait>(
+    db: &C,
+    group: &ClaimedGroup,
+    duplicate: &RemoteId,
+    now: i64,
+) -> Result<RootKey> {
+    let key = RootKey::from(format!("duplicate:{}:{}", group.id, duplicate.as_str()));
+    crate::store::insert_if_missing(db, &group.syncer, &key, now).await?;
+    db.execute_raw(statement(
+        db.get_database_backend(),
+        "UPDATE sync_groups SET remote_id = ?, remote_id_numeric = ?, root_deleted = ?, \
+         state = 'pending', next_attempt_at = ? WHERE syncer = ? AND root_key = ?",
+        vec![
+            duplicate.as_str().into(),
+            duplicate.is_number().into(),
+            true.into(),
+            now.into(),
+            group.syncer.as_str().into(),
+            key.as_str().into(),
+        ],
+    ))
+    .await
+    .map_err(Error::db_while(format!(
+        "queueing the delete of `{}` record `{duplicate}`, a duplicate",
+        group.syncer
+    )))?;
+    Ok(key)
+}
+
 /// Records a successful attempt: `synced_version` becomes the version read at claim time, and
 /// the group is `synced` (or `deleted`), or stays `pending` if it was touched meanwhile (or the
 /// push was a repeated create of older data, see [`Synced::Pushed`]). Any pending create is

@@ -28,12 +28,9 @@ impl Engine {
         let mut tries = 0;
         // First counting the completed groups only; exactly when a lease turns out lost.
         let mut exact = false;
-        // Records made by creates whose groups were linked to another record meanwhile.
-        let mut duplicates = Vec::new();
         let recorded = loop {
-            duplicates.clear();
             let turn = self.write_turn().await;
-            let recorded = self.record_sorted(&sorted, exact, &mut duplicates).await;
+            let recorded = self.record_sorted(&sorted, exact).await;
             drop(turn);
             match recorded {
                 Ok(Some(recorded)) => break recorded,
@@ -61,44 +58,15 @@ impl Engine {
                 observe(&attempt.group.syncer, recorded.outcome, attempt.duration);
             }
         }
-        if !duplicates.is_empty() {
-            let engine = self.clone();
-            tokio::spawn(async move { engine.delete_duplicates(duplicates).await });
-        }
         Ok(in_order)
     }
 
-    /// Deletes the records that creates made for groups an inbound source linked to another
-    /// record while the create was in flight (see [`queue::keep_linked_remote_id`]).
-    async fn delete_duplicates(&self, duplicates: Vec<Duplicate>) {
-        for Duplicate {
-            group,
-            syncer,
-            remote_id,
-        } in duplicates
-        {
-            let Some(pusher) = self.registry.get(&syncer) else {
-                continue;
-            };
-            match self.delete_orphan(pusher, &remote_id).await {
-                Ok(()) => {
-                    tracing::warn!(group, %syncer, duplicate = %remote_id, "the group was linked to another remote record while its create was in flight; deleted the record the create made")
-                }
-                Err(error) => {
-                    tracing::error!(group, %syncer, duplicate = %remote_id, %error, "the group was linked to another remote record while its create was in flight; could not delete the record the create made, which is left on the remote (verification with a listing reports it as an orphan)")
-                }
-            }
-        }
-    }
-
     /// Records `attempts` in one transaction; `None` (nothing written) when, not `exact`, a
-    /// completed group's lease turned out lost: the caller records again, `exact`. The records
-    /// made by creates whose groups were linked meanwhile go to `duplicates`, to delete.
+    /// completed group's lease turned out lost: the caller records again, `exact`.
     async fn record_sorted(
         &self,
         attempts: &[&Attempt],
         exact: bool,
-        duplicates: &mut Vec<Duplicate>,
     ) -> Result<Option<Vec<Recorded>>> {
         // What the successes change in the references between groups (see `references.rs`):
         // a changed digest goes with the group's completion, the rest after the completions.
@@ -153,10 +121,7 @@ impl Engine {
             {
                 // The statement committed: an error now must not have the batch recorded
                 // again. A linked group left leased is pushed again after its lease.
-                match self
-                    .keep_linked(&self.db, &successes, &completed, now, duplicates)
-                    .await
-                {
+                match self.keep_linked_apart(&successes, &completed, now).await {
                     Ok(kept) => completed.extend(kept),
                     Err(error) => {
                         tracing::error!(%error, "could not record the creates of groups linked meanwhile; they are pushed again when their leases expire");
@@ -198,10 +163,9 @@ impl Engine {
             return Ok(None);
         };
         plan.retain_held(&completed);
-        completed.extend(
-            self.keep_linked(&txn, &successes, &completed, now, duplicates)
-                .await?,
-        );
+        let candidates = linked_meanwhile(&successes, &completed);
+        let kept = self.keep_linked(&txn, &candidates, now).await?;
+        completed.extend(kept);
         let touched = references::record(&txn, &plan).await?;
 
         for attempt in attempts {
@@ -354,43 +318,59 @@ impl Engine {
     }
 }
 
-/// A record a create made for a group linked meanwhile to another record: to delete.
-#[derive(Debug)]
-pub(crate) struct Duplicate {
-    group: i64,
-    syncer: String,
-    remote_id: String,
+/// The creates among `successes` not `completed`: those whose group may have been linked to
+/// another remote record meanwhile (see [`queue::keep_linked_remote_id`]).
+fn linked_meanwhile<'c, 'a>(
+    successes: &'c [Completion<'a>],
+    completed: &std::collections::HashSet<i64>,
+) -> Vec<&'c Completion<'a>> {
+    successes
+        .iter()
+        .filter(|c| c.created() && !completed.contains(&c.group.id))
+        .collect()
 }
 
 impl Engine {
-    /// The creates among `successes` that were not `completed` because their group was linked
-    /// to another remote record meanwhile: records them ([`queue::keep_linked_remote_id`]) and
-    /// notes the records they made in `duplicates`. Returns their group ids.
-    async fn keep_linked<C: sea_orm::ConnectionTrait>(
+    /// [`Engine::keep_linked`] in a transaction of its own, when there is anything to look at
+    /// (after PostgreSQL's one-statement record, which committed).
+    async fn keep_linked_apart(
         &self,
-        db: &C,
         successes: &[Completion<'_>],
         completed: &std::collections::HashSet<i64>,
         now: i64,
-        duplicates: &mut Vec<Duplicate>,
+    ) -> Result<Vec<i64>> {
+        let candidates = linked_meanwhile(successes, completed);
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let context = || Error::db_while("recording creates of groups linked meanwhile");
+        let txn = self.db.begin().await.map_err(context())?;
+        let kept = self.keep_linked(&txn, &candidates, now).await?;
+        txn.commit().await.map_err(context())?;
+        Ok(kept)
+    }
+
+    /// Records the `candidates` whose group was linked to another remote record while their
+    /// create was in flight ([`queue::keep_linked_remote_id`]), and queues the delete of the
+    /// record each create made ([`queue::queue_duplicate_delete`]), in `db`'s transaction.
+    /// Returns their group ids.
+    async fn keep_linked<C: sea_orm::ConnectionTrait>(
+        &self,
+        db: &C,
+        candidates: &[&Completion<'_>],
+        now: i64,
     ) -> Result<Vec<i64>> {
         let mut kept = Vec::new();
-        for completion in successes {
+        for completion in candidates {
             let group = completion.group;
-            if !completion.created() || completed.contains(&group.id) {
-                continue;
-            }
             let Synced::Pushed { remote_id, .. } = completion.synced else {
                 continue;
             };
             if !queue::keep_linked_remote_id(db, group, remote_id.as_str(), now).await? {
                 continue;
             }
-            duplicates.push(Duplicate {
-                group: group.id,
-                syncer: group.syncer.clone(),
-                remote_id: remote_id.as_str().to_owned(),
-            });
+            let duplicate = queue::queue_duplicate_delete(db, group, remote_id, now).await?;
+            tracing::warn!(group = group.id, syncer = %group.syncer, root = %group.root_key, duplicate = %remote_id, deleting = %duplicate, "the group was linked to another remote record while its create was in flight: it keeps the linked record, and the record the create made is deleted");
             kept.push(group.id);
         }
         Ok(kept)

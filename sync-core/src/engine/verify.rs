@@ -439,11 +439,7 @@ impl Engine {
     }
 
     /// Deletes one orphan through the syncer; a panic in the syncer becomes an error.
-    pub(crate) async fn delete_orphan(
-        &self,
-        syncer: &Arc<dyn Syncer>,
-        remote_id: &str,
-    ) -> Result<()> {
+    async fn delete_orphan(&self, syncer: &Arc<dyn Syncer>, remote_id: &str) -> Result<()> {
         let group = ClaimedGroup {
             id: 0,
             syncer: syncer.name().to_owned(),
