@@ -274,31 +274,23 @@ pub(crate) struct Completion<'a> {
     /// carries, when it differs from the group's stored one: `Some(None)` when it carries none.
     /// `None` leaves the stored one.
     pub(crate) references: Option<Option<String>>,
-    /// The push made a new remote record (a `POST`: the group had no remote id when claimed,
-    /// and its syncer's creates do not upsert by an external key, which cannot duplicate).
+    /// The push made a new remote record: `Synced::Pushed` for a group without a remote id
+    /// when claimed, whose syncer's creates do not upsert by an external key (which cannot
+    /// duplicate).
     pub(crate) created: bool,
-}
-
-impl Completion<'_> {
-    /// The push made a new remote record (see [`Completion::created`](#structfield.created)).
-    pub(crate) fn created(&self) -> bool {
-        self.created
-            && matches!(self.synced, Synced::Pushed { .. })
-            && self.group.remote_id.is_none()
-    }
 }
 
 /// Records a create whose group an inbound source linked to a remote record while the create
 /// was in flight ([`crate::source::ApplyContext::link`]), which [`complete`] and
 /// [`complete_many`] leave alone: the group keeps the linked remote id, which the inbound side
 /// follows, and is due again, so that its next push updates that record with the current data
-/// (nothing is known of what it holds). The record the create made is a duplicate, which the
-/// caller deletes. Returns `false` if the lease was lost, or the group has no remote id or the
-/// one the create made (`created`).
+/// (nothing is known of what it holds). The record the create made (`made`) is a duplicate,
+/// whose delete the caller queues ([`queue_duplicate_delete`]). Returns `false` if the lease
+/// was lost, or the group has no remote id or `made` itself.
 pub(crate) async fn keep_linked_remote_id<C: ConnectionTrait>(
     db: &C,
     group: &ClaimedGroup,
-    created: &str,
+    made: &str,
     now: i64,
 ) -> Result<bool> {
     let sql = "UPDATE sync_groups SET last_digest = NULL, last_payload = NULL, synced_at = ?, \
@@ -313,7 +305,7 @@ pub(crate) async fn keep_linked_remote_id<C: ConnectionTrait>(
         now.into(),
         group.id.into(),
         group.lease_owner.as_str().into(),
-        created.into(),
+        made.into(),
     ];
     held(db, group, sql, values, "keeping the linked remote id of").await
 }
@@ -435,13 +427,14 @@ pub(crate) async fn complete<C: ConnectionTrait>(
         ("state = 'pending'", vec![])
     };
     // A create's group given another remote id meanwhile is left to `keep_linked_remote_id`.
-    let mut linked_to: Option<&str> = None;
-    let linked = match synced {
-        Synced::Pushed { remote_id, .. } if completion.created() => {
-            linked_to = Some(remote_id.as_str());
-            " AND (remote_id IS NULL OR remote_id = ?)"
-        }
-        _ => "",
+    let made = match synced {
+        Synced::Pushed { remote_id, .. } if completion.created => Some(remote_id.as_str()),
+        _ => None,
+    };
+    let linked = if made.is_some() {
+        " AND (remote_id IS NULL OR remote_id = ?)"
+    } else {
+        ""
     };
     let sql = format!(
         "UPDATE sync_groups SET {remote_sets}{references_set}synced_at = ?, attempts = 0, deferrals = 0, \
@@ -452,7 +445,7 @@ pub(crate) async fn complete<C: ConnectionTrait>(
     values.extend([now.into(), now.into()]);
     values.extend(version_values);
     values.extend([group.id.into(), group.lease_owner.as_str().into()]);
-    values.extend(linked_to.map(Value::from));
+    values.extend(made.map(Value::from));
     held(db, group, &sql, values, "completing").await
 }
 
@@ -631,7 +624,7 @@ fn completion_rows<'a>(
             payload,
             closed,
             owner: &group.lease_owner,
-            created: completion.created(),
+            created: completion.created,
             refs_set: completion.references.is_some(),
             refs: completion.references.as_ref().and_then(Option::as_deref),
         };

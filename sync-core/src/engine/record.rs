@@ -90,7 +90,8 @@ impl Engine {
             {
                 plan.changed.push((group, remote_id.as_str()));
             }
-            let created = group.remote_id.is_none()
+            let created = matches!(synced, Synced::Pushed { .. })
+                && group.remote_id.is_none()
                 && self
                     .registry
                     .get(&group.syncer)
@@ -326,7 +327,7 @@ fn linked_meanwhile<'c, 'a>(
 ) -> Vec<&'c Completion<'a>> {
     successes
         .iter()
-        .filter(|c| c.created() && !completed.contains(&c.group.id))
+        .filter(|c| c.created && !completed.contains(&c.group.id))
         .collect()
 }
 

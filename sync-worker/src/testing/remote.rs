@@ -568,8 +568,8 @@ fn is_collection(inner: &Arc<Mutex<Inner>>, path: &str) -> bool {
 }
 
 /// `GET {collection}?…` (without a query: every record) as json-server answers it: `field=value`
-/// filters by equality, `field_gte=value` keeps records whose field is at least the value (strings compared as text,
-/// numbers as numbers), `_sort=field` (`_order=desc`) sorts (by id otherwise, numerically when
+/// filters by equality, `field_gte=value` keeps records whose field is at least the value
+/// (strings compared as text, numbers as numbers), `_sort=field` (`_order=desc`) sorts (by id otherwise, numerically when
 /// ids are numbers), `_page` and `_limit` cut one page. The answer is a JSON array.
 fn search(inner: &Arc<Mutex<Inner>>, path: &str, query: &str) -> Response {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
