@@ -110,6 +110,7 @@ impl Worker {
     /// [`sync_core::source::run_source`]). For one-shot runs and tests; [`run`](Worker::run)
     /// runs them on their schedules. The first failure is returned after every due source ran.
     pub async fn run_sources_once(&self) -> Result<Vec<SourceReport>> {
+        self.sources.check_mirrors(self.engine.registry())?;
         let results = crate::sources::run_due(
             self.engine.db(),
             &self.sources,
@@ -190,6 +191,7 @@ impl Worker {
             tracing::warn!("{warning}");
         }
         check_table_sinks(self.engine.registry()).await?;
+        self.sources.check_mirrors(self.engine.registry())?;
         let config = self.engine.config().clone();
         // The apalis timeout is a backstop around translate, push and record; the engine
         // already bounds the push itself (and keeps its lease alive meanwhile).

@@ -467,6 +467,7 @@ async fn create_model_tables(db: &DatabaseConnection) {
         schema.create_table_from_entity(billing_info::Entity),
         schema.create_table_from_entity(product::Entity),
         schema.create_table_from_entity(plain_customer::Entity),
+        schema.create_table_from_entity(stock_item::Entity),
     ];
     for statement in statements {
         db.execute(&statement).await.expect("create a test table");

@@ -8,11 +8,13 @@ use std::time::Duration;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, ModelTrait};
 use serde_json::Value;
 use sync_core::retry::ExponentialBackoff;
-use sync_core::source::{ApplyContext, HttpFeed, InboundRecord, Pagination, Since, Source};
+use sync_core::source::{
+    ApplyContext, DigestColumn, HttpFeed, InboundRecord, Pagination, Since, Source,
+};
 use sync_core::{Error, HttpRemote, Result, async_trait};
 use tokio::sync::Notify;
 
-use crate::models::{customer, product};
+use crate::models::{customer, product, stock_item};
 
 /// Knobs a test turns to change what the source's `apply` does.
 #[derive(Debug, Default)]
@@ -239,4 +241,137 @@ pub fn json_server_feed_at(base_url: &str, size: u32) -> HttpFeed {
         .query("_sort", "updated_at")
         .build()
         .expect("feed")
+}
+
+/// `erp.stock`: the ERP's products into `stock_items`, each row holding the digest of the
+/// record it was applied from (`digest_column`), so that no `sync_inbound` row is written for
+/// a record applied. Pages are applied with one upsert when `knobs.batch` is set.
+#[derive(Debug)]
+pub struct ErpStock {
+    /// The feed.
+    pub feed: HttpFeed,
+    /// What `apply` does (`refuse_name`, `batch`; `applies` counts the records applied).
+    pub knobs: Arc<ApplyKnobs>,
+    /// The remote id is in the text column `sku` (source `erp.stock-by-sku`), not `erp_id`.
+    pub by_sku: bool,
+}
+
+#[async_trait]
+impl Source for ErpStock {
+    fn name(&self) -> &str {
+        if self.by_sku {
+            "erp.stock-by-sku"
+        } else {
+            "erp.stock"
+        }
+    }
+
+    fn backoff(&self) -> ExponentialBackoff {
+        ExponentialBackoff {
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+            jitter: 0.0,
+        }
+    }
+
+    fn feed(&self) -> Option<&HttpFeed> {
+        Some(&self.feed)
+    }
+
+    fn digest_column(&self) -> Option<DigestColumn> {
+        let key = if self.by_sku {
+            stock_item::Column::Sku
+        } else {
+            stock_item::Column::ErpId
+        };
+        Some(DigestColumn::new(
+            stock_item::Entity,
+            key,
+            stock_item::Column::ErpDigest,
+        ))
+    }
+
+    async fn apply_many(
+        &self,
+        cx: &ApplyContext<'_>,
+        records: &[&InboundRecord],
+    ) -> Option<Result<()>> {
+        if !self.knobs.batch.load(Ordering::SeqCst) {
+            return None;
+        }
+        if records.iter().any(|r| r.deleted) {
+            return Some(Err(Error::permanent("a page with a delete")));
+        }
+        let rows = records.iter().map(|r| stock_item::ActiveModel {
+            erp_id: Set(r.remote_id.as_str().parse().unwrap_or_default()),
+            sku: Set(Some(r.remote_id.as_str().to_owned())),
+            name: Set(r.data["name"].as_str().unwrap_or_default().to_owned()),
+            price_cents: Set(r.data["price_cents"].as_i64().unwrap_or_default()),
+            erp_digest: Set(Some(cx.digest(r))),
+            ..Default::default()
+        });
+        let upsert = stock_item::Entity::insert_many(rows)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(stock_item::Column::ErpId)
+                    .update_columns([
+                        stock_item::Column::Name,
+                        stock_item::Column::PriceCents,
+                        stock_item::Column::ErpDigest,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(cx.db())
+            .await;
+        self.knobs
+            .applies
+            .fetch_add(records.len(), Ordering::SeqCst);
+        Some(match upsert {
+            Ok(_) => {
+                self.knobs.batches.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> Result<()> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        self.knobs.applies.fetch_add(1, Ordering::SeqCst);
+        let erp_id: i64 = record.remote_id.as_str().parse().map_err(|_| {
+            Error::permanent(format!("product id `{}` is not a number", record.remote_id))
+        })?;
+        let existing = stock_item::Entity::find()
+            .filter(if self.by_sku {
+                stock_item::Column::Sku.eq(record.remote_id.as_str())
+            } else {
+                stock_item::Column::ErpId.eq(erp_id)
+            })
+            .one(cx.db())
+            .await?;
+        if record.deleted {
+            if let Some(existing) = existing {
+                existing.delete(cx.db()).await?;
+            }
+            return Ok(());
+        }
+        let name = record.data["name"].as_str().unwrap_or_default().to_owned();
+        if self.knobs.refuse_name.lock().expect("knobs").as_deref() == Some(name.as_str()) {
+            return Err(Error::permanent(format!(
+                "the category of `{name}` is not known yet"
+            )));
+        }
+        let mut row = match existing {
+            Some(existing) => existing.into(),
+            None => stock_item::ActiveModel {
+                erp_id: Set(erp_id),
+                sku: Set(Some(record.remote_id.as_str().to_owned())),
+                ..Default::default()
+            },
+        };
+        row.name = Set(name);
+        row.price_cents = Set(record.data["price_cents"].as_i64().unwrap_or_default());
+        row.erp_digest = Set(Some(cx.digest(record)));
+        row.save(cx.db()).await?;
+        Ok(())
+    }
 }

@@ -13,8 +13,8 @@ use sync_core::source::{
     SourceRunOptions, request_full_run, run_source,
 };
 use sync_core::{HttpRemote, apply_touches};
-use sync_tests::models::product;
-use sync_tests::sources::{ApplyKnobs, ErpProducts, erp_product};
+use sync_tests::models::{product, stock_item};
+use sync_tests::sources::{ApplyKnobs, ErpProducts, ErpStock, erp_product};
 use sync_tests::{TestDb, on_each_backend};
 use sync_worker::testing::{Fault, FaultKind, MockRemote};
 
@@ -1154,4 +1154,183 @@ async fn a_pages_lookups_read_only_its_own_records_however_large_the_source() {
         );
     })
     .await;
+}
+
+/// `stock_items` as `(erp_id, name, price_cents, digest)`, by ERP id.
+async fn stock(db: &DatabaseConnection) -> Vec<(i64, String, i64, Option<String>)> {
+    stock_item::Entity::find()
+        .order_by_asc(stock_item::Column::ErpId)
+        .all(db)
+        .await
+        .expect("stock items")
+        .into_iter()
+        .map(|s| (s.erp_id, s.name, s.price_cents, s.erp_digest))
+        .collect()
+}
+
+/// The `sync_inbound` rows of a source, as `(remote_id, state)`.
+async fn inbound_rows(db: &DatabaseConnection, source: &str) -> Vec<(String, String)> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    sync_inbound::Entity::find()
+        .filter(sync_inbound::Column::Source.eq(source))
+        .order_by_asc(sync_inbound::Column::RemoteId)
+        .all(db)
+        .await
+        .expect("sync_inbound")
+        .into_iter()
+        .map(|r| (r.remote_id, r.state))
+        .collect()
+}
+
+#[tokio::test]
+async fn digests_kept_in_the_applications_table_skip_unchanged_records_without_a_row_each() {
+    on_each_backend(|t: TestDb| async move {
+        // Keyed by an integer column, then (over the same table, emptied) by a text one.
+        digests_in_the_table(&t, false).await;
+        stock_item::Entity::delete_many()
+            .exec(&t.db)
+            .await
+            .expect("empty stock_items");
+        digests_in_the_table(&t, true).await;
+    })
+    .await;
+}
+
+async fn digests_in_the_table(t: &TestDb, by_sku: bool) {
+    {
+        let remote = MockRemote::start().await;
+        put_products(&remote, 5);
+        let knobs = Arc::new(ApplyKnobs::default());
+        *knobs.refuse_name.lock().unwrap() = Some("P3".into());
+        let source = ErpStock {
+            feed: json_server_feed(&remote, 2),
+            knobs: knobs.clone(),
+            by_sku,
+        };
+        let name = source.name().to_owned();
+        let options = SourceRunOptions::new("worker-a");
+
+        // The first run applies four records and quarantines the third: the rows carry the
+        // digests, and the only row of the framework's is the quarantined record's.
+        let first = run_source(&t.db, &source, &options).await.expect("run");
+        assert_eq!(
+            (first.fetched, first.applied, first.quarantined),
+            (5, 4, 1),
+            "{first:?}"
+        );
+        let rows = stock(&t.db).await;
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(ids, [1, 2, 4, 5]);
+        assert!(
+            rows.iter()
+                .all(|r| r.3.as_ref().is_some_and(|d| d.len() == 64)),
+            "{rows:?}"
+        );
+        assert_eq!(
+            inbound_rows(&t.db, &name).await,
+            [("3".to_owned(), "quarantined".to_owned())]
+        );
+
+        // A full run lists everything again: nothing unchanged is applied again (the
+        // quarantined version neither), nothing vanished, and its marks are gone after it.
+        let applies = knobs.applies.load(Ordering::SeqCst);
+        let full = run_source(&t.db, &source, &SourceRunOptions::new("worker-a").full())
+            .await
+            .expect("full run");
+        assert_eq!(
+            (full.fetched, full.skipped, full.applied, full.vanished),
+            (5, 5, 0, 0),
+            "{full:?}"
+        );
+        assert_eq!(knobs.applies.load(Ordering::SeqCst), applies);
+        assert_eq!(stock(&t.db).await, rows);
+        assert_eq!(
+            inbound_rows(&t.db, &name).await,
+            [("3".to_owned(), "quarantined".to_owned())]
+        );
+
+        // The ERP changes record 2 and loses record 5; the category of P3 appears. The
+        // quarantined record is revived from its payload (its row goes), the changed one
+        // applied, the lost one deleted by the complete full run.
+        *knobs.refuse_name.lock().unwrap() = None;
+        remote.put_record("products", "2", erp_product(2, "P2 new", 250, &at(40)));
+        assert!(remote.remove_record("products", "5"));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let full = run_source(&t.db, &source, &SourceRunOptions::new("worker-a").full())
+            .await
+            .expect("full run");
+        assert_eq!(
+            (full.applied, full.skipped, full.revived, full.vanished),
+            (2, 3, 1, 1),
+            "{full:?}"
+        );
+        let rows = stock(&t.db).await;
+        let now: Vec<(i64, &str, i64)> = rows.iter().map(|r| (r.0, r.1.as_str(), r.2)).collect();
+        assert_eq!(
+            now,
+            [
+                (1, "P1", 100),
+                (2, "P2 new", 250),
+                (3, "P3", 300),
+                (4, "P4", 400)
+            ]
+        );
+        assert!(rows.iter().all(|r| r.3.is_some()), "{rows:?}");
+        assert_eq!(inbound_rows(&t.db, &name).await, []);
+
+        // Pages applied at once write the digests too: a change is applied, the rest skipped.
+        knobs.batch.store(true, Ordering::SeqCst);
+        remote.put_record("products", "1", erp_product(1, "P1 new", 150, &at(50)));
+        let again = run_source(&t.db, &source, &options).await.expect("run");
+        assert_eq!(again.applied, 1, "{again:?}");
+        assert_eq!(knobs.batches.load(Ordering::SeqCst), 1);
+        let full = run_source(&t.db, &source, &SourceRunOptions::new("worker-a").full())
+            .await
+            .expect("full run");
+        assert_eq!((full.applied, full.skipped), (0, 4), "{full:?}");
+        assert_eq!(stock(&t.db).await[0].1, "P1 new");
+    }
+}
+
+#[tokio::test]
+async fn a_worker_refuses_a_mirrored_source_that_keeps_its_digests_in_the_table() {
+    use sync_core::source::Sources;
+    use sync_tests::syncers::{Knobs, registry};
+    use sync_worker::{Worker, WorkerSettings};
+
+    let t = TestDb::new(sync_tests::Backend::Sqlite).await;
+    let remote = MockRemote::start().await;
+    let knobs = Arc::new(Knobs::default());
+    *knobs.contact_mirrored_by.lock().unwrap() = Some("erp.stock".into());
+    let mut sources = Sources::new();
+    sources
+        .register(ErpStock {
+            feed: json_server_feed(&remote, 2),
+            knobs: Arc::new(ApplyKnobs::default()),
+            by_sku: false,
+        })
+        .expect("register");
+    let worker = Worker::new(
+        t.db.clone(),
+        registry(&remote.url(), &knobs),
+        WorkerSettings::default(),
+    )
+    .expect("worker")
+    .with_sources(sources);
+    let error = worker
+        .run_sources_once()
+        .await
+        .expect_err("a mirrored source without copies of what it applied");
+    let message = error.to_string();
+    assert!(
+        message.contains("crm.contact")
+            && message.contains("erp.stock")
+            && message.contains("stock_items"),
+        "{message}"
+    );
+    assert!(
+        remote.requests().is_empty(),
+        "nothing was fetched: {:?}",
+        remote.requests()
+    );
 }

@@ -25,6 +25,12 @@
 //!   deletes or soft-deletes the local row. A full run that lists the whole collection to its end
 //!   then hands a tombstone to `apply` for every record applied before that the listing no longer
 //!   had; a full run that stops early (an error, a lost lease) acts on none.
+//!
+//! Where the digests live: by default one `sync_inbound` row per record, which also keeps the
+//! data last applied (what [`ApplyContext::previous`] returns and what stops an outbound
+//! syncer's echo). A source with a [`DigestColumn`] keeps them in the application's own table
+//! instead, written by its apply with the row: a page then writes no row of the framework's
+//! beside the application's (see [`Source::digest_column`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,6 +56,7 @@ pub use run::{
 use crate::retry::ExponentialBackoff;
 use crate::store::statement;
 use crate::{Error, RemoteId, Result, RootKey};
+use sea_orm::{ColumnTrait, ColumnType, EntityName, EntityTrait, IdenStatic};
 
 /// One record as the remote sent it.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +146,8 @@ pub struct ApplyContext<'a> {
     pub(crate) db: &'a DatabaseTransaction,
     pub(crate) source: &'a str,
     pub(crate) previous: Option<&'a Value>,
+    /// The digests the framework computed, by record.
+    pub(crate) digests: &'a [(&'a InboundRecord, &'a str)],
 }
 
 impl<'a> ApplyContext<'a> {
@@ -154,9 +163,24 @@ impl<'a> ApplyContext<'a> {
         self.source
     }
 
-    /// The data last applied for this remote id, if any.
+    /// The data last applied for this remote id, if any. Always `None` for a source with a
+    /// [`DigestColumn`] (it keeps no copy of what it applied) and in
+    /// [`apply_many`](Source::apply_many).
     pub fn previous(&self) -> Option<&'a Value> {
         self.previous
+    }
+
+    /// The digest of `record`'s version (64 hex characters): what a source with a
+    /// [`DigestColumn`] writes into that column with the row it applies (`None` there for a
+    /// tombstone that deletes the row).
+    pub fn digest(&self, record: &InboundRecord) -> String {
+        self.digests
+            .iter()
+            .find(|(r, _)| std::ptr::eq(*r, record))
+            .map_or_else(
+                || record_digest(self.source, record),
+                |(_, d)| (*d).to_owned(),
+            )
     }
 
     /// The root key of the local row the outbound syncer `syncer` links to `remote_id` (the
@@ -195,6 +219,76 @@ impl<'a> ApplyContext<'a> {
     }
 }
 
+/// The digest of a record's version: its data and delete flag (not its modification time: the
+/// same data sent again with a newer time is not a change).
+pub(crate) fn record_digest(source: &str, record: &InboundRecord) -> String {
+    crate::digest::digest_record(source, &record.data, record.deleted)
+}
+
+/// How a remote id is compared with the application's column that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdType {
+    Integer,
+    Text,
+}
+
+/// The column of the application's own table that holds the digest of the record each row was
+/// applied from, beside the column holding the record's remote id: where a source declares it
+/// (see [`Source::digest_column`]), the framework reads the page's digests from that table and
+/// writes no `sync_inbound` row for a record applied, so that a page costs the application's
+/// own write and little more.
+///
+/// ```ignore
+/// fn digest_column(&self) -> Option<DigestColumn> {
+///     Some(DigestColumn::new(price::Entity, price::Column::ErpId, price::Column::ErpDigest))
+/// }
+/// ```
+///
+/// The remote-id column holds this source's ids only (unique, e.g. a unique index), as text or
+/// an integer; the digest column is a nullable string of at least 64 characters, which the
+/// source's `apply` (or `apply_many`) sets to [`ApplyContext::digest`] with every row it
+/// writes. A record whose apply fails is quarantined in `sync_inbound` as with any source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestColumn {
+    pub(crate) table: String,
+    pub(crate) remote_id: String,
+    pub(crate) digest: String,
+    pub(crate) id_type: IdType,
+}
+
+impl DigestColumn {
+    /// The digests of `entity`'s rows in column `digest`, their remote ids in `remote_id`.
+    pub fn new<E, R, D>(entity: E, remote_id: R, digest: D) -> Self
+    where
+        E: EntityTrait + EntityName,
+        R: ColumnTrait + IdenStatic,
+        D: ColumnTrait + IdenStatic,
+    {
+        let id_type = match remote_id.def().get_column_type() {
+            ColumnType::TinyInteger
+            | ColumnType::SmallInteger
+            | ColumnType::Integer
+            | ColumnType::BigInteger
+            | ColumnType::TinyUnsigned
+            | ColumnType::SmallUnsigned
+            | ColumnType::Unsigned
+            | ColumnType::BigUnsigned => IdType::Integer,
+            _ => IdType::Text,
+        };
+        DigestColumn {
+            table: entity.table_name().to_owned(),
+            remote_id: remote_id.as_str().to_owned(),
+            digest: digest.as_str().to_owned(),
+            id_type,
+        }
+    }
+
+    /// The table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
 /// The inbound counterpart of a [`Syncer`](crate::Syncer): how to fetch the remote's changes,
 /// and how to apply one record to the local rows.
 ///
@@ -215,6 +309,19 @@ pub trait Source: Send + Sync + 'static {
     /// When a quarantined record is applied again (default: 1 s doubling up to 1 hour).
     fn backoff(&self) -> ExponentialBackoff {
         ExponentialBackoff::default()
+    }
+
+    /// Where the application's own table keeps each applied record's digest, if it does
+    /// (default: `None`, a `sync_inbound` row per record). With one, a page's records are
+    /// skipped or applied by the digests read from that table, and nothing of the framework's
+    /// is written for a record applied: the source's apply writes [`ApplyContext::digest`]
+    /// into the column with the row. What it gives up: [`ApplyContext::previous`] is `None`,
+    /// a version older than the one applied (by modification time) is applied again rather
+    /// than skipped, and no outbound syncer may be [`mirrored_by`](crate::Syncer::mirrored_by)
+    /// this source (the worker refuses to start: nothing records what to leave unechoed). A
+    /// full run marks each listed record in `sync_inbound` and deletes the marks when it ends.
+    fn digest_column(&self) -> Option<DigestColumn> {
+        None
     }
 
     /// The built-in REST feed, if the source uses one.
@@ -317,6 +424,32 @@ impl Sources {
     /// No source registered.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+
+    /// Fails, naming both, when a syncer of `registry` is
+    /// [`mirrored_by`](crate::Syncer::mirrored_by) a source that keeps its digests in the
+    /// application's table ([`Source::digest_column`]): such a source keeps no copy of what it
+    /// applied, which is what tells an echo from a change.
+    pub fn check_mirrors(&self, registry: &crate::Registry) -> Result<()> {
+        for name in registry.names() {
+            let Some(syncer) = registry.get(&name) else {
+                continue;
+            };
+            let Some(mirrored) = syncer.mirrored_by() else {
+                continue;
+            };
+            if let Some(source) = self.get(mirrored)
+                && let Some(column) = source.digest_column()
+            {
+                return Err(Error::Config(format!(
+                    "syncer `{name}` is mirrored by source `{mirrored}`, which keeps its digests \
+                     in `{}`.`{}` and so no copy of what it applied to tell an echo from a \
+                     change; drop the source's `digest_column` or the syncer's `mirrored_by`",
+                    column.table, column.digest
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,11 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{ApplyContext, FetchContext, InboundRecord, Source};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{
+    ApplyContext, DigestColumn, FetchContext, IdType, InboundRecord, Source, record_digest,
+};
 use crate::entity::sync_inbound::{Column as I, Entity as Inbound};
 use crate::panic::panic_message;
 use crate::retry::RetryPolicy;
@@ -142,6 +146,8 @@ pub async fn run_source(
         name,
         full_run: None,
         started: clock::now_ms(),
+        table: source.digest_column(),
+        quarantined: AtomicBool::new(true),
     };
     let result = run.go(&mut report).await;
     run.finish(&report, result.as_ref().err()).await?;
@@ -281,12 +287,6 @@ async fn acquire(
     Ok(taken == 1)
 }
 
-/// The digest of a record's version: its data and delete flag (not its modification time: the
-/// same data sent again with a newer time is not a change).
-fn record_digest(source: &str, record: &InboundRecord) -> String {
-    crate::digest::digest_record(source, &record.data, record.deleted)
-}
-
 /// What `sync_inbound` holds for a remote id.
 #[derive(Debug, Clone)]
 struct Known<'r> {
@@ -338,6 +338,19 @@ impl Candidate<'_> {
     }
 }
 
+/// The digests of `records`, in order.
+fn digests_of(source: &str, records: &[InboundRecord]) -> Vec<String> {
+    records.iter().map(|r| record_digest(source, r)).collect()
+}
+
+/// The remote ids of `records`, in order.
+fn remote_ids(records: &[InboundRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r.remote_id.as_str().to_owned())
+        .collect()
+}
+
 /// A row to write into `sync_inbound`.
 struct Outcome {
     remote_id: String,
@@ -358,6 +371,11 @@ struct Run<'a> {
     full_run: Option<i64>,
     /// When the run started.
     started: i64,
+    /// Where the application's table keeps the digests, if it does.
+    table: Option<DigestColumn>,
+    /// With `table`: the source may have quarantined records, so a page reads its records'
+    /// rows in `sync_inbound` too.
+    quarantined: AtomicBool,
 }
 
 impl Run<'_> {
@@ -392,9 +410,20 @@ impl Run<'_> {
             .await?;
             self.full_run = Some(started);
             cursor = None;
+            if self.table.is_some() {
+                // The marks of an earlier full run that did not complete.
+                execute(
+                    self.db,
+                    "DELETE FROM sync_inbound WHERE source = ? AND state = 'seen'",
+                    vec![name.into()],
+                    || format!("clearing the marks of an earlier full run of source `{name}`"),
+                )
+                .await?;
+            }
         } else {
             self.full_run = full_run;
         }
+        self.check_quarantined().await?;
         let full = self.full_run.is_some();
         report.full = full;
         let first = FetchContext {
@@ -453,6 +482,15 @@ impl Run<'_> {
 
         if let Some(run) = self.full_run {
             self.vanished(run, report).await?;
+            if self.table.is_some() {
+                execute(
+                    self.db,
+                    "DELETE FROM sync_inbound WHERE source = ? AND state = 'seen'",
+                    vec![name.into()],
+                    || format!("clearing the marks of the full run of source `{name}`"),
+                )
+                .await?;
+            }
         }
         // After the pages: a record the remote sent again in a new version was applied (or
         // quarantined anew) there, and its stale payload is not retried.
@@ -480,13 +518,13 @@ impl Run<'_> {
         let recording = Instant::now();
         report.times.applying +=
             (recording - applying).saturating_sub(report.times.reading - reading);
-        write_outcomes(&txn, name, &outcomes, self.source).await?;
+        self.write_outcomes(&txn, &outcomes).await?;
         if let Some(run) = self.full_run {
             let ids: Vec<String> = records
                 .iter()
                 .map(|r| r.remote_id.as_str().to_owned())
                 .collect();
-            mark_seen(&txn, name, run, &ids).await?;
+            mark_seen(&txn, name, run, &ids, self.table.is_some()).await?;
         }
         self.renew_in(
             &txn,
@@ -519,24 +557,27 @@ impl Run<'_> {
         report: &mut SourceReport,
     ) -> Result<(DatabaseTransaction, Vec<Outcome>)> {
         let name = self.name;
-        let ids: Vec<String> = records
-            .iter()
-            .map(|r| r.remote_id.as_str().to_owned())
-            .collect();
+        let ids = remote_ids(records);
         let reading = Instant::now();
-        let known = load_known(&txn, name, &ids).await?;
+        // The digests are computed while the database reads the ones known.
+        let (known, digests) =
+            futures::join!(self.known(&txn, &ids), async { digests_of(name, records) });
+        let known = known?;
         report.times.reading += reading.elapsed();
         let mut assumed = known.clone();
-        let (candidates, skipped) = self.candidates(records, &mut assumed);
+        let (candidates, skipped) = self.candidates(records, &digests, &mut assumed);
         if candidates.is_empty() {
             report.skipped += skipped;
             return Ok((txn, Vec::new()));
         }
         if self.apply_all(&txn, &candidates).await {
             report.skipped += skipped;
-            let outcomes: Vec<Outcome> = candidates.iter().map(|c| c.outcome(None)).collect();
-            for (c, outcome) in candidates.iter().zip(&outcomes) {
-                count(report, outcome, c.was_quarantined);
+            let mut outcomes = Vec::new();
+            for c in &candidates {
+                tally(report, false, c.record.deleted, c.was_quarantined);
+                if self.recorded(false, c.was_quarantined) {
+                    outcomes.push(c.outcome(None));
+                }
             }
             return Ok((txn, outcomes));
         }
@@ -549,16 +590,25 @@ impl Run<'_> {
         // One by one: `known` as before the page, updated as records are applied or fail.
         let mut known = known;
         let mut outcomes = Vec::new();
-        for record in records {
-            let (mut one, skip) = self.candidates(std::slice::from_ref(record), &mut known);
+        for (record, digest) in records.iter().zip(&digests) {
+            let (mut one, skip) = self.candidates(
+                std::slice::from_ref(record),
+                std::slice::from_ref(digest),
+                &mut known,
+            );
             let Some(c) = one.pop() else {
                 report.skipped += skip;
                 continue;
             };
             let base = c.base.as_ref().and_then(Base::value);
-            let result = self.apply_one(&txn, c.record, base.as_deref()).await?;
+            let result = self
+                .apply_one(&txn, c.record, base.as_deref(), &c.digest)
+                .await?;
             let outcome = c.outcome(result.err());
             count(report, &outcome, c.was_quarantined);
+            if outcome.error.is_some() {
+                self.quarantined.store(true, Ordering::Relaxed);
+            }
             known.insert(
                 outcome.remote_id.clone(),
                 Known {
@@ -573,7 +623,9 @@ impl Run<'_> {
                     payload: Some(Base::Page(&c.record.data)),
                 },
             );
-            outcomes.push(outcome);
+            if self.recorded(outcome.error.is_some(), c.was_quarantined) {
+                outcomes.push(outcome);
+            }
         }
         Ok((txn, outcomes))
     }
@@ -583,13 +635,14 @@ impl Run<'_> {
     fn candidates<'r>(
         &self,
         records: &'r [InboundRecord],
+        digests: &[String],
         known: &mut HashMap<String, Known<'r>>,
     ) -> (Vec<Candidate<'r>>, u64) {
         let mut out = Vec::new();
         let mut skipped = 0;
-        for record in records {
+        for (record, digest) in records.iter().zip(digests) {
             let id = record.remote_id.as_str().to_owned();
-            let digest = record_digest(self.name, record);
+            let digest = digest.clone();
             let modified_at = record.modified_at.map(|t| t.timestamp_millis());
             let previous = known.get(&id);
             if let Some(previous) = previous {
@@ -629,10 +682,15 @@ impl Run<'_> {
     async fn apply_all(&self, txn: &DatabaseTransaction, candidates: &[Candidate<'_>]) -> bool {
         let name = self.name;
         let records: Vec<&InboundRecord> = candidates.iter().map(|c| c.record).collect();
+        let digests: Vec<(&InboundRecord, &str)> = candidates
+            .iter()
+            .map(|c| (c.record, c.digest.as_str()))
+            .collect();
         let cx = ApplyContext {
             db: txn,
             source: name,
             previous: None,
+            digests: &digests,
         };
         let together = AssertUnwindSafe(self.source.apply_many(&cx, &records))
             .catch_unwind()
@@ -641,12 +699,13 @@ impl Run<'_> {
             Ok(Some(result)) => result.is_ok(),
             Err(_) => false,
             Ok(None) => {
-                for c in candidates {
+                for (c, digest) in candidates.iter().zip(&digests) {
                     let base = c.base.as_ref().and_then(Base::value);
                     let cx = ApplyContext {
                         db: txn,
                         source: name,
                         previous: base.as_deref(),
+                        digests: std::slice::from_ref(digest),
                     };
                     let one = AssertUnwindSafe(self.source.apply(&cx, c.record))
                         .catch_unwind()
@@ -667,15 +726,18 @@ impl Run<'_> {
         txn: &DatabaseTransaction,
         record: &InboundRecord,
         previous: Option<&Value>,
+        digest: &str,
     ) -> Result<std::result::Result<(), String>> {
         let name = self.name;
         let savepoint = txn.begin().await.map_err(Error::db_while(format!(
             "opening a savepoint in source `{name}`"
         )))?;
+        let digests = [(record, digest)];
         let cx = ApplyContext {
             db: &savepoint,
             source: name,
             previous,
+            digests: &digests,
         };
         let outcome = AssertUnwindSafe(self.source.apply(&cx, record))
             .catch_unwind()
@@ -745,10 +807,11 @@ impl Run<'_> {
                     .try_get::<Option<i64>>("", "modified_at")?
                     .and_then(chrono::DateTime::from_timestamp_millis),
             };
-            let result = self.apply_one(&txn, &record, None).await?;
+            let digest: String = row.try_get("", "digest")?;
+            let result = self.apply_one(&txn, &record, None, &digest).await?;
             let outcome = Outcome {
                 remote_id,
-                digest: row.try_get("", "digest")?,
+                digest,
                 deleted: record.deleted,
                 modified_at: record.modified_at.map(|t| t.timestamp_millis()),
                 payload: record.data.to_string(),
@@ -765,6 +828,9 @@ impl Run<'_> {
     async fn vanished(&self, run: i64, report: &mut SourceReport) -> Result<()> {
         let name = self.name;
         let backend = self.db.get_database_backend();
+        if let Some(table) = &self.table {
+            return self.vanished_from_table(table, run, report).await;
+        }
         let mut after = 0_i64;
         loop {
             let rows = self
@@ -788,10 +854,11 @@ impl Run<'_> {
             for row in &rows {
                 let remote_id: String = row.try_get("", "remote_id")?;
                 let record = InboundRecord::tombstone(RemoteId::string(remote_id.clone()));
-                let result = self.apply_one(&txn, &record, None).await?;
+                let digest = record_digest(name, &record);
+                let result = self.apply_one(&txn, &record, None, &digest).await?;
                 let outcome = Outcome {
                     remote_id,
-                    digest: record_digest(name, &record),
+                    digest,
                     deleted: true,
                     modified_at: None,
                     payload: "null".to_owned(),
@@ -808,6 +875,149 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// [`vanished`](Self::vanished) for a source whose digests live in the application's table:
+    /// the rows holding a digest (other than a tombstone's, a row soft-deleted before) that the
+    /// full run did not mark. Each batch handled is marked too, so the next one moves on.
+    async fn vanished_from_table(
+        &self,
+        table: &DigestColumn,
+        run: i64,
+        report: &mut SourceReport,
+    ) -> Result<()> {
+        let name = self.name;
+        let backend = self.db.get_database_backend();
+        let tombstone = record_digest(name, &InboundRecord::tombstone(RemoteId::string("")));
+        let (t, rid, dig) = (
+            quote(backend, &table.table),
+            quote(backend, &table.remote_id),
+            quote(backend, &table.digest),
+        );
+        let as_text = id_as_text(backend, &format!("t.{rid}"));
+        let sql = format!(
+            "SELECT {as_text} AS remote_id FROM {t} t WHERE t.{dig} IS NOT NULL AND t.{dig} <> ? \
+             AND NOT EXISTS (SELECT 1 FROM sync_inbound s WHERE s.source = ? \
+             AND s.remote_id = {as_text} AND s.seen_run = ?) ORDER BY t.{rid} LIMIT 200"
+        );
+        loop {
+            let rows = self
+                .db
+                .query_all_raw(statement(
+                    backend,
+                    &sql,
+                    vec![tombstone.as_str().into(), name.into(), run.into()],
+                ))
+                .await
+                .map_err(Error::db_while(format!(
+                    "finding the rows of `{}` whose records source `{name}` no longer lists",
+                    table.table
+                )))?;
+            if rows.is_empty() {
+                break;
+            }
+            let txn = self.db.begin().await.map_err(Error::db_while(format!(
+                "deleting vanished records of `{name}`"
+            )))?;
+            let mut outcomes = Vec::new();
+            let mut ids = Vec::new();
+            for row in &rows {
+                let remote_id: String = row.try_get("", "remote_id")?;
+                let record = InboundRecord::tombstone(RemoteId::string(remote_id.clone()));
+                let result = self.apply_one(&txn, &record, None, &tombstone).await?;
+                let outcome = Outcome {
+                    remote_id: remote_id.clone(),
+                    digest: tombstone.clone(),
+                    deleted: true,
+                    modified_at: None,
+                    payload: "null".to_owned(),
+                    error: result.err().map(|e| (e, 1)),
+                };
+                count(report, &outcome, false);
+                if outcome.error.is_none() {
+                    report.vanished += 1;
+                } else {
+                    self.quarantined.store(true, Ordering::Relaxed);
+                }
+                outcomes.push(outcome);
+                ids.push(remote_id);
+            }
+            self.write_outcomes(&txn, &outcomes).await?;
+            mark_seen(&txn, name, run, &ids, true).await?;
+            self.renew_in(
+                &txn,
+                "UPDATE sync_sources SET lease_until = ? WHERE source = ? AND lease_owner = ?",
+                vec![],
+            )
+            .await?;
+            txn.commit().await.map_err(Error::db_while(format!(
+                "committing deletes of source `{name}`"
+            )))?;
+        }
+        Ok(())
+    }
+
+    /// What is known of the page's remote ids: their `sync_inbound` rows, or for a source with
+    /// a [`DigestColumn`] the digests of the application's rows, overlaid with the quarantined
+    /// records' rows when there may be any.
+    async fn known<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        ids: &[String],
+    ) -> Result<HashMap<String, Known<'static>>> {
+        let Some(table) = &self.table else {
+            return load_known(txn, self.name, ids, false).await;
+        };
+        let mut known = table_digests(txn, self.name, table, ids).await?;
+        if self.quarantined.load(Ordering::Relaxed) {
+            known.extend(load_known(txn, self.name, ids, true).await?);
+        }
+        Ok(known)
+    }
+
+    /// For a source with a [`DigestColumn`]: whether it has quarantined records now.
+    async fn check_quarantined(&self) -> Result<()> {
+        if self.table.is_none() {
+            return Ok(());
+        }
+        let name = self.name;
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(statement(
+                backend,
+                "SELECT remote_id FROM sync_inbound WHERE state = 'quarantined' AND source = ? LIMIT 1",
+                vec![name.into()],
+            ))
+            .await
+            .map_err(Error::db_while(format!(
+                "looking for quarantined records of source `{name}`"
+            )))?;
+        self.quarantined.store(row.is_some(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether an outcome is written to `sync_inbound`: always, unless the digests live in the
+    /// application's table, where only a failure is (and a success of a record quarantined
+    /// before, whose row goes).
+    fn recorded(&self, failed: bool, was_quarantined: bool) -> bool {
+        self.table.is_none() || failed || was_quarantined
+    }
+
+    /// Writes `outcomes` to `sync_inbound`; for a source with a [`DigestColumn`], the failures,
+    /// and the rows of the records that succeeded are deleted (they were quarantined).
+    async fn write_outcomes(&self, txn: &DatabaseTransaction, outcomes: &[Outcome]) -> Result<()> {
+        if self.table.is_none() {
+            let all: Vec<&Outcome> = outcomes.iter().collect();
+            return write_outcomes(txn, self.name, &all, self.source).await;
+        }
+        let (failed, succeeded): (Vec<&Outcome>, Vec<&Outcome>) =
+            outcomes.iter().partition(|o| o.error.is_some());
+        if !succeeded.is_empty() {
+            let ids: Vec<String> = succeeded.iter().map(|o| o.remote_id.clone()).collect();
+            forget_rows(txn, self.name, &ids).await?;
+        }
+        write_outcomes(txn, self.name, &failed, self.source).await
+    }
+
     /// Records `outcomes` and renews the lease in `txn`, then commits it (`what`: the
     /// transaction's work, for the error).
     async fn record_and_commit(
@@ -817,7 +1027,7 @@ impl Run<'_> {
         what: &str,
     ) -> Result<()> {
         let name = self.name;
-        write_outcomes(&txn, name, outcomes, self.source).await?;
+        self.write_outcomes(&txn, outcomes).await?;
         self.renew_in(
             &txn,
             "UPDATE sync_sources SET lease_until = ? WHERE source = ? AND lease_owner = ?",
@@ -924,12 +1134,21 @@ impl Run<'_> {
 }
 
 fn count(report: &mut SourceReport, outcome: &Outcome, was_quarantined: bool) {
-    match (&outcome.error, outcome.deleted) {
-        (Some(_), _) => report.quarantined += 1,
-        (None, true) => report.deleted += 1,
-        (None, false) => report.applied += 1,
+    tally(
+        report,
+        outcome.error.is_some(),
+        outcome.deleted,
+        was_quarantined,
+    );
+}
+
+fn tally(report: &mut SourceReport, failed: bool, deleted: bool, was_quarantined: bool) {
+    match (failed, deleted) {
+        (true, _) => report.quarantined += 1,
+        (false, true) => report.deleted += 1,
+        (false, false) => report.applied += 1,
     }
-    if was_quarantined && outcome.error.is_none() {
+    if was_quarantined && !failed {
         report.revived += 1;
     }
 }
@@ -966,11 +1185,18 @@ fn merge_state(source: &str, state: &mut Value, patch: Value) -> Result<()> {
     Ok(())
 }
 
-async fn load_known(
-    txn: &DatabaseTransaction,
+/// The `sync_inbound` rows of `ids` (only the quarantined ones: `only_quarantined`).
+async fn load_known<C: ConnectionTrait>(
+    txn: &C,
     source: &str,
     ids: &[String],
+    only_quarantined: bool,
 ) -> Result<HashMap<String, Known<'static>>> {
+    let only = if only_quarantined {
+        " AND state = 'quarantined'"
+    } else {
+        ""
+    };
     let backend = txn.get_database_backend();
     let mut known = HashMap::new();
     for chunk in ids.chunks(500) {
@@ -988,14 +1214,14 @@ async fn load_known(
             DbBackend::Postgres => (
                 format!(
                     "SELECT i.* FROM unnest(CAST(? AS text[])) AS ids(id) CROSS JOIN LATERAL \
-                     (SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id = ids.id LIMIT 1) AS i"
+                     (SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id = ids.id{only} LIMIT 1) AS i"
                 ),
                 vec![pg_array(chunk).into(), source.into()],
             ),
             DbBackend::Sqlite => (
                 format!(
                     "SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id IN \
-                     (SELECT value FROM json_each(?))"
+                     (SELECT value FROM json_each(?)){only}"
                 ),
                 vec![source.into(), json_list(chunk).into()],
             ),
@@ -1004,7 +1230,7 @@ async fn load_known(
                 values.extend(chunk.iter().map(|id| sea_orm::Value::from(id.as_str())));
                 (
                     format!(
-                        "SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id IN ({})",
+                        "SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id IN ({}){only}",
                         vec!["?"; chunk.len()].join(", ")
                     ),
                     values,
@@ -1031,6 +1257,155 @@ async fn load_known(
         }
     }
     Ok(known)
+}
+
+/// `name` quoted as an identifier.
+fn quote(backend: DbBackend, name: &str) -> String {
+    match backend {
+        DbBackend::MySql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// The SQL expression `column` (an application's remote-id column) as text, to compare with
+/// `sync_inbound.remote_id`.
+fn id_as_text(backend: DbBackend, column: &str) -> String {
+    match backend {
+        DbBackend::MySql => format!("CAST({column} AS CHAR)"),
+        DbBackend::Postgres => format!("CAST({column} AS text)"),
+        _ => format!("CAST({column} AS TEXT)"),
+    }
+}
+
+/// The digests the application's rows hold for `ids` (rows without one are not known).
+async fn table_digests<C: ConnectionTrait>(
+    txn: &C,
+    source: &str,
+    table: &DigestColumn,
+    ids: &[String],
+) -> Result<HashMap<String, Known<'static>>> {
+    let backend = txn.get_database_backend();
+    let (t, rid, dig) = (
+        quote(backend, &table.table),
+        quote(backend, &table.remote_id),
+        quote(backend, &table.digest),
+    );
+    // An id that is not an integer cannot be in an integer column (and would not cast).
+    let ids: Vec<&String> = match table.id_type {
+        IdType::Integer => ids.iter().filter(|id| id.parse::<i64>().is_ok()).collect(),
+        IdType::Text => ids.iter().collect(),
+    };
+    let mut known = HashMap::new();
+    for chunk in ids.chunks(500) {
+        if chunk.is_empty() {
+            continue;
+        }
+        let as_text = id_as_text(backend, &format!("t.{rid}"));
+        // As in `load_known`: one parameter, and on PostgreSQL each id looked up by itself.
+        let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
+            DbBackend::Postgres => {
+                let array = match table.id_type {
+                    IdType::Integer => "bigint[]",
+                    IdType::Text => "text[]",
+                };
+                let owned: Vec<String> = chunk.iter().map(|id| (*id).clone()).collect();
+                (
+                    format!(
+                        "SELECT {as_text} AS remote_id, t.{dig} AS digest FROM \
+                         unnest(CAST(? AS {array})) AS ids(id) CROSS JOIN LATERAL \
+                         (SELECT {rid}, {dig} FROM {t} WHERE {rid} = ids.id LIMIT 1) AS t"
+                    ),
+                    vec![pg_array(&owned).into()],
+                )
+            }
+            DbBackend::Sqlite => {
+                let list: Value = match table.id_type {
+                    IdType::Integer => chunk
+                        .iter()
+                        .filter_map(|id| id.parse::<i64>().ok())
+                        .map(Value::from)
+                        .collect(),
+                    IdType::Text => chunk.iter().map(|id| Value::from(id.as_str())).collect(),
+                };
+                (
+                    format!(
+                        "SELECT {as_text} AS remote_id, t.{dig} AS digest FROM {t} t \
+                         WHERE t.{rid} IN (SELECT value FROM json_each(?))"
+                    ),
+                    vec![list.to_string().into()],
+                )
+            }
+            _ => {
+                let values: Vec<sea_orm::Value> = chunk
+                    .iter()
+                    .map(|id| match table.id_type {
+                        IdType::Integer => id.parse::<i64>().unwrap_or_default().into(),
+                        IdType::Text => id.as_str().into(),
+                    })
+                    .collect();
+                (
+                    format!(
+                        "SELECT {as_text} AS remote_id, t.{dig} AS digest FROM {t} t \
+                         WHERE t.{rid} IN ({})",
+                        vec!["?"; chunk.len()].join(", ")
+                    ),
+                    values,
+                )
+            }
+        };
+        let rows = txn
+            .query_all_raw(statement(backend, &sql, values))
+            .await
+            .map_err(Error::db_while(format!(
+                "reading the digests of source `{source}` from `{}`.`{}` (its `digest_column`)",
+                table.table, table.digest
+            )))?;
+        for row in rows {
+            let Some(digest) = row.try_get::<Option<String>>("", "digest")? else {
+                continue;
+            };
+            known.insert(
+                row.try_get("", "remote_id")?,
+                Known {
+                    digest,
+                    state: APPLIED.to_owned(),
+                    modified_at: None,
+                    payload: None,
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
+/// Deletes the `sync_inbound` rows of `ids`.
+async fn forget_rows(txn: &DatabaseTransaction, source: &str, ids: &[String]) -> Result<()> {
+    let what = || format!("clearing the quarantine of records of source `{source}`");
+    if txn.get_database_backend() == DbBackend::Postgres {
+        return execute(
+            txn,
+            "DELETE FROM sync_inbound WHERE id = ANY(ARRAY(\
+             SELECT s.id FROM unnest(CAST(? AS text[])) AS ids(id) CROSS JOIN LATERAL \
+             (SELECT id FROM sync_inbound WHERE source = ? AND remote_id = ids.id LIMIT 1) AS s))",
+            vec![pg_array(ids).into(), source.into()],
+            what,
+        )
+        .await
+        .map(drop);
+    }
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let mut values: Vec<sea_orm::Value> = vec![source.into()];
+        values.extend(chunk.iter().map(|id| id.as_str().into()));
+        execute(
+            txn,
+            &format!("DELETE FROM sync_inbound WHERE source = ? AND remote_id IN ({marks})"),
+            values,
+            what,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// `ids` as a PostgreSQL array literal of text (`{"a","b\"c"}`).
@@ -1065,7 +1440,7 @@ const OUTCOME_COLUMNS: &str = "digest, state, deleted, modified_at, payload, err
 async fn write_outcomes(
     txn: &DatabaseTransaction,
     source_name: &str,
-    outcomes: &[Outcome],
+    outcomes: &[&Outcome],
     source: &dyn Source,
 ) -> Result<()> {
     let now = clock::now_ms();
@@ -1225,7 +1600,49 @@ async fn mark_seen(
     source: &str,
     run: i64,
     ids: &[String],
+    insert: bool,
 ) -> Result<()> {
+    if insert {
+        // Digests in the application's table: a mark is a row of its own (state `seen`), or
+        // the mark on a quarantined record's row.
+        let ids: std::collections::BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let now = clock::now_ms();
+        for chunk in ids.chunks(500) {
+            let mut insert = Query::insert();
+            insert.into_table(Inbound).columns([
+                I::Source,
+                I::RemoteId,
+                I::Digest,
+                I::State,
+                I::Deleted,
+                I::Attempts,
+                I::SeenRun,
+                I::UpdatedAt,
+            ]);
+            for id in chunk {
+                insert.values_panic([
+                    source.into(),
+                    (*id).into(),
+                    "".into(),
+                    "seen".into(),
+                    false.into(),
+                    0_i32.into(),
+                    run.into(),
+                    now.into(),
+                ]);
+            }
+            insert.on_conflict(
+                OnConflict::columns([I::Source, I::RemoteId])
+                    .update_column(I::SeenRun)
+                    .to_owned(),
+            );
+            txn.execute(&insert).await.map_err(Error::db_while(format!(
+                "marking the records a full run of source `{source}` listed"
+            )))?;
+        }
+        return Ok(());
+    }
     if txn.get_database_backend() == DbBackend::Postgres {
         // Each id looked up on its own in the unique index, then the rows updated by their
         // primary key (see `load_known`): an `IN` list is planned as a scan of every record of
@@ -1429,7 +1846,10 @@ pub async fn plan_source(
         name,
         full_run: None,
         started: clock::now_ms(),
+        table: source.digest_column(),
+        quarantined: AtomicBool::new(true),
     };
+    run.check_quarantined().await?;
     let mut plan = SourcePlan {
         source: name.to_owned(),
         full,
@@ -1456,7 +1876,7 @@ pub async fn plan_source(
             .iter()
             .map(|r| r.remote_id.as_str().to_owned())
             .collect();
-        let known = load_known(&txn, name, &ids).await?;
+        let known = run.known(&txn, &ids).await?;
         for record in &page.records {
             let id = record.remote_id.as_str().to_owned();
             listed.insert(id.clone());
@@ -1482,7 +1902,10 @@ pub async fn plan_source(
                     .filter(|p| p.state == APPLIED)
                     .and_then(|p| p.payload.as_ref())
                     .and_then(Base::value);
-                run.apply_one(&txn, record, base.as_deref()).await?.err()
+                let digest = record_digest(name, record);
+                run.apply_one(&txn, record, base.as_deref(), &digest)
+                    .await?
+                    .err()
             };
             plan.records.push(PlannedRecord {
                 remote_id: id,
@@ -1505,12 +1928,32 @@ pub async fn plan_source(
         }
     }
     if full && !plan.truncated {
-        let rows = db
-            .query_all_raw(statement(
-                backend,
-                "SELECT remote_id FROM sync_inbound WHERE source = ? AND deleted = ? ORDER BY id",
+        let (sql, values): (String, Vec<sea_orm::Value>) = match &run.table {
+            None => (
+                "SELECT remote_id FROM sync_inbound WHERE source = ? AND deleted = ? ORDER BY id"
+                    .to_owned(),
                 vec![name.into(), false.into()],
-            ))
+            ),
+            Some(table) => {
+                let (rid, dig) = (
+                    quote(backend, &table.remote_id),
+                    quote(backend, &table.digest),
+                );
+                let tombstone =
+                    record_digest(name, &InboundRecord::tombstone(RemoteId::string("")));
+                (
+                    format!(
+                        "SELECT {} AS remote_id FROM {} WHERE {dig} IS NOT NULL AND {dig} <> ? \
+                         ORDER BY {rid}",
+                        id_as_text(backend, &rid),
+                        quote(backend, &table.table)
+                    ),
+                    vec![tombstone.into()],
+                )
+            }
+        };
+        let rows = db
+            .query_all_raw(statement(backend, &sql, values))
             .await
             .map_err(Error::db_while(format!(
                 "reading what source `{name}` applied"

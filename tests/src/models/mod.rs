@@ -9,6 +9,7 @@
 //! - `billing_info`: a second dependent of the order.
 //! - `product`: a root with a hook of the application's own beside the framework's.
 //! - `plain_customer`: `customer` without the derive, for benchmarks.
+//! - `stock_item`: products as a source that keeps its digests in the table applies them.
 
 /// The `address` model (see above).
 pub mod address;
@@ -24,3 +25,5 @@ pub mod order;
 pub mod plain_customer;
 /// The `product` model (see above).
 pub mod product;
+/// The `stock_item` model (see above).
+pub mod stock_item;
