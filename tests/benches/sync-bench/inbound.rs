@@ -1,5 +1,6 @@
 //! `inbound`: records applied per second by a source (`run_source`), its records applied with
-//! a SeaORM `ActiveModel` save each (`apply`) or a page in one upsert (`apply_many`), against a
+//! a SeaORM `ActiveModel` save each (`apply`) or a page in one upsert (`apply_many`), the latter
+//! also with the digests kept in the application's table (`digest_column`), against a
 //! bare loop written by hand (fetch a page of
 //! 200, upsert it in one statement, store the cursor, one transaction per page), side by side on
 //! one database, alternating over `--rounds` rounds. Both read the same loopback listing
@@ -20,8 +21,8 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Statement};
 use serde_json::{Value, json};
 use sync_core::source::{
-    ApplyContext, HttpFeed, InboundRecord, Pagination, Source, SourceReport, SourceRunOptions,
-    run_source,
+    ApplyContext, DigestColumn, HttpFeed, InboundRecord, Pagination, Source, SourceReport,
+    SourceRunOptions, run_source,
 };
 use sync_core::{HttpRemote, async_trait};
 use sync_tests::Backend;
@@ -40,6 +41,7 @@ mod bench_product {
         pub id: i64,
         pub name: String,
         pub price_cents: i64,
+        pub digest: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -81,11 +83,21 @@ async fn serve_listing(records: usize) -> String {
     url
 }
 
+/// How the bench's source applies its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Apply {
+    /// A save per record (`apply`).
+    Saves,
+    /// A page in one upsert (`apply_many`).
+    Pages,
+    /// A page in one upsert, the digests kept in the table (`digest_column`).
+    Table,
+}
+
 struct BenchSource {
     feed: HttpFeed,
     applied: Arc<AtomicU64>,
-    /// Pages in one upsert (`apply_many`) instead of a save per record.
-    batch: bool,
+    apply: Apply,
 }
 
 #[async_trait]
@@ -98,26 +110,42 @@ impl Source for BenchSource {
         Some(&self.feed)
     }
 
+    fn digest_column(&self) -> Option<DigestColumn> {
+        (self.apply == Apply::Table).then(|| {
+            DigestColumn::new(
+                bench_product::Entity,
+                bench_product::Column::Id,
+                bench_product::Column::Digest,
+            )
+        })
+    }
+
     async fn apply_many(
         &self,
         cx: &ApplyContext<'_>,
         records: &[&InboundRecord],
     ) -> Option<sync_core::Result<()>> {
-        if !self.batch {
+        if self.apply == Apply::Saves {
             return None;
         }
+        let table = self.apply == Apply::Table;
         let rows = records.iter().map(|r| bench_product::ActiveModel {
             id: Set(r.remote_id.as_str().parse().unwrap_or_default()),
             name: Set(r.data["name"].as_str().unwrap_or_default().to_owned()),
             price_cents: Set(r.data["price_cents"].as_i64().unwrap_or_default()),
+            digest: Set(table.then(|| cx.digest(r))),
         });
+        let mut update = vec![
+            bench_product::Column::Name,
+            bench_product::Column::PriceCents,
+        ];
+        if table {
+            update.push(bench_product::Column::Digest);
+        }
         let done = bench_product::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::column(bench_product::Column::Id)
-                    .update_columns([
-                        bench_product::Column::Name,
-                        bench_product::Column::PriceCents,
-                    ])
+                    .update_columns(update)
                     .to_owned(),
             )
             .exec_without_returning(cx.db())
@@ -133,6 +161,7 @@ impl Source for BenchSource {
             id: Set(id),
             name: Set(record.data["name"].as_str().unwrap_or_default().to_owned()),
             price_cents: Set(record.data["price_cents"].as_i64().unwrap_or_default()),
+            digest: Set(None),
         };
         if cx.previous().is_some() {
             row.update(cx.db()).await?;
@@ -146,7 +175,7 @@ impl Source for BenchSource {
 
 async fn create_tables(db: &DatabaseConnection) {
     for sql in [
-        "CREATE TABLE bench_products (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, price_cents BIGINT NOT NULL)",
+        "CREATE TABLE bench_products (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, price_cents BIGINT NOT NULL, digest VARCHAR(64))",
         "CREATE TABLE bench_cursor (name VARCHAR(50) PRIMARY KEY, page BIGINT NOT NULL)",
         "INSERT INTO bench_cursor (name, page) VALUES ('bare', 0)",
     ] {
@@ -154,7 +183,7 @@ async fn create_tables(db: &DatabaseConnection) {
     }
 }
 
-fn source(url: &str, applied: &Arc<AtomicU64>, batch: bool) -> BenchSource {
+fn source(url: &str, applied: &Arc<AtomicU64>, apply: Apply) -> BenchSource {
     let remote = HttpRemote::builder(url, "products").build().unwrap();
     BenchSource {
         feed: HttpFeed::builder(remote)
@@ -162,7 +191,7 @@ fn source(url: &str, applied: &Arc<AtomicU64>, batch: bool) -> BenchSource {
             .build()
             .unwrap(),
         applied: applied.clone(),
-        batch,
+        apply,
     }
 }
 
@@ -172,10 +201,10 @@ async fn framework(
     db: &DatabaseConnection,
     url: &str,
     records: usize,
-    batch: bool,
+    apply: Apply,
 ) -> (f64, SourceReport) {
     let applied = Arc::new(AtomicU64::new(0));
-    let source = source(url, &applied, batch);
+    let source = source(url, &applied, apply);
     let started = Instant::now();
     let report = run_source(db, &source, &SourceRunOptions::new("bench"))
         .await
@@ -277,66 +306,76 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
     }
     let records = number("--records", 20_000);
     let rounds = number("--rounds", 3);
+    // `--only saves,pages,table,bare`: the variants to run (all by default).
+    let only = flag(args, "--only");
+    let runs_variant = |name: &str| only.is_none_or(|o| o.split(',').any(|v| v == name));
     let url = serve_listing(records).await;
     println!("inbound on {backend:?}: {records} records, pages of {PAGE}, {rounds} rounds");
     println!(
-        "{:>6} {:>16} {:>16} {:>12} {:>8} {:>8}",
-        "round", "source, saves/s", "source, pages/s", "bare rec/s", "ratio", "ratio"
+        "{:>6} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}",
+        "round", "saves/s", "pages/s", "table/s", "bare rec/s", "saves", "pages", "table"
     );
-    let (mut saves, mut pages, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    const VARIANTS: [Apply; 3] = [Apply::Saves, Apply::Pages, Apply::Table];
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
     let mut reports = Vec::new();
-    let (mut save_ratios, mut page_ratios) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let (a, b, c) = (
-            fresh(backend).await,
-            fresh(backend).await,
-            fresh(backend).await,
-        );
-        for t in [&a, &b, &c] {
+        let mut dbs = Vec::new();
+        for _ in 0..4 {
+            let t = fresh(backend).await;
             create_tables(&t.db).await;
+            dbs.push(t);
         }
         // Rotate the order from one round to the next.
-        let mut results = [0.0; 3];
-        let mut runs = [None, None];
-        for k in 0..3 {
-            let which = (k + round) % 3;
-            results[which] = match which {
-                0 | 1 => {
-                    let db = if which == 0 { &a.db } else { &b.db };
-                    let (rate, report) = framework(db, &url, records, which == 1).await;
+        let mut results = [0.0; 4];
+        let mut runs: [Option<SourceReport>; 3] = Default::default();
+        for k in 0..4 {
+            let which = (k + round) % 4;
+            if !runs_variant(["saves", "pages", "table", "bare"][which]) {
+                results[which] = f64::NAN;
+                continue;
+            }
+            results[which] = match VARIANTS.get(which) {
+                Some(&apply) => {
+                    let (rate, report) = framework(&dbs[which].db, &url, records, apply).await;
                     runs[which] = Some(report);
                     rate
                 }
-                _ => bare(&c.db, &url, records).await,
+                None => bare(&dbs[which].db, &url, records).await,
             };
         }
-        let [s, p, r] = results;
-        println!(
-            "{round:>6} {s:>16.0} {p:>16.0} {r:>12.0} {:>8.2} {:>8.2}",
-            s / r,
-            p / r
-        );
-        reports.push((p, runs));
-        saves.push(s);
-        pages.push(p);
-        theirs.push(r);
-        save_ratios.push(s / r);
-        page_ratios.push(p / r);
+        let bare_rate = results[3];
+        print!("{round:>6}");
+        for rate in results {
+            print!(" {rate:>11.0}");
+        }
+        for (i, rate) in results[..3].iter().enumerate() {
+            print!(" {:>7.2}", rate / bare_rate);
+            ratios[i].push(rate / bare_rate);
+        }
+        println!();
+        for (i, rate) in results.iter().enumerate() {
+            rates[i].push(*rate);
+        }
+        reports.push((results[2], runs));
     }
-    println!(
-        "median {:>16.0} {:>16.0} {:>12.0} {:>8.2} {:>8.2}",
-        median(&saves),
-        median(&pages),
-        median(&theirs),
-        median(&save_ratios),
-        median(&page_ratios)
-    );
-    // The round whose pages rate is the median one.
+    print!("median");
+    for r in &rates {
+        print!(" {:>11.0}", median(r));
+    }
+    for r in &ratios {
+        print!(" {:>7.2}", median(r));
+    }
+    println!();
+    // The round whose table rate is the median one.
     reports.sort_by(|x, y| x.0.total_cmp(&y.0));
-    if let Some((_, [Some(saved), Some(paged)])) = reports.get(reports.len() / 2) {
+    if let Some((_, runs)) = reports.get(reports.len() / 2) {
         println!("per page, median round:");
-        println!("  source, saves: {}", per_page(saved));
-        println!("  source, pages: {}", per_page(paged));
+        for (apply, run) in VARIANTS.iter().zip(runs) {
+            if let Some(report) = run {
+                println!("  {apply:?}: {}", per_page(report));
+            }
+        }
     }
 }
 
@@ -346,7 +385,7 @@ async fn memory(backend: Backend, records: usize) {
     let t = fresh(backend).await;
     create_tables(&t.db).await;
     let applied = Arc::new(AtomicU64::new(0));
-    let source = source(&url, &applied, false);
+    let source = source(&url, &applied, Apply::Saves);
     println!("source memory on {backend:?}: {records} records");
     println!("{:>10} {:>12} {:>12}", "applied", "RSS MiB", "peak MiB");
     let pid = std::process::id();
