@@ -63,11 +63,7 @@ impl Source for ErpProducts {
     }
 
     fn backoff(&self) -> ExponentialBackoff {
-        ExponentialBackoff {
-            base: Duration::from_millis(50),
-            max: Duration::from_millis(200),
-            jitter: 0.0,
-        }
+        quick_backoff()
     }
 
     fn feed(&self) -> Option<&HttpFeed> {
@@ -161,6 +157,15 @@ impl Source for ErpProducts {
             }
         }
         Ok(())
+    }
+}
+
+/// Retries of quarantined records after 50 ms, doubling up to 200 ms: a test waits little.
+fn quick_backoff() -> ExponentialBackoff {
+    ExponentialBackoff {
+        base: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        jitter: 0.0,
     }
 }
 
@@ -267,11 +272,7 @@ impl Source for ErpStock {
     }
 
     fn backoff(&self) -> ExponentialBackoff {
-        ExponentialBackoff {
-            base: Duration::from_millis(50),
-            max: Duration::from_millis(200),
-            jitter: 0.0,
-        }
+        quick_backoff()
     }
 
     fn feed(&self) -> Option<&HttpFeed> {

@@ -1255,6 +1255,27 @@ async fn digests_in_the_table(t: &TestDb, by_sku: bool) {
         *knobs.refuse_name.lock().unwrap() = None;
         remote.put_record("products", "2", erp_product(2, "P2 new", 250, &at(40)));
         assert!(remote.remove_record("products", "5"));
+        // A plan of a full run says so, from the table's digests, and writes nothing.
+        let plan = sync_core::source::plan_source(&t.db, &source, true, 100)
+            .await
+            .expect("plan");
+        let actions: Vec<(&str, &str)> = plan
+            .records
+            .iter()
+            .map(|r| (r.remote_id.as_str(), r.action))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("1", "unchanged"),
+                ("3", "unchanged"),
+                ("4", "unchanged"),
+                ("2", "update")
+            ],
+            "{plan:?}"
+        );
+        assert_eq!(plan.vanished, ["5"], "{plan:?}");
+        assert_eq!(stock(&t.db).await, rows);
         tokio::time::sleep(Duration::from_millis(120)).await;
         let full = run_source(&t.db, &source, &SourceRunOptions::new("worker-a").full())
             .await
