@@ -148,6 +148,9 @@ pub struct ApplyContext<'a> {
     pub(crate) previous: Option<&'a Value>,
     /// The digests the framework computed, by record.
     pub(crate) digests: &'a [(&'a InboundRecord, &'a str)],
+    /// Where in `digests` the next record asked for probably is (records are asked for in
+    /// order).
+    pub(crate) hint: std::sync::atomic::AtomicUsize,
 }
 
 impl<'a> ApplyContext<'a> {
@@ -174,13 +177,18 @@ impl<'a> ApplyContext<'a> {
     /// [`DigestColumn`] writes into that column with the row it applies (`None` there for a
     /// tombstone that deletes the row).
     pub fn digest(&self, record: &InboundRecord) -> String {
-        self.digests
-            .iter()
-            .find(|(r, _)| std::ptr::eq(*r, record))
-            .map_or_else(
-                || record_digest(self.source, record),
-                |(_, d)| (*d).to_owned(),
-            )
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.digests.len();
+        let start = self.hint.load(Relaxed);
+        for k in 0..n {
+            let i = (start + k) % n;
+            let (r, digest) = self.digests[i];
+            if std::ptr::eq(r, record) {
+                self.hint.store(i + 1, Relaxed);
+                return digest.to_owned();
+            }
+        }
+        record_digest(self.source, record)
     }
 
     /// The root key of the local row the outbound syncer `syncer` links to `remote_id` (the

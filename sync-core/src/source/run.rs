@@ -290,8 +290,9 @@ async fn acquire(
 /// What `sync_inbound` holds for a remote id.
 #[derive(Debug, Clone)]
 struct Known<'r> {
-    digest: String,
-    state: String,
+    digest: Cow<'r, str>,
+    /// [`APPLIED`] or [`QUARANTINED`].
+    state: &'static str,
     modified_at: Option<i64>,
     payload: Option<Base<'r>>,
 }
@@ -318,7 +319,7 @@ impl Base<'_> {
 /// A record of a page that is to be applied.
 struct Candidate<'r> {
     record: &'r InboundRecord,
-    digest: String,
+    digest: &'r str,
     modified_at: Option<i64>,
     /// The data applied last for its remote id.
     base: Option<Base<'r>>,
@@ -329,7 +330,7 @@ impl Candidate<'_> {
     fn outcome(&self, error: Option<String>) -> Outcome {
         Outcome {
             remote_id: self.record.remote_id.as_str().to_owned(),
-            digest: self.digest.clone(),
+            digest: self.digest.to_owned(),
             deleted: self.record.deleted,
             modified_at: self.modified_at,
             payload: self.record.data.to_string(),
@@ -602,7 +603,7 @@ impl Run<'_> {
             };
             let base = c.base.as_ref().and_then(Base::value);
             let result = self
-                .apply_one(&txn, c.record, base.as_deref(), &c.digest)
+                .apply_one(&txn, c.record, base.as_deref(), c.digest)
                 .await?;
             let outcome = c.outcome(result.err());
             count(report, &outcome, c.was_quarantined);
@@ -612,13 +613,12 @@ impl Run<'_> {
             known.insert(
                 outcome.remote_id.clone(),
                 Known {
-                    digest: c.digest.clone(),
+                    digest: Cow::Borrowed(c.digest),
                     state: if outcome.error.is_some() {
                         QUARANTINED
                     } else {
                         APPLIED
-                    }
-                    .to_owned(),
+                    },
                     modified_at: c.modified_at,
                     payload: Some(Base::Page(&c.record.data)),
                 },
@@ -635,14 +635,14 @@ impl Run<'_> {
     fn candidates<'r>(
         &self,
         records: &'r [InboundRecord],
-        digests: &[String],
+        digests: &'r [String],
         known: &mut HashMap<String, Known<'r>>,
     ) -> (Vec<Candidate<'r>>, u64) {
         let mut out = Vec::new();
         let mut skipped = 0;
         for (record, digest) in records.iter().zip(digests) {
             let id = record.remote_id.as_str().to_owned();
-            let digest = digest.clone();
+            let digest = digest.as_str();
             let modified_at = record.modified_at.map(|t| t.timestamp_millis());
             let previous = known.get(&id);
             if let Some(previous) = previous {
@@ -660,8 +660,8 @@ impl Run<'_> {
             known.insert(
                 id,
                 Known {
-                    digest: digest.clone(),
-                    state: APPLIED.to_owned(),
+                    digest: Cow::Borrowed(digest),
+                    state: APPLIED,
                     modified_at,
                     payload: Some(Base::Page(&record.data)),
                 },
@@ -682,15 +682,14 @@ impl Run<'_> {
     async fn apply_all(&self, txn: &DatabaseTransaction, candidates: &[Candidate<'_>]) -> bool {
         let name = self.name;
         let records: Vec<&InboundRecord> = candidates.iter().map(|c| c.record).collect();
-        let digests: Vec<(&InboundRecord, &str)> = candidates
-            .iter()
-            .map(|c| (c.record, c.digest.as_str()))
-            .collect();
+        let digests: Vec<(&InboundRecord, &str)> =
+            candidates.iter().map(|c| (c.record, c.digest)).collect();
         let cx = ApplyContext {
             db: txn,
             source: name,
             previous: None,
             digests: &digests,
+            hint: Default::default(),
         };
         let together = AssertUnwindSafe(self.source.apply_many(&cx, &records))
             .catch_unwind()
@@ -706,6 +705,7 @@ impl Run<'_> {
                         source: name,
                         previous: base.as_deref(),
                         digests: std::slice::from_ref(digest),
+                        hint: Default::default(),
                     };
                     let one = AssertUnwindSafe(self.source.apply(&cx, c.record))
                         .catch_unwind()
@@ -738,6 +738,7 @@ impl Run<'_> {
             source: name,
             previous,
             digests: &digests,
+            hint: Default::default(),
         };
         let outcome = AssertUnwindSafe(self.source.apply(&cx, record))
             .catch_unwind()
@@ -1248,8 +1249,12 @@ async fn load_known<C: ConnectionTrait>(
             known.insert(
                 row.try_get("", "remote_id")?,
                 Known {
-                    digest: row.try_get("", "digest")?,
-                    state: row.try_get("", "state")?,
+                    digest: Cow::Owned(row.try_get("", "digest")?),
+                    state: if row.try_get::<String>("", "state")? == QUARANTINED {
+                        QUARANTINED
+                    } else {
+                        APPLIED
+                    },
                     modified_at: row.try_get("", "modified_at")?,
                     payload: payload.map(Base::Stored),
                 },
@@ -1367,8 +1372,8 @@ async fn table_digests<C: ConnectionTrait>(
             known.insert(
                 row.try_get("", "remote_id")?,
                 Known {
-                    digest,
-                    state: APPLIED.to_owned(),
+                    digest: Cow::Owned(digest),
+                    state: APPLIED,
                     modified_at: None,
                     payload: None,
                 },
