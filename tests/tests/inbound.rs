@@ -1355,3 +1355,51 @@ async fn a_worker_refuses_a_mirrored_source_that_keeps_its_digests_in_the_table(
         remote.requests()
     );
 }
+
+#[tokio::test]
+async fn a_digest_column_missing_from_the_database_fails_the_run_naming_it() {
+    let t = TestDb::new(sync_tests::Backend::Sqlite).await;
+    t.db.execute_unprepared("ALTER TABLE stock_items DROP COLUMN erp_digest")
+        .await
+        .expect("drop the column");
+    let remote = MockRemote::start().await;
+    put_products(&remote, 3);
+    let knobs = Arc::new(ApplyKnobs::default());
+    let source = ErpStock {
+        feed: json_server_feed(&remote, 2),
+        knobs: knobs.clone(),
+        by_sku: false,
+    };
+    let error = run_source(&t.db, &source, &SourceRunOptions::new("worker-a"))
+        .await
+        .expect_err("no digest column");
+    let message = error.to_string();
+    assert!(
+        message.contains("erp.stock")
+            && message.contains("`stock_items`.`erp_digest`")
+            && message.contains("digest_column"),
+        "{message}"
+    );
+    // Nothing was applied and the cursor did not move; the failure is on record.
+    assert_eq!(knobs.applies.load(Ordering::SeqCst), 0);
+    let rows =
+        t.db.query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT erp_id FROM stock_items",
+        ))
+        .await
+        .expect("rows");
+    assert!(rows.is_empty(), "{} rows written", rows.len());
+    let row = sync_source::Entity::find_by_id("erp.stock")
+        .one(&t.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.next_cursor.is_none(), "{row:?}");
+    assert!(
+        row.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("erp_digest")),
+        "{row:?}"
+    );
+}
