@@ -34,6 +34,15 @@ pub struct ApplyKnobs {
     pub batches: AtomicUsize,
 }
 
+impl ApplyKnobs {
+    /// What an `apply_many` returns for its upsert's `result`, counting a page written.
+    fn batch_written(&self, result: std::result::Result<(), sea_orm::DbErr>) -> Result<()> {
+        result?;
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 /// `erp.products`: the ERP's products into `products`.
 #[derive(Debug)]
 pub struct ErpProducts {
@@ -100,13 +109,7 @@ impl Source for ErpProducts {
             )
             .exec(cx.db())
             .await;
-        Some(match upsert {
-            Ok(_) => {
-                self.knobs.batches.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        })
+        Some(self.knobs.batch_written(upsert.map(drop)))
     }
 
     async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> Result<()> {
@@ -326,13 +329,7 @@ impl Source for ErpStock {
         self.knobs
             .applies
             .fetch_add(records.len(), Ordering::SeqCst);
-        Some(match upsert {
-            Ok(_) => {
-                self.knobs.batches.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        })
+        Some(self.knobs.batch_written(upsert.map(drop)))
     }
 
     async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> Result<()> {

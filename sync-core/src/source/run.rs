@@ -411,16 +411,8 @@ impl Run<'_> {
             .await?;
             self.full_run = Some(started);
             cursor = None;
-            if self.table.is_some() {
-                // The marks of an earlier full run that did not complete.
-                execute(
-                    self.db,
-                    "DELETE FROM sync_inbound WHERE source = ? AND state = 'seen'",
-                    vec![name.into()],
-                    || format!("clearing the marks of an earlier full run of source `{name}`"),
-                )
-                .await?;
-            }
+            // The marks of an earlier full run that did not complete.
+            self.clear_marks().await?;
         } else {
             self.full_run = full_run;
         }
@@ -483,15 +475,7 @@ impl Run<'_> {
 
         if let Some(run) = self.full_run {
             self.vanished(run, report).await?;
-            if self.table.is_some() {
-                execute(
-                    self.db,
-                    "DELETE FROM sync_inbound WHERE source = ? AND state = 'seen'",
-                    vec![name.into()],
-                    || format!("clearing the marks of the full run of source `{name}`"),
-                )
-                .await?;
-            }
+            self.clear_marks().await?;
         }
         // After the pages: a record the remote sent again in a new version was applied (or
         // quarantined anew) there, and its stale payload is not retried.
@@ -521,10 +505,7 @@ impl Run<'_> {
             (recording - applying).saturating_sub(report.times.reading - reading);
         self.write_outcomes(&txn, &outcomes).await?;
         if let Some(run) = self.full_run {
-            let ids: Vec<String> = records
-                .iter()
-                .map(|r| r.remote_id.as_str().to_owned())
-                .collect();
+            let ids = remote_ids(records);
             mark_seen(&txn, name, run, &ids, self.table.is_some()).await?;
         }
         self.renew_in(
@@ -959,9 +940,9 @@ impl Run<'_> {
     /// What is known of the page's remote ids: their `sync_inbound` rows, or for a source with
     /// a [`DigestColumn`] the digests of the application's rows, overlaid with the quarantined
     /// records' rows when there may be any.
-    async fn known<C: ConnectionTrait>(
+    async fn known(
         &self,
-        txn: &C,
+        txn: &DatabaseTransaction,
         ids: &[String],
     ) -> Result<HashMap<String, Known<'static>>> {
         let Some(table) = &self.table else {
@@ -972,6 +953,23 @@ impl Run<'_> {
             known.extend(load_known(txn, self.name, ids, true).await?);
         }
         Ok(known)
+    }
+
+    /// For a source with a [`DigestColumn`]: deletes the marks of the records a full run listed
+    /// (its other records have no `sync_inbound` row to hold one).
+    async fn clear_marks(&self) -> Result<()> {
+        if self.table.is_none() {
+            return Ok(());
+        }
+        let name = self.name;
+        execute(
+            self.db,
+            "DELETE FROM sync_inbound WHERE source = ? AND state = 'seen'",
+            vec![name.into()],
+            || format!("clearing the marks of a full run of source `{name}`"),
+        )
+        .await
+        .map(drop)
     }
 
     /// For a source with a [`DigestColumn`]: whether it has quarantined records now.
@@ -1187,57 +1185,29 @@ fn merge_state(source: &str, state: &mut Value, patch: Value) -> Result<()> {
 }
 
 /// The `sync_inbound` rows of `ids` (only the quarantined ones: `only_quarantined`).
-async fn load_known<C: ConnectionTrait>(
-    txn: &C,
+async fn load_known(
+    txn: &DatabaseTransaction,
     source: &str,
     ids: &[String],
     only_quarantined: bool,
 ) -> Result<HashMap<String, Known<'static>>> {
-    let only = if only_quarantined {
-        " AND state = 'quarantined'"
+    let filter = if only_quarantined {
+        "t.source = ? AND t.state = 'quarantined'"
     } else {
-        ""
+        "t.source = ?"
     };
     let backend = txn.get_database_backend();
     let mut known = HashMap::new();
     for chunk in ids.chunks(500) {
-        if chunk.is_empty() {
-            continue;
-        }
-        // On PostgreSQL and SQLite the ids travel as one parameter: one short statement,
-        // prepared once per connection, whatever the page's size. On PostgreSQL each id is
-        // looked up on its own in the unique index: the `LIMIT 1` keeps the lateral subquery
-        // from being flattened into a join, which the planner turns into a hash join over
-        // every record of the source (with statistics or without), a page's read then growing
-        // with the source.
-        const COLUMNS: &str = "remote_id, digest, state, modified_at, payload";
-        let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
-            DbBackend::Postgres => (
-                format!(
-                    "SELECT i.* FROM unnest(CAST(? AS text[])) AS ids(id) CROSS JOIN LATERAL \
-                     (SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id = ids.id{only} LIMIT 1) AS i"
-                ),
-                vec![pg_array(chunk).into(), source.into()],
-            ),
-            DbBackend::Sqlite => (
-                format!(
-                    "SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id IN \
-                     (SELECT value FROM json_each(?)){only}"
-                ),
-                vec![source.into(), json_list(chunk).into()],
-            ),
-            _ => {
-                let mut values = vec![source.into()];
-                values.extend(chunk.iter().map(|id| sea_orm::Value::from(id.as_str())));
-                (
-                    format!(
-                        "SELECT {COLUMNS} FROM sync_inbound WHERE source = ? AND remote_id IN ({}){only}",
-                        vec!["?"; chunk.len()].join(", ")
-                    ),
-                    values,
-                )
-            }
-        };
+        let (sql, values) = rows_of_ids(
+            backend,
+            "t.remote_id, t.digest, t.state, t.modified_at, t.payload",
+            "sync_inbound",
+            "remote_id",
+            (filter, vec![source.into()]),
+            chunk,
+            IdType::Text,
+        );
         let rows = txn
             .query_all_raw(statement(backend, &sql, values))
             .await
@@ -1264,6 +1234,79 @@ async fn load_known<C: ConnectionTrait>(
     Ok(known)
 }
 
+/// A statement reading the rows of `table` (alias `t`) whose `column` holds one of `ids` and that
+/// match `filter` (a condition over `t` and its values, or `""`), selecting `columns`.
+///
+/// On PostgreSQL and SQLite the ids travel as one parameter: one short statement, prepared once
+/// per connection, whatever the page's size. On PostgreSQL each id is looked up on its own in the
+/// index: the `LIMIT 1` keeps the lateral subquery from being flattened into a join, which the
+/// planner turns into a hash join over the whole table (with statistics or without), a page's
+/// read then growing with the table.
+fn rows_of_ids(
+    backend: DbBackend,
+    columns: &str,
+    table: &str,
+    column: &str,
+    filter: (&str, Vec<sea_orm::Value>),
+    ids: &[String],
+    id_type: IdType,
+) -> (String, Vec<sea_orm::Value>) {
+    let (filter, mut values) = filter;
+    let and = if filter.is_empty() {
+        String::new()
+    } else {
+        format!("{filter} AND ")
+    };
+    match backend {
+        DbBackend::Postgres => {
+            let array = match id_type {
+                IdType::Integer => "bigint[]",
+                IdType::Text => "text[]",
+            };
+            values.insert(0, pg_array(ids).into());
+            (
+                format!(
+                    "SELECT {columns} FROM unnest(CAST(? AS {array})) AS ids(id) CROSS JOIN LATERAL \
+                     (SELECT * FROM {table} t WHERE {and}t.{column} = ids.id LIMIT 1) AS t"
+                ),
+                values,
+            )
+        }
+        DbBackend::Sqlite => {
+            // Integers as JSON numbers, so that `json_each` yields integers.
+            let list: Value = match id_type {
+                IdType::Integer => ids
+                    .iter()
+                    .filter_map(|id| id.parse::<i64>().ok())
+                    .map(Value::from)
+                    .collect(),
+                IdType::Text => ids.iter().map(|id| Value::from(id.as_str())).collect(),
+            };
+            values.push(list.to_string().into());
+            (
+                format!(
+                    "SELECT {columns} FROM {table} t WHERE {and}t.{column} IN \
+                     (SELECT value FROM json_each(?))"
+                ),
+                values,
+            )
+        }
+        _ => {
+            values.extend(ids.iter().map(|id| match id_type {
+                IdType::Integer => sea_orm::Value::from(id.parse::<i64>().unwrap_or_default()),
+                IdType::Text => sea_orm::Value::from(id.as_str()),
+            }));
+            (
+                format!(
+                    "SELECT {columns} FROM {table} t WHERE {and}t.{column} IN ({})",
+                    vec!["?"; ids.len()].join(", ")
+                ),
+                values,
+            )
+        }
+    }
+}
+
 /// `name` quoted as an identifier.
 fn quote(backend: DbBackend, name: &str) -> String {
     match backend {
@@ -1283,8 +1326,8 @@ fn id_as_text(backend: DbBackend, column: &str) -> String {
 }
 
 /// The digests the application's rows hold for `ids` (rows without one are not known).
-async fn table_digests<C: ConnectionTrait>(
-    txn: &C,
+async fn table_digests(
+    txn: &DatabaseTransaction,
     source: &str,
     table: &DigestColumn,
     ids: &[String],
@@ -1295,69 +1338,30 @@ async fn table_digests<C: ConnectionTrait>(
         quote(backend, &table.remote_id),
         quote(backend, &table.digest),
     );
+    let columns = format!(
+        "{} AS remote_id, t.{dig} AS digest",
+        id_as_text(backend, &format!("t.{rid}"))
+    );
     // An id that is not an integer cannot be in an integer column (and would not cast).
-    let ids: Vec<&String> = match table.id_type {
-        IdType::Integer => ids.iter().filter(|id| id.parse::<i64>().is_ok()).collect(),
-        IdType::Text => ids.iter().collect(),
+    let ids: Vec<String> = match table.id_type {
+        IdType::Integer => ids
+            .iter()
+            .filter(|id| id.parse::<i64>().is_ok())
+            .cloned()
+            .collect(),
+        IdType::Text => ids.to_vec(),
     };
     let mut known = HashMap::new();
     for chunk in ids.chunks(500) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let as_text = id_as_text(backend, &format!("t.{rid}"));
-        // As in `load_known`: one parameter, and on PostgreSQL each id looked up by itself.
-        let (sql, values): (String, Vec<sea_orm::Value>) = match backend {
-            DbBackend::Postgres => {
-                let array = match table.id_type {
-                    IdType::Integer => "bigint[]",
-                    IdType::Text => "text[]",
-                };
-                let owned: Vec<String> = chunk.iter().map(|id| (*id).clone()).collect();
-                (
-                    format!(
-                        "SELECT {as_text} AS remote_id, t.{dig} AS digest FROM \
-                         unnest(CAST(? AS {array})) AS ids(id) CROSS JOIN LATERAL \
-                         (SELECT {rid}, {dig} FROM {t} WHERE {rid} = ids.id LIMIT 1) AS t"
-                    ),
-                    vec![pg_array(&owned).into()],
-                )
-            }
-            DbBackend::Sqlite => {
-                let list: Value = match table.id_type {
-                    IdType::Integer => chunk
-                        .iter()
-                        .filter_map(|id| id.parse::<i64>().ok())
-                        .map(Value::from)
-                        .collect(),
-                    IdType::Text => chunk.iter().map(|id| Value::from(id.as_str())).collect(),
-                };
-                (
-                    format!(
-                        "SELECT {as_text} AS remote_id, t.{dig} AS digest FROM {t} t \
-                         WHERE t.{rid} IN (SELECT value FROM json_each(?))"
-                    ),
-                    vec![list.to_string().into()],
-                )
-            }
-            _ => {
-                let values: Vec<sea_orm::Value> = chunk
-                    .iter()
-                    .map(|id| match table.id_type {
-                        IdType::Integer => id.parse::<i64>().unwrap_or_default().into(),
-                        IdType::Text => id.as_str().into(),
-                    })
-                    .collect();
-                (
-                    format!(
-                        "SELECT {as_text} AS remote_id, t.{dig} AS digest FROM {t} t \
-                         WHERE t.{rid} IN ({})",
-                        vec!["?"; chunk.len()].join(", ")
-                    ),
-                    values,
-                )
-            }
-        };
+        let (sql, values) = rows_of_ids(
+            backend,
+            &columns,
+            &t,
+            &rid,
+            ("", Vec::new()),
+            chunk,
+            table.id_type,
+        );
         let rows = txn
             .query_all_raw(statement(backend, &sql, values))
             .await
@@ -1431,11 +1435,6 @@ fn pg_array(ids: &[String]) -> String {
     }
     out.push('}');
     out
-}
-
-/// `ids` as a JSON array of strings.
-fn json_list(ids: &[String]) -> String {
-    Value::from(ids.to_vec()).to_string()
 }
 
 /// The columns `write_outcomes` sets, in order.
@@ -1876,12 +1875,7 @@ pub async fn plan_source(
             .begin()
             .await
             .map_err(Error::db_while(format!("planning source `{name}`")))?;
-        let ids: Vec<String> = page
-            .records
-            .iter()
-            .map(|r| r.remote_id.as_str().to_owned())
-            .collect();
-        let known = run.known(&txn, &ids).await?;
+        let known = run.known(&txn, &remote_ids(&page.records)).await?;
         for record in &page.records {
             let id = record.remote_id.as_str().to_owned();
             listed.insert(id.clone());
