@@ -1242,7 +1242,13 @@ async fn digests_in_the_table(t: &TestDb, by_sku: bool) {
             (5, 5, 0, 0),
             "{full:?}"
         );
-        assert_eq!(knobs.applies.load(Ordering::SeqCst), applies);
+        // The quarantined record's retry (a 50 ms backoff) may have fallen due meanwhile: it
+        // is applied once more, fails and is counted as quarantined again.
+        assert!(full.quarantined <= 1, "{full:?}");
+        assert_eq!(
+            knobs.applies.load(Ordering::SeqCst),
+            applies + full.quarantined as usize
+        );
         assert_eq!(stock(&t.db).await, rows);
         assert_eq!(
             inbound_rows(&t.db, &name).await,
