@@ -503,8 +503,10 @@ async fn a_worker_killed_mid_page_loses_and_duplicates_nothing() {
         *knobs.stall_after.lock().unwrap() = Some(4);
         let source = Arc::new(ErpProducts::new(json_server_feed(&remote, 3), &knobs));
         let db = t.db.clone();
+        // Each page commits by itself (pages committed together: the test after the next).
         let mut options = SourceRunOptions::new("worker-a");
         options.lease = Duration::from_millis(300);
+        options.pages_per_commit = 1;
         let doomed = {
             let source = source.clone();
             let options = options.clone();
@@ -1100,6 +1102,227 @@ async fn a_failed_fetch_of_the_next_page_keeps_the_page_applied_meanwhile() {
         let next = run(&t.db, &source).await;
         assert_eq!(next.quarantined, 0, "{next:?}");
         assert_eq!(products(&t.db).await.len(), 4);
+    })
+    .await;
+}
+
+/// `erp.products` applying pages at once, slower than the remote: the apply of page `k` waits
+/// (up to 10 s) until page `k + 1` has arrived, so that it is always there when page `k` is
+/// done. Every page with records has one after it: the listing's size is a multiple of `size`.
+struct SlowerThanTheRemote {
+    inner: ErpProducts,
+    size: usize,
+    /// Pages that arrived.
+    arrived: AtomicUsize,
+    /// The apply of this page stalls forever (a worker stuck, then killed).
+    stall_on: std::sync::Mutex<Option<usize>>,
+    /// The pages given to `apply_many`, in order.
+    applied: std::sync::Mutex<Vec<usize>>,
+}
+
+impl SlowerThanTheRemote {
+    fn new(remote: &MockRemote, size: usize, knobs: &Arc<ApplyKnobs>) -> Self {
+        knobs.batch.store(true, Ordering::SeqCst);
+        SlowerThanTheRemote {
+            inner: ErpProducts::new(json_server_feed(remote, size as u32), knobs),
+            size,
+            arrived: AtomicUsize::new(0),
+            stall_on: std::sync::Mutex::new(None),
+            applied: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn applied(&self) -> Vec<usize> {
+        self.applied.lock().unwrap().clone()
+    }
+}
+
+#[sync_core::async_trait]
+impl Source for SlowerThanTheRemote {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn fetch(
+        &self,
+        cx: &FetchContext<'_>,
+        cursor: Option<&serde_json::Value>,
+    ) -> sync_core::Result<Page> {
+        let page = self.inner.feed.fetch(cx, cursor).await;
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        page
+    }
+
+    async fn apply_many(
+        &self,
+        cx: &ApplyContext<'_>,
+        records: &[&InboundRecord],
+    ) -> Option<sync_core::Result<()>> {
+        let first = records.first()?.data["id"].as_i64().unwrap_or_default() as usize;
+        let page = (first - 1) / self.size + 1;
+        self.applied.lock().unwrap().push(page);
+        if *self.stall_on.lock().unwrap() == Some(page) {
+            self.inner.knobs.stalled.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let next = async {
+            while self.arrived.load(Ordering::SeqCst) <= page {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), next)
+            .await
+            .is_err()
+        {
+            return Some(Err(sync_core::Error::permanent(format!(
+                "page {} did not arrive while page {page} was applied",
+                page + 1
+            ))));
+        }
+        self.inner.apply_many(cx, records).await
+    }
+
+    async fn apply(&self, cx: &ApplyContext<'_>, record: &InboundRecord) -> sync_core::Result<()> {
+        self.inner.apply(cx, record).await
+    }
+}
+
+/// Options of worker `owner` that commit up to `pages` pages together, however long they take.
+fn committing(owner: &str, pages: usize) -> SourceRunOptions {
+    let mut options = SourceRunOptions::new(owner);
+    options.pages_per_commit = pages;
+    options.commit_within = Duration::from_secs(60);
+    options
+}
+
+#[tokio::test]
+async fn pages_that_arrive_while_one_is_applied_commit_together() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        put_products(&remote, 12);
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = SlowerThanTheRemote::new(&remote, 2, &knobs);
+        let report = run_source(&t.db, &source, &committing("worker-a", 3))
+            .await
+            .expect("source run");
+        // Six pages of two and an empty seventh: pages 1-3, 4-6, then 7 by itself.
+        assert_eq!(
+            (report.pages, report.commits, report.applied, report.skipped),
+            (7, 3, 12, 0),
+            "{report:?}"
+        );
+        assert_eq!(source.applied(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            products(&t.db).await,
+            (1..=12)
+                .map(|id| (id, format!("P{id}"), i64::from(id) * 100, 1))
+                .collect::<Vec<_>>()
+        );
+        // What they applied was recorded with them: a full run committing each page by itself
+        // applies nothing again.
+        let full = run_source(&t.db, &source, &committing("worker-a", 1).full())
+            .await
+            .expect("full run");
+        assert_eq!(
+            (full.pages, full.commits, full.applied, full.skipped),
+            (7, 7, 0, 12),
+            "{full:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_inside_pages_committed_together_loses_and_duplicates_nothing() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        put_products(&remote, 8);
+        let knobs = Arc::new(ApplyKnobs::default());
+        let source = Arc::new(SlowerThanTheRemote::new(&remote, 2, &knobs));
+        // Two pages a commit: pages 1 and 2 commit together; the worker dies applying page 4,
+        // with page 3 applied in the same open transaction.
+        *source.stall_on.lock().unwrap() = Some(4);
+        let mut options = committing("worker-a", 2);
+        options.lease = Duration::from_millis(300);
+        let doomed = {
+            let (db, source, options) = (t.db.clone(), source.clone(), options.clone());
+            tokio::spawn(async move { run_source(&db, &*source, &options).await })
+        };
+        knobs.stalled.notified().await;
+        doomed.abort();
+        let _ = doomed.await;
+        assert_eq!(source.applied(), [1, 2, 3, 4]);
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(
+            ids,
+            [1, 2, 3, 4],
+            "pages 1 and 2 committed with their cursor, page 3 not at all"
+        );
+
+        *source.stall_on.lock().unwrap() = None;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let mut takeover = committing("worker-b", 2);
+        takeover.lease = Duration::from_millis(300);
+        let report = run_source(&t.db, &*source, &takeover).await.expect("run");
+        assert_eq!((report.applied, report.quarantined), (4, 0), "{report:?}");
+        assert_eq!(
+            products(&t.db).await,
+            (1..=8)
+                .map(|id| (id, format!("P{id}"), i64::from(id) * 100, 1))
+                .collect::<Vec<_>>()
+        );
+        let rows =
+            t.db.query_one_raw(sea_orm::Statement::from_string(
+                t.db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM sync_inbound",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(rows, 8, "one row a record");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_record_failing_in_a_later_page_of_a_transaction_is_quarantined_alone() {
+    on_each_backend(|t: TestDb| async move {
+        let remote = MockRemote::start().await;
+        put_products(&remote, 6);
+        remote.put_record("products", "4", erp_product(4, "", 400, &at(4)));
+        let knobs = Arc::new(ApplyKnobs::default());
+        *knobs.refuse_name.lock().unwrap() = Some(String::new());
+        let source = SlowerThanTheRemote::new(&remote, 2, &knobs);
+        let report = run_source(&t.db, &source, &committing("worker-a", 3))
+            .await
+            .expect("source run");
+        // Page 2 fails at once inside page 1's transaction: that transaction is rolled back,
+        // page 1 applied again and committed by itself, page 2 applied record by record, and
+        // page 3 (and the empty page 4) join page 2's transaction.
+        assert_eq!(source.applied(), [1, 2, 1, 3]);
+        assert_eq!(knobs.applies.load(Ordering::SeqCst), 2, "records 3 and 4");
+        assert_eq!(
+            (
+                report.pages,
+                report.commits,
+                report.applied,
+                report.quarantined
+            ),
+            (4, 2, 5, 1),
+            "counted once each: {report:?}"
+        );
+        let ids: Vec<i32> = products(&t.db).await.iter().map(|p| p.0).collect();
+        assert_eq!(ids, [1, 2, 3, 5, 6]);
+        let row = inbound_row(&t.db, "4").await;
+        assert_eq!(row.state, "quarantined");
+        assert!(
+            row.error
+                .as_deref()
+                .is_some_and(|e| e.contains("not known yet")),
+            "{row:?}"
+        );
     })
     .await;
 }

@@ -1,12 +1,15 @@
 //! One run of a source: lease, quarantine retries, pages (applies, digests and cursor in one
-//! transaction each), and after a complete full run, the records that vanished.
+//! transaction, a page alone or with the pages that arrived while the one before was applied),
+//! and after a complete full run, the records that vanished.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use futures::future::Either;
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait,
@@ -37,6 +40,13 @@ pub struct SourceRunOptions {
     /// How long the lease lasts without a page committed; another worker takes the source
     /// over after it.
     pub lease: Duration,
+    /// At most this many pages commit in one transaction (8 by default; 1 commits each page by
+    /// itself). A page joins the transaction of the one before only when it has arrived by the
+    /// time that one is applied, so a transaction never waits on the remote.
+    pub pages_per_commit: usize,
+    /// No more pages join a transaction this long after it opened (20 ms by default): it holds
+    /// the rows it wrote (on SQLite, the database) until it commits.
+    pub commit_within: Duration,
 }
 
 impl SourceRunOptions {
@@ -46,6 +56,8 @@ impl SourceRunOptions {
             owner: owner.into(),
             full: false,
             lease: Duration::from_secs(60),
+            pages_per_commit: 8,
+            commit_within: Duration::from_millis(20),
         }
     }
 
@@ -67,6 +79,9 @@ pub struct SourceReport {
     pub full: bool,
     /// Pages fetched.
     pub pages: u64,
+    /// Transactions that committed pages: fewer than `pages` when pages arrived faster than
+    /// they were applied (see [`SourceRunOptions::pages_per_commit`]).
+    pub commits: u64,
     /// Records fetched.
     pub fetched: u64,
     /// Records applied (live ones; deletes are counted in `deleted`).
@@ -107,6 +122,18 @@ pub struct RunTimes {
     pub committing: Duration,
 }
 
+impl SourceReport {
+    /// Sets the counts of applied records back to `before`'s (a transaction that applied
+    /// records was rolled back).
+    fn restore_counts(&mut self, before: &SourceReport) {
+        self.applied = before.applied;
+        self.skipped = before.skipped;
+        self.quarantined = before.quarantined;
+        self.revived = before.revived;
+        self.deleted = before.deleted;
+    }
+}
+
 fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
@@ -118,9 +145,12 @@ const QUARANTINED: &str = "quarantined";
 
 /// Runs `source` once: takes its lease (or returns a report with `busy` when another worker
 /// holds it), fetches and applies pages from the stored cursor until the source says there are
-/// no more, then applies again the quarantined records whose retry is due. Each page commits with the cursor
-/// after it. The outcome and counts are recorded in `sync_sources`, and the next scheduled run
-/// is set one [`Source::interval`] later.
+/// no more, then applies again the quarantined records whose retry is due. A page commits with
+/// the cursor after it, in one transaction with the pages before it that have not committed
+/// yet: a page joins the open transaction when it has arrived by the time the one before is
+/// applied, up to [`SourceRunOptions::pages_per_commit`] pages and
+/// [`SourceRunOptions::commit_within`]. The outcome and counts are recorded in
+/// `sync_sources`, and the next scheduled run is set one [`Source::interval`] later.
 ///
 /// A fetch error ends the run with that error; what earlier pages applied stays, and the next
 /// run starts where they left off.
@@ -364,6 +394,34 @@ struct Outcome {
     error: Option<(String, i32)>,
 }
 
+/// How [`Run::apply_records`] applies a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The only page of its transaction: all at once, then record by record if that fails.
+    Alone,
+    /// After other pages in one transaction: all at once, or the transaction is rolled back.
+    Batched,
+    /// Record by record, each under a savepoint.
+    OneByOne,
+}
+
+/// A transaction holding pages applied and not committed yet.
+struct Batch {
+    txn: DatabaseTransaction,
+    opened: Instant,
+    /// The pages in it before the last, to apply again should a later page fail.
+    pages: Vec<Kept>,
+    /// The report when it opened (its counts are restored when it is rolled back).
+    before: SourceReport,
+}
+
+/// A page in a [`Batch`], with the cursor and state after it.
+struct Kept {
+    records: Vec<InboundRecord>,
+    cursor: Option<Value>,
+    state: Value,
+}
+
 struct Run<'a> {
     db: &'a DatabaseConnection,
     source: &'a dyn Source,
@@ -427,6 +485,8 @@ impl Run<'_> {
         let fetching = Instant::now();
         let mut page = self.source.fetch(&first, cursor.as_ref()).await?;
         report.times.fetching += fetching.elapsed();
+        // Pages applied and not committed yet (see `SourceRunOptions::pages_per_commit`).
+        let mut batch: Option<Batch> = None;
         loop {
             report.pages += 1;
             report.fetched += page.records.len() as u64;
@@ -445,26 +505,67 @@ impl Run<'_> {
             }
             // The next page is fetched while this one is applied: its request needs only the
             // cursor and state this page moved to, and nothing of it is written before this
-            // page has committed. A failed fetch ends the run after this page's commit.
-            let following = async {
-                if !page.more {
+            // page is applied. A failed fetch ends the run after this page's commit.
+            let more = page.more;
+            let (at_state, at_cursor, source) = (&state, cursor.as_ref(), self.source);
+            let following = async move {
+                if !more {
                     return None;
                 }
                 let cx = FetchContext {
                     source: name,
-                    state: &state,
+                    state: at_state,
                     full,
                 };
                 let fetching = Instant::now();
-                let next = self.source.fetch(&cx, cursor.as_ref()).await;
+                let next = source.fetch(&cx, at_cursor).await;
                 Some((next, fetching.elapsed()))
             };
-            let (applied, following) = futures::join!(
-                self.apply_page(&page.records, cursor.as_ref(), &state, report),
-                following
-            );
+            let mut following = std::pin::pin!(following);
+            // Whether the next page arrived while this one was applied.
+            let (applied, mut fetched) = {
+                let apply = std::pin::pin!(self.apply_in(&mut batch, &page.records, report));
+                match futures::future::select(apply, following.as_mut()).await {
+                    // The fetch may have finished in the same moment.
+                    Either::Left((applied, _)) => match futures::poll!(following.as_mut()) {
+                        Poll::Ready(fetched) => (applied, Some(fetched)),
+                        Poll::Pending => (applied, None),
+                    },
+                    Either::Right((fetched, apply)) => (apply.await, Some(fetched)),
+                }
+            };
             applied?;
-            match following {
+            // The transaction stays open for the next page only when that page is here
+            // already (never while waiting on the remote), within the options' bounds.
+            let open = batch
+                .as_mut()
+                .expect("a page applied leaves its transaction open");
+            let next_here = matches!(fetched, Some(Some((Ok(_), _))));
+            if next_here
+                && open.pages.len() + 1 < self.options.pages_per_commit
+                && open.opened.elapsed() < self.options.commit_within
+            {
+                open.pages.push(Kept {
+                    records: std::mem::take(&mut page.records),
+                    cursor: cursor.clone(),
+                    state: state.clone(),
+                });
+            } else {
+                let open = batch.take().expect("checked above");
+                let commit = self.commit(open.txn, cursor.as_ref(), &state, report);
+                fetched = Some(match fetched {
+                    Some(fetched) => {
+                        commit.await?;
+                        fetched
+                    }
+                    None => {
+                        let (committed, fetched) = futures::join!(commit, following);
+                        committed?;
+                        fetched
+                    }
+                });
+            }
+            match fetched.expect("the fetch finished") {
                 Some((next, took)) => {
                     report.times.fetching += took;
                     page = next?;
@@ -482,32 +583,115 @@ impl Run<'_> {
         self.retry_quarantined(report).await
     }
 
-    /// Applies a page's records and commits them with the cursor and state that move past
-    /// them (and, in a full run, the records' marks as seen), in one transaction.
-    async fn apply_page(
-        &self,
-        records: &[InboundRecord],
-        cursor: Option<&Value>,
-        state: &Value,
-        report: &mut SourceReport,
-    ) -> Result<()> {
+    /// Opens a transaction for pages.
+    async fn open(&self, report: &mut SourceReport) -> Result<Batch> {
         let name = self.name;
-        let began = Instant::now();
+        let opened = Instant::now();
         let txn = self.db.begin().await.map_err(Error::db_while(format!(
             "starting a page of source `{name}`"
         )))?;
+        report.times.committing += opened.elapsed();
+        Ok(Batch {
+            txn,
+            opened,
+            pages: Vec::new(),
+            before: report.clone(),
+        })
+    }
+
+    /// Applies a page's records, and writes what is recorded of them, in the open
+    /// transaction (`batch`; a new one when none is open), which it leaves open. When the
+    /// records fail together in a transaction holding earlier pages, that transaction is rolled
+    /// back, the earlier pages are applied again and committed each in a transaction of its own,
+    /// and this page is applied record by record in a new one.
+    async fn apply_in(
+        &self,
+        batch: &mut Option<Batch>,
+        records: &[InboundRecord],
+        report: &mut SourceReport,
+    ) -> Result<()> {
+        let open = match batch.take() {
+            Some(open) => open,
+            None => self.open(report).await?,
+        };
+        let Batch {
+            txn,
+            opened,
+            pages,
+            before,
+        } = open;
+        let mode = if pages.is_empty() {
+            Mode::Alone
+        } else {
+            Mode::Batched
+        };
+        if let Some(txn) = self.apply_and_record(txn, records, mode, report).await? {
+            *batch = Some(Batch {
+                txn,
+                opened,
+                pages,
+                before,
+            });
+            return Ok(());
+        }
+        // Rolled back: the counts of its pages go with it.
+        report.restore_counts(&before);
+        for kept in &pages {
+            let open = self.open(report).await?;
+            let txn = self
+                .apply_and_record(open.txn, &kept.records, Mode::Alone, report)
+                .await?
+                .expect("a page applied alone is not rolled back");
+            self.commit(txn, kept.cursor.as_ref(), &kept.state, report)
+                .await?;
+        }
+        let open = self.open(report).await?;
+        let txn = self
+            .apply_and_record(open.txn, records, Mode::OneByOne, report)
+            .await?
+            .expect("a page applied record by record is not rolled back");
+        *batch = Some(Batch { txn, ..open });
+        Ok(())
+    }
+
+    /// Applies a page's records in `txn` and writes what is recorded of them (and, in a full
+    /// run, their marks as seen); `None` when they failed together in [`Mode::Batched`] and
+    /// `txn` was rolled back.
+    async fn apply_and_record(
+        &self,
+        txn: DatabaseTransaction,
+        records: &[InboundRecord],
+        mode: Mode,
+        report: &mut SourceReport,
+    ) -> Result<Option<DatabaseTransaction>> {
         let applying = Instant::now();
-        report.times.committing += applying - began;
         let reading = report.times.reading;
-        let (txn, outcomes) = self.apply_records(txn, records, report).await?;
+        let Some((txn, outcomes)) = self.apply_records(txn, records, mode, report).await? else {
+            return Ok(None);
+        };
         let recording = Instant::now();
         report.times.applying +=
             (recording - applying).saturating_sub(report.times.reading - reading);
         self.write_outcomes(&txn, &outcomes).await?;
         if let Some(run) = self.full_run {
             let ids = remote_ids(records);
-            mark_seen(&txn, name, run, &ids, self.table.is_some()).await?;
+            mark_seen(&txn, self.name, run, &ids, self.table.is_some()).await?;
         }
+        report.times.recording += recording.elapsed();
+        Ok(Some(txn))
+    }
+
+    /// Saves the cursor and state after the pages applied in `txn`, renewing the lease, and
+    /// commits it.
+    async fn commit(
+        &self,
+        txn: DatabaseTransaction,
+        cursor: Option<&Value>,
+        state: &Value,
+        report: &mut SourceReport,
+    ) -> Result<()> {
+        let name = self.name;
+        let recording = Instant::now();
         self.renew_in(
             &txn,
             "UPDATE sync_sources SET next_cursor = ?, state = ?, lease_until = ? \
@@ -524,20 +708,23 @@ impl Run<'_> {
             "committing a page of source `{name}`"
         )))?;
         report.times.committing += committing.elapsed();
+        report.commits += 1;
         Ok(())
     }
 
-    /// Applies the page's records in `txn`, the page's transaction, which holds nothing else
-    /// yet; returns the transaction to go on with and what to record. First all at once
-    /// ([`Source::apply_many`], or each record's `apply` without a savepoint of its own); when
-    /// that fails, rolls the transaction back and applies them one by one in a new one, each
-    /// under its own savepoint, so that only the failing records are quarantined.
+    /// Applies the page's records in `txn`; returns the transaction to go on with and what to
+    /// record. First all at once ([`Source::apply_many`], or each record's `apply` without a
+    /// savepoint of its own); when that fails, rolls the transaction back and, in
+    /// [`Mode::Alone`], applies them one by one in a new one, each under its own savepoint, so
+    /// that only the failing records are quarantined (in [`Mode::Batched`] returns `None`).
+    /// [`Mode::OneByOne`] goes one by one at once.
     async fn apply_records(
         &self,
         txn: DatabaseTransaction,
         records: &[InboundRecord],
+        mode: Mode,
         report: &mut SourceReport,
-    ) -> Result<(DatabaseTransaction, Vec<Outcome>)> {
+    ) -> Result<Option<(DatabaseTransaction, Vec<Outcome>)>> {
         let name = self.name;
         let ids = remote_ids(records);
         let reading = Instant::now();
@@ -546,29 +733,36 @@ impl Run<'_> {
             futures::join!(self.known(&txn, &ids), async { digests_of(name, records) });
         let known = known?;
         report.times.reading += reading.elapsed();
-        let mut assumed = known.clone();
-        let (candidates, skipped) = self.candidates(records, &digests, &mut assumed);
-        if candidates.is_empty() {
-            report.skipped += skipped;
-            return Ok((txn, Vec::new()));
-        }
-        if self.apply_all(&txn, &candidates).await {
-            report.skipped += skipped;
-            let mut outcomes = Vec::new();
-            for c in &candidates {
-                tally(report, false, c.record.deleted, c.was_quarantined);
-                if self.recorded(false, c.was_quarantined) {
-                    outcomes.push(c.outcome(None));
-                }
+        let txn = if mode == Mode::OneByOne {
+            txn
+        } else {
+            let mut assumed = known.clone();
+            let (candidates, skipped) = self.candidates(records, &digests, &mut assumed);
+            if candidates.is_empty() {
+                report.skipped += skipped;
+                return Ok(Some((txn, Vec::new())));
             }
-            return Ok((txn, outcomes));
-        }
-        txn.rollback().await.map_err(Error::db_while(format!(
-            "rolling back a page's applies in source `{name}`"
-        )))?;
-        let txn = self.db.begin().await.map_err(Error::db_while(format!(
-            "starting a page of source `{name}` again, record by record"
-        )))?;
+            if self.apply_all(&txn, &candidates).await {
+                report.skipped += skipped;
+                let mut outcomes = Vec::new();
+                for c in &candidates {
+                    tally(report, false, c.record.deleted, c.was_quarantined);
+                    if self.recorded(false, c.was_quarantined) {
+                        outcomes.push(c.outcome(None));
+                    }
+                }
+                return Ok(Some((txn, outcomes)));
+            }
+            txn.rollback().await.map_err(Error::db_while(format!(
+                "rolling back a page's applies in source `{name}`"
+            )))?;
+            if mode == Mode::Batched {
+                return Ok(None);
+            }
+            self.db.begin().await.map_err(Error::db_while(format!(
+                "starting a page of source `{name}` again, record by record"
+            )))?
+        };
         // One by one: `known` as before the page, updated as records are applied or fail.
         let mut known = known;
         let mut outcomes = Vec::new();
@@ -608,7 +802,7 @@ impl Run<'_> {
                 outcomes.push(outcome);
             }
         }
-        Ok((txn, outcomes))
+        Ok(Some((txn, outcomes)))
     }
 
     /// The records to apply, in order, and how many are skipped (the version applied already,
@@ -1073,7 +1267,7 @@ impl Run<'_> {
         }
         Err(Error::retryable(format!(
             "worker `{}` lost the lease of source `{}` (it took longer than the lease, {:?}); \
-             another worker runs it, and this one's last page was not committed",
+             another worker runs it, and this one's last pages were not committed",
             self.options.owner, self.name, self.options.lease
         )))
     }

@@ -202,13 +202,12 @@ async fn framework(
     url: &str,
     records: usize,
     apply: Apply,
+    options: &SourceRunOptions,
 ) -> (f64, SourceReport) {
     let applied = Arc::new(AtomicU64::new(0));
     let source = source(url, &applied, apply);
     let started = Instant::now();
-    let report = run_source(db, &source, &SourceRunOptions::new("bench"))
-        .await
-        .unwrap();
+    let report = run_source(db, &source, options).await.unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(report.applied as usize, records, "{report:?}");
     (records as f64 / secs, report)
@@ -219,12 +218,14 @@ fn per_page(report: &SourceReport) -> String {
     let t = &report.times;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0 / report.pages.max(1) as f64;
     format!(
-        "reading {:.2}, applying {:.2}, recording {:.2}, committing {:.2} ms (fetching {:.2} ms beside them)",
+        "reading {:.2}, applying {:.2}, recording {:.2}, committing {:.2} ms (fetching {:.2} ms beside them); {} pages in {} commits",
         ms(t.reading),
         ms(t.applying),
         ms(t.recording),
         ms(t.committing),
-        ms(t.fetching)
+        ms(t.fetching),
+        report.pages,
+        report.commits
     )
 }
 
@@ -306,11 +307,18 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
     }
     let records = number("--records", 20_000);
     let rounds = number("--rounds", 3);
+    // `--pages-per-commit N`: the sources' `SourceRunOptions::pages_per_commit` (8 by default,
+    // 1 commits each page by itself).
+    let mut options = SourceRunOptions::new("bench");
+    options.pages_per_commit = number("--pages-per-commit", options.pages_per_commit);
     // `--only saves,pages,table,bare`: the variants to run (all by default).
     let only = flag(args, "--only");
     let runs_variant = |name: &str| only.is_none_or(|o| o.split(',').any(|v| v == name));
     let url = serve_listing(records).await;
-    println!("inbound on {backend:?}: {records} records, pages of {PAGE}, {rounds} rounds");
+    println!(
+        "inbound on {backend:?}: {records} records, pages of {PAGE}, {rounds} rounds, up to {} pages a commit",
+        options.pages_per_commit
+    );
     println!(
         "{:>6} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}",
         "round", "saves/s", "pages/s", "table/s", "bare rec/s", "saves", "pages", "table"
@@ -337,7 +345,8 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
             }
             results[which] = match VARIANTS.get(which) {
                 Some(&apply) => {
-                    let (rate, report) = framework(&dbs[which].db, &url, records, apply).await;
+                    let (rate, report) =
+                        framework(&dbs[which].db, &url, records, apply, &options).await;
                     runs[which] = Some(report);
                     rate
                 }
