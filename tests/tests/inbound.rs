@@ -1432,6 +1432,25 @@ async fn digests_in_the_table(t: &TestDb, by_sku: bool) {
         };
         let name = source.name().to_owned();
         let options = SourceRunOptions::new("worker-a");
+        // Rows of records applied before the source kept its digests in the table (and one
+        // of another source): the source's go, the other stays.
+        let other = format!("{name}.other");
+        for (source, remote_id) in [(name.as_str(), "1"), (other.as_str(), "1")] {
+            use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+            sync_inbound::ActiveModel {
+                source: Set(source.to_owned()),
+                remote_id: Set(remote_id.to_owned()),
+                digest: Set("0".repeat(64)),
+                state: Set("applied".into()),
+                deleted: Set(false),
+                attempts: Set(0),
+                updated_at: Set(0),
+                ..Default::default()
+            }
+            .insert(&t.db)
+            .await
+            .expect("an earlier row");
+        }
 
         // The first run applies four records and quarantines the third: the rows carry the
         // digests, and the only row of the framework's is the quarantined record's.
@@ -1452,6 +1471,10 @@ async fn digests_in_the_table(t: &TestDb, by_sku: bool) {
         assert_eq!(
             inbound_rows(&t.db, &name).await,
             [("3".to_owned(), "quarantined".to_owned())]
+        );
+        assert_eq!(
+            inbound_rows(&t.db, &other).await,
+            [("1".to_owned(), "applied".to_owned())]
         );
 
         // A full run lists everything again: nothing unchanged is applied again (the

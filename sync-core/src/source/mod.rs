@@ -328,6 +328,7 @@ pub trait Source: Send + Sync + 'static {
     /// than skipped, and no outbound syncer may be [`mirrored_by`](crate::Syncer::mirrored_by)
     /// this source (the worker refuses to start: nothing records what to leave unechoed). A
     /// full run marks each listed record in `sync_inbound` and deletes the marks when it ends.
+    /// A run deletes the source's rows of records applied before it declared a column.
     fn digest_column(&self) -> Option<DigestColumn> {
         None
     }

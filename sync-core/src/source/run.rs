@@ -474,6 +474,7 @@ impl Run<'_> {
         } else {
             self.full_run = full_run;
         }
+        self.forget_applied_rows().await?;
         self.check_quarantined().await?;
         let full = self.full_run.is_some();
         report.full = full;
@@ -1161,6 +1162,24 @@ impl Run<'_> {
             "DELETE FROM sync_inbound WHERE source = ? AND state = 'seen'",
             vec![name.into()],
             || format!("clearing the marks of a full run of source `{name}`"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// For a source with a [`DigestColumn`]: deletes the `sync_inbound` rows of records
+    /// applied, left from before the source kept its digests in the table (nothing reads them
+    /// any more).
+    async fn forget_applied_rows(&self) -> Result<()> {
+        if self.table.is_none() {
+            return Ok(());
+        }
+        let name = self.name;
+        execute(
+            self.db,
+            "DELETE FROM sync_inbound WHERE source = ? AND state = 'applied'",
+            vec![name.into()],
+            || format!("deleting the rows of records applied before by source `{name}`"),
         )
         .await
         .map(drop)
