@@ -32,6 +32,8 @@ pub struct ApplyKnobs {
     pub batch: std::sync::atomic::AtomicBool,
     /// Calls of `apply_many` that wrote their page.
     pub batches: AtomicUsize,
+    /// The source's `pages_per_commit` (0: the default).
+    pub pages_per_commit: AtomicUsize,
 }
 
 impl ApplyKnobs {
@@ -77,6 +79,13 @@ impl Source for ErpProducts {
 
     fn feed(&self) -> Option<&HttpFeed> {
         Some(&self.feed)
+    }
+
+    fn pages_per_commit(&self) -> usize {
+        match self.knobs.pages_per_commit.load(Ordering::SeqCst) {
+            0 => 8,
+            n => n,
+        }
     }
 
     async fn apply_many(

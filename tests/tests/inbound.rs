@@ -504,9 +504,9 @@ async fn a_worker_killed_mid_page_loses_and_duplicates_nothing() {
         let source = Arc::new(ErpProducts::new(json_server_feed(&remote, 3), &knobs));
         let db = t.db.clone();
         // Each page commits by itself (pages committed together: the test after the next).
+        knobs.pages_per_commit.store(1, Ordering::SeqCst);
         let mut options = SourceRunOptions::new("worker-a");
         options.lease = Duration::from_millis(300);
-        options.pages_per_commit = 1;
         let doomed = {
             let source = source.clone();
             let options = options.clone();
@@ -1118,6 +1118,8 @@ struct SlowerThanTheRemote {
     stall_on: std::sync::Mutex<Option<usize>>,
     /// The pages given to `apply_many`, in order.
     applied: std::sync::Mutex<Vec<usize>>,
+    /// Its `pages_per_commit`, however long they take (`commit_within` is a minute).
+    pages_per_commit: AtomicUsize,
 }
 
 impl SlowerThanTheRemote {
@@ -1129,11 +1131,18 @@ impl SlowerThanTheRemote {
             arrived: AtomicUsize::new(0),
             stall_on: std::sync::Mutex::new(None),
             applied: std::sync::Mutex::new(Vec::new()),
+            pages_per_commit: AtomicUsize::new(1),
         }
     }
 
     fn applied(&self) -> Vec<usize> {
         self.applied.lock().unwrap().clone()
+    }
+
+    /// Commits up to `pages` pages together from now on.
+    fn committing(&self, pages: usize) -> &Self {
+        self.pages_per_commit.store(pages, Ordering::SeqCst);
+        self
     }
 }
 
@@ -1141,6 +1150,14 @@ impl SlowerThanTheRemote {
 impl Source for SlowerThanTheRemote {
     fn name(&self) -> &str {
         self.inner.name()
+    }
+
+    fn pages_per_commit(&self) -> usize {
+        self.pages_per_commit.load(Ordering::SeqCst)
+    }
+
+    fn commit_within(&self) -> Duration {
+        Duration::from_secs(60)
     }
 
     async fn fetch(
@@ -1187,14 +1204,6 @@ impl Source for SlowerThanTheRemote {
     }
 }
 
-/// Options of worker `owner` that commit up to `pages` pages together, however long they take.
-fn committing(owner: &str, pages: usize) -> SourceRunOptions {
-    let mut options = SourceRunOptions::new(owner);
-    options.pages_per_commit = pages;
-    options.commit_within = Duration::from_secs(60);
-    options
-}
-
 #[tokio::test]
 async fn pages_that_arrive_while_one_is_applied_commit_together() {
     on_each_backend(|t: TestDb| async move {
@@ -1202,7 +1211,8 @@ async fn pages_that_arrive_while_one_is_applied_commit_together() {
         put_products(&remote, 12);
         let knobs = Arc::new(ApplyKnobs::default());
         let source = SlowerThanTheRemote::new(&remote, 2, &knobs);
-        let report = run_source(&t.db, &source, &committing("worker-a", 3))
+        let options = SourceRunOptions::new("worker-a");
+        let report = run_source(&t.db, source.committing(3), &options)
             .await
             .expect("source run");
         // Six pages of two and an empty seventh: pages 1-3, 4-6, then 7 by itself.
@@ -1220,7 +1230,7 @@ async fn pages_that_arrive_while_one_is_applied_commit_together() {
         );
         // What they applied was recorded with them: a full run committing each page by itself
         // applies nothing again.
-        let full = run_source(&t.db, &source, &committing("worker-a", 1).full())
+        let full = run_source(&t.db, source.committing(1), &options.full())
             .await
             .expect("full run");
         assert_eq!(
@@ -1242,7 +1252,8 @@ async fn a_worker_killed_inside_pages_committed_together_loses_and_duplicates_no
         // Two pages a commit: pages 1 and 2 commit together; the worker dies applying page 4,
         // with page 3 applied in the same open transaction.
         *source.stall_on.lock().unwrap() = Some(4);
-        let mut options = committing("worker-a", 2);
+        source.committing(2);
+        let mut options = SourceRunOptions::new("worker-a");
         options.lease = Duration::from_millis(300);
         let doomed = {
             let (db, source, options) = (t.db.clone(), source.clone(), options.clone());
@@ -1261,7 +1272,7 @@ async fn a_worker_killed_inside_pages_committed_together_loses_and_duplicates_no
 
         *source.stall_on.lock().unwrap() = None;
         tokio::time::sleep(Duration::from_millis(350)).await;
-        let mut takeover = committing("worker-b", 2);
+        let mut takeover = SourceRunOptions::new("worker-b");
         takeover.lease = Duration::from_millis(300);
         let report = run_source(&t.db, &*source, &takeover).await.expect("run");
         assert_eq!((report.applied, report.quarantined), (4, 0), "{report:?}");
@@ -1295,7 +1306,8 @@ async fn a_record_failing_in_a_later_page_of_a_transaction_is_quarantined_alone(
         let knobs = Arc::new(ApplyKnobs::default());
         *knobs.refuse_name.lock().unwrap() = Some(String::new());
         let source = SlowerThanTheRemote::new(&remote, 2, &knobs);
-        let report = run_source(&t.db, &source, &committing("worker-a", 3))
+        let options = SourceRunOptions::new("worker-a");
+        let report = run_source(&t.db, source.committing(3), &options)
             .await
             .expect("source run");
         // Page 2 fails at once inside page 1's transaction: that transaction is rolled back,

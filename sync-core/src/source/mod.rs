@@ -319,6 +319,21 @@ pub trait Source: Send + Sync + 'static {
         ExponentialBackoff::default()
     }
 
+    /// At most this many pages commit in one transaction (default 8; 1 commits each page by
+    /// itself). A page joins the transaction of the page before only when it has arrived by the
+    /// time that page is applied, so a transaction never waits on the remote; fewer commits
+    /// when the remote is faster than the apply.
+    fn pages_per_commit(&self) -> usize {
+        8
+    }
+
+    /// No more pages join a transaction this long after it opened (default 20 ms): until it
+    /// commits it holds the rows it wrote (on SQLite, the database's write lock), which the
+    /// application's own writers then wait for.
+    fn commit_within(&self) -> Duration {
+        Duration::from_millis(20)
+    }
+
     /// Where the application's own table keeps each applied record's digest, if it does
     /// (default: `None`, a `sync_inbound` row per record). With one, a page's records are
     /// skipped or applied by the digests read from that table, and nothing of the framework's

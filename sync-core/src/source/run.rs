@@ -40,13 +40,6 @@ pub struct SourceRunOptions {
     /// How long the lease lasts without a page committed; another worker takes the source
     /// over after it.
     pub lease: Duration,
-    /// At most this many pages commit in one transaction (8 by default; 1 commits each page by
-    /// itself). A page joins the transaction of the one before only when it has arrived by the
-    /// time that one is applied, so a transaction never waits on the remote.
-    pub pages_per_commit: usize,
-    /// No more pages join a transaction this long after it opened (20 ms by default): it holds
-    /// the rows it wrote (on SQLite, the database) until it commits.
-    pub commit_within: Duration,
 }
 
 impl SourceRunOptions {
@@ -56,8 +49,6 @@ impl SourceRunOptions {
             owner: owner.into(),
             full: false,
             lease: Duration::from_secs(60),
-            pages_per_commit: 8,
-            commit_within: Duration::from_millis(20),
         }
     }
 
@@ -80,7 +71,7 @@ pub struct SourceReport {
     /// Pages fetched.
     pub pages: u64,
     /// Transactions that committed pages: fewer than `pages` when pages arrived faster than
-    /// they were applied (see [`SourceRunOptions::pages_per_commit`]).
+    /// they were applied (see [`Source::pages_per_commit`]).
     pub commits: u64,
     /// Records fetched.
     pub fetched: u64,
@@ -148,8 +139,8 @@ const QUARANTINED: &str = "quarantined";
 /// no more, then applies again the quarantined records whose retry is due. A page commits with
 /// the cursor after it, in one transaction with the pages before it that have not committed
 /// yet: a page joins the open transaction when it has arrived by the time the one before is
-/// applied, up to [`SourceRunOptions::pages_per_commit`] pages and
-/// [`SourceRunOptions::commit_within`]. The outcome and counts are recorded in
+/// applied, up to [`Source::pages_per_commit`] pages and [`Source::commit_within`]. The
+/// outcome and counts are recorded in
 /// `sync_sources`, and the next scheduled run is set one [`Source::interval`] later.
 ///
 /// A fetch error ends the run with that error; what earlier pages applied stays, and the next
@@ -486,7 +477,7 @@ impl Run<'_> {
         let fetching = Instant::now();
         let mut page = self.source.fetch(&first, cursor.as_ref()).await?;
         report.times.fetching += fetching.elapsed();
-        // Pages applied and not committed yet (see `SourceRunOptions::pages_per_commit`).
+        // Pages applied and not committed yet (see `Source::pages_per_commit`).
         let mut batch: Option<Batch> = None;
         loop {
             report.pages += 1;
@@ -543,8 +534,8 @@ impl Run<'_> {
                 .expect("a page applied leaves its transaction open");
             let next_here = matches!(fetched, Some(Some((Ok(_), _))));
             if next_here
-                && open.pages.len() + 1 < self.options.pages_per_commit
-                && open.opened.elapsed() < self.options.commit_within
+                && open.pages.len() + 1 < self.source.pages_per_commit()
+                && open.opened.elapsed() < self.source.commit_within()
             {
                 open.pages.push(Kept {
                     records: std::mem::take(&mut page.records),

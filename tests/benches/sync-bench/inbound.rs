@@ -98,6 +98,7 @@ struct BenchSource {
     feed: HttpFeed,
     applied: Arc<AtomicU64>,
     apply: Apply,
+    pages_per_commit: usize,
 }
 
 #[async_trait]
@@ -108,6 +109,10 @@ impl Source for BenchSource {
 
     fn feed(&self) -> Option<&HttpFeed> {
         Some(&self.feed)
+    }
+
+    fn pages_per_commit(&self) -> usize {
+        self.pages_per_commit
     }
 
     fn digest_column(&self) -> Option<DigestColumn> {
@@ -183,7 +188,12 @@ async fn create_tables(db: &DatabaseConnection) {
     }
 }
 
-fn source(url: &str, applied: &Arc<AtomicU64>, apply: Apply) -> BenchSource {
+fn source(
+    url: &str,
+    applied: &Arc<AtomicU64>,
+    apply: Apply,
+    pages_per_commit: usize,
+) -> BenchSource {
     let remote = HttpRemote::builder(url, "products").build().unwrap();
     BenchSource {
         feed: HttpFeed::builder(remote)
@@ -192,6 +202,7 @@ fn source(url: &str, applied: &Arc<AtomicU64>, apply: Apply) -> BenchSource {
             .unwrap(),
         applied: applied.clone(),
         apply,
+        pages_per_commit,
     }
 }
 
@@ -202,12 +213,14 @@ async fn framework(
     url: &str,
     records: usize,
     apply: Apply,
-    options: &SourceRunOptions,
+    pages_per_commit: usize,
 ) -> (f64, SourceReport) {
     let applied = Arc::new(AtomicU64::new(0));
-    let source = source(url, &applied, apply);
+    let source = source(url, &applied, apply, pages_per_commit);
     let started = Instant::now();
-    let report = run_source(db, &source, options).await.unwrap();
+    let report = run_source(db, &source, &SourceRunOptions::new("bench"))
+        .await
+        .unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(report.applied as usize, records, "{report:?}");
     (records as f64 / secs, report)
@@ -307,17 +320,15 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
     }
     let records = number("--records", 20_000);
     let rounds = number("--rounds", 3);
-    // `--pages-per-commit N`: the sources' `SourceRunOptions::pages_per_commit` (8 by default,
-    // 1 commits each page by itself).
-    let mut options = SourceRunOptions::new("bench");
-    options.pages_per_commit = number("--pages-per-commit", options.pages_per_commit);
+    // `--pages-per-commit N`: the sources' `Source::pages_per_commit` (8 by default, 1 commits
+    // each page by itself).
+    let pages_per_commit = number("--pages-per-commit", 8);
     // `--only saves,pages,table,bare`: the variants to run (all by default).
     let only = flag(args, "--only");
     let runs_variant = |name: &str| only.is_none_or(|o| o.split(',').any(|v| v == name));
     let url = serve_listing(records).await;
     println!(
-        "inbound on {backend:?}: {records} records, pages of {PAGE}, {rounds} rounds, up to {} pages a commit",
-        options.pages_per_commit
+        "inbound on {backend:?}: {records} records, pages of {PAGE}, {rounds} rounds, up to {pages_per_commit} pages a commit"
     );
     println!(
         "{:>6} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7} {:>7}",
@@ -346,7 +357,7 @@ pub(crate) async fn run(backend: Backend, args: &[String]) {
             results[which] = match VARIANTS.get(which) {
                 Some(&apply) => {
                     let (rate, report) =
-                        framework(&dbs[which].db, &url, records, apply, &options).await;
+                        framework(&dbs[which].db, &url, records, apply, pages_per_commit).await;
                     runs[which] = Some(report);
                     rate
                 }
@@ -394,7 +405,7 @@ async fn memory(backend: Backend, records: usize) {
     let t = fresh(backend).await;
     create_tables(&t.db).await;
     let applied = Arc::new(AtomicU64::new(0));
-    let source = source(&url, &applied, Apply::Saves);
+    let source = source(&url, &applied, Apply::Saves, 8);
     println!("source memory on {backend:?}: {records} records");
     println!("{:>10} {:>12} {:>12}", "applied", "RSS MiB", "peak MiB");
     let pid = std::process::id();
