@@ -88,6 +88,15 @@ async fn products(db: &DatabaseConnection) -> Vec<(i32, String, i64, i32)> {
         .collect()
 }
 
+/// The rows of `sync_inbound`, of every source.
+async fn inbound_count(db: &DatabaseConnection) -> u64 {
+    use sea_orm::PaginatorTrait;
+    sync_inbound::Entity::find()
+        .count(db)
+        .await
+        .expect("count sync_inbound")
+}
+
 async fn inbound_row(db: &DatabaseConnection, remote_id: &str) -> sync_inbound::Model {
     use sea_orm::{ColumnTrait, QueryFilter};
     sync_inbound::Entity::find()
@@ -538,17 +547,7 @@ async fn a_worker_killed_mid_page_loses_and_duplicates_nothing() {
                 .map(|id| (id, format!("P{id}"), i64::from(id), 1))
                 .collect::<Vec<_>>()
         );
-        let count =
-            t.db.query_one_raw(sea_orm::Statement::from_string(
-                t.db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM sync_inbound",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap();
-        assert_eq!(count, 7);
+        assert_eq!(inbound_count(&t.db).await, 7);
         assert_eq!(knobs.applies.load(Ordering::SeqCst), 5 + 4);
     })
     .await;
@@ -1282,17 +1281,7 @@ async fn a_worker_killed_inside_pages_committed_together_loses_and_duplicates_no
                 .map(|id| (id, format!("P{id}"), i64::from(id) * 100, 1))
                 .collect::<Vec<_>>()
         );
-        let rows =
-            t.db.query_one_raw(sea_orm::Statement::from_string(
-                t.db.get_database_backend(),
-                "SELECT COUNT(*) AS n FROM sync_inbound",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap();
-        assert_eq!(rows, 8, "one row a record");
+        assert_eq!(inbound_count(&t.db).await, 8, "one row a record");
     })
     .await;
 }

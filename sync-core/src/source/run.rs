@@ -1144,33 +1144,30 @@ impl Run<'_> {
     /// For a source with a [`DigestColumn`]: deletes the marks of the records a full run listed
     /// (its other records have no `sync_inbound` row to hold one).
     async fn clear_marks(&self) -> Result<()> {
-        if self.table.is_none() {
-            return Ok(());
-        }
-        let name = self.name;
-        execute(
-            self.db,
-            "DELETE FROM sync_inbound WHERE source = ? AND state = 'seen'",
-            vec![name.into()],
-            || format!("clearing the marks of a full run of source `{name}`"),
-        )
-        .await
-        .map(drop)
+        self.delete_rows_in("seen", "clearing the marks of a full run")
+            .await
     }
 
     /// For a source with a [`DigestColumn`]: deletes the `sync_inbound` rows of records
     /// applied, left from before the source kept its digests in the table (nothing reads them
     /// any more).
     async fn forget_applied_rows(&self) -> Result<()> {
+        self.delete_rows_in(APPLIED, "deleting the rows of records applied before")
+            .await
+    }
+
+    /// For a source with a [`DigestColumn`]: deletes its `sync_inbound` rows in `state`
+    /// (`doing`: what for, in the error).
+    async fn delete_rows_in(&self, state: &str, doing: &str) -> Result<()> {
         if self.table.is_none() {
             return Ok(());
         }
         let name = self.name;
         execute(
             self.db,
-            "DELETE FROM sync_inbound WHERE source = ? AND state = 'applied'",
-            vec![name.into()],
-            || format!("deleting the rows of records applied before by source `{name}`"),
+            "DELETE FROM sync_inbound WHERE source = ? AND state = ?",
+            vec![name.into(), state.into()],
+            || format!("{doing} of source `{name}`"),
         )
         .await
         .map(drop)
