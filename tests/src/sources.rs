@@ -37,6 +37,16 @@ pub struct ApplyKnobs {
 }
 
 impl ApplyKnobs {
+    /// Fails for the name `refuse_name` holds, as an application's validation would.
+    fn check_name(&self, name: &str) -> Result<()> {
+        if self.refuse_name.lock().expect("knobs").as_deref() == Some(name) {
+            return Err(Error::permanent(format!(
+                "the category of `{name}` is not known yet"
+            )));
+        }
+        Ok(())
+    }
+
     /// What an `apply_many` returns for its upsert's `result`, counting a page written.
     fn batch_written(&self, result: std::result::Result<(), sea_orm::DbErr>) -> Result<()> {
         result?;
@@ -139,11 +149,7 @@ impl Source for ErpProducts {
             return Ok(());
         }
         let name = record.data["name"].as_str().unwrap_or_default().to_owned();
-        if self.knobs.refuse_name.lock().expect("knobs").as_deref() == Some(name.as_str()) {
-            return Err(Error::permanent(format!(
-                "the category of `{name}` is not known yet"
-            )));
-        }
+        self.knobs.check_name(&name)?;
         let price = record.data["price_cents"].as_i64().ok_or_else(|| {
             Error::permanent(format!(
                 "product {id} has no integer `price_cents`: {}",
@@ -362,11 +368,7 @@ impl Source for ErpStock {
             return Ok(());
         }
         let name = record.data["name"].as_str().unwrap_or_default().to_owned();
-        if self.knobs.refuse_name.lock().expect("knobs").as_deref() == Some(name.as_str()) {
-            return Err(Error::permanent(format!(
-                "the category of `{name}` is not known yet"
-            )));
-        }
+        self.knobs.check_name(&name)?;
         let mut row = match existing {
             Some(existing) => existing.into(),
             None => stock_item::ActiveModel {

@@ -515,7 +515,7 @@ impl Run<'_> {
             };
             let mut following = std::pin::pin!(following);
             // Whether the next page arrived while this one was applied.
-            let (applied, mut fetched) = {
+            let (applied, fetched) = {
                 let apply = std::pin::pin!(self.apply_in(&mut batch, &page.records, report));
                 match futures::future::select(apply, following.as_mut()).await {
                     // The fetch may have finished in the same moment.
@@ -528,12 +528,12 @@ impl Run<'_> {
             };
             applied?;
             // The transaction stays open for the next page only when that page is here
-            // already (never while waiting on the remote), within the options' bounds.
+            // already (never while waiting on the remote), within the source's bounds.
             let open = batch
                 .as_mut()
                 .expect("a page applied leaves its transaction open");
             let next_here = matches!(fetched, Some(Some((Ok(_), _))));
-            if next_here
+            let next = if next_here
                 && open.pages.len() + 1 < self.source.pages_per_commit()
                 && open.opened.elapsed() < self.source.commit_within()
             {
@@ -542,10 +542,11 @@ impl Run<'_> {
                     cursor: cursor.clone(),
                     state: state.clone(),
                 });
+                fetched.expect("the next page is here")
             } else {
                 let open = batch.take().expect("checked above");
                 let commit = self.commit(open.txn, cursor.as_ref(), &state, report);
-                fetched = Some(match fetched {
+                match fetched {
                     Some(fetched) => {
                         commit.await?;
                         fetched
@@ -555,9 +556,9 @@ impl Run<'_> {
                         committed?;
                         fetched
                     }
-                });
-            }
-            match fetched.expect("the fetch finished") {
+                }
+            };
+            match next {
                 Some((next, took)) => {
                     report.times.fetching += took;
                     page = next?;
