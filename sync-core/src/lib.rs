@@ -258,7 +258,7 @@ pub mod __worker {
     pub use crate::digest::digest;
     pub use crate::engine::{Attempt, PassPhases, PreparedGroup, Recorded};
     pub use crate::limits::record_health;
-    pub use crate::queue::{ClaimRequest, Synced, claim as claim_groups};
+    pub use crate::queue::{ClaimRequest, Synced, claim as claim_groups, due_select};
 
     use crate::{ClaimedGroup, Engine, Outcome, Result};
 

@@ -784,3 +784,69 @@ async fn an_operator_s_retry_during_a_failing_push_is_not_lost() {
     })
     .await;
 }
+
+/// SQLite's planner, without statistics and with the times bound as parameters, claimed
+/// through `ix_sync_groups_due` and sorted what it read in a temporary B-tree. The claim reads
+/// `ix_sync_groups_due_order` in claim order instead, with no sort, and still takes the oldest
+/// due groups of its syncers first, skipping leased groups and other syncers'.
+#[tokio::test]
+async fn a_sqlite_claim_reads_the_due_groups_in_claim_order_without_sorting_the_backlog() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let t = sync_tests::TestDb::new(sync_tests::Backend::Sqlite).await;
+    let now = sync_core::now_ms();
+    // 2,000 due groups, due in the reverse order of their ids; every tenth belongs to another
+    // syncer, and the oldest due one is leased by another worker.
+    let rows: Vec<String> = (1..=2000)
+        .map(|i| {
+            let syncer = if i % 10 == 0 { "crm.contact" } else { "erp.customer" };
+            let due = now - 10_000 - (2000 - i) * 3;
+            let lease = if i == 1 { now + 60_000 } else { 0 };
+            format!("('{syncer}', '{i}', 1, 0, 'pending', false, 0, 0, {due}, {now}, {now}, {now}, NULLIF({lease}, 0))")
+        })
+        .collect();
+    t.db.execute_unprepared(&format!(
+        "INSERT INTO sync_groups (syncer, root_key, version, synced_version, state, root_deleted, \
+         attempts, deferrals, next_attempt_at, touched_at, created_at, dirty_since, lease_until) \
+         VALUES {}",
+        rows.join(", ")
+    ))
+    .await
+    .unwrap();
+    let syncers = ["erp.customer".to_owned()];
+    let request = __worker::ClaimRequest {
+        owner: "w1",
+        syncers: &syncers,
+        limit: 5,
+        now,
+        lease_until: now + 60_000,
+    };
+    let (select, values) = __worker::due_select(sea_orm::DbBackend::Sqlite, &request, "id");
+    let plan: Vec<String> =
+        t.db.query_all_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {select}"),
+            values,
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "detail").unwrap())
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("ix_sync_groups_due_order"))
+            && !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+        "the claim walks the due groups in claim order: {plan:?}"
+    );
+    let claimed = __worker::claim_groups(&t.db, &request).await.unwrap();
+    let mut keys: Vec<i64> = claimed
+        .iter()
+        .map(|g| g.root_key.as_str().parse().unwrap())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [2, 3, 4, 5, 6],
+        "the oldest due groups of its syncer, the leased one skipped"
+    );
+}

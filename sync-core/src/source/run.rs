@@ -1675,7 +1675,7 @@ async fn write_outcomes(
         }
         for o in outcomes {
             let (state, error, attempts, next_retry_at) = outcome_columns(o, now, &backoff);
-            let row = serde_json::to_string(&Row {
+            let row = Row {
                 remote_id: &o.remote_id,
                 digest: &o.digest,
                 state,
@@ -1685,7 +1685,23 @@ async fn write_outcomes(
                 error,
                 attempts,
                 next_retry_at,
-            })
+            };
+            // SQLite reads the row by position (`value ->> n`), PostgreSQL by name.
+            let row = if backend == DbBackend::Sqlite {
+                serde_json::to_string(&(
+                    row.remote_id,
+                    row.digest,
+                    row.state,
+                    row.deleted,
+                    row.modified_at,
+                    row.payload,
+                    &row.error,
+                    row.attempts,
+                    row.next_retry_at,
+                ))
+            } else {
+                serde_json::to_string(&row)
+            }
             .map_err(|e| Error::permanent(format!("cannot encode the records applied: {e}")))?;
             if backend == DbBackend::Postgres
                 && !chunk.is_empty()
@@ -1710,9 +1726,8 @@ async fn write_outcomes(
                  AS v(remote_id text, digest text, state text, deleted boolean, modified_at bigint, \
                  payload text, error text, attempts integer, next_retry_at bigint)"
                 .to_owned(),
-            _ => "SELECT ?, value ->> '$.remote_id', value ->> '$.digest', value ->> '$.state', \
-                  value ->> '$.deleted', value ->> '$.modified_at', value ->> '$.payload', \
-                  value ->> '$.error', value ->> '$.attempts', value ->> '$.next_retry_at', ? \
+            _ => "SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                  value ->> 5, value ->> 6, value ->> 7, value ->> 8, ? \
                   FROM jsonb_each(?) WHERE true"
                 .to_owned(),
         };
