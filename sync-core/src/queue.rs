@@ -103,8 +103,8 @@ where
 /// On SQLite the select names its index, `ix_sync_groups_due_order` (the due groups in claim
 /// order). SQLite's planner, without statistics and with the times bound as parameters, took
 /// `ix_sync_groups_due` instead, and sorted what it read in a temporary B-tree: the select of
-/// 200 took 1.4 times as long (0.33–0.48 ms against 0.23–0.34, with 2,000 to 200,000 groups
-/// due).
+/// 200 took 1.3 to 2.4 times as long (0.33–0.74 ms against 0.23–0.34, with 2,000 to 200,000
+/// groups due).
 pub fn due_select(
     backend: DbBackend,
     request: &ClaimRequest<'_>,
