@@ -1005,6 +1005,18 @@ async fn a_page_applied_at_once_falls_back_to_one_by_one_when_a_record_fails() {
     .await;
 }
 
+/// Whether `count` reaches `at_least` within 10 s (looking every 2 ms).
+async fn reaches(count: &AtomicUsize, at_least: usize) -> bool {
+    let reached = async {
+        while count.load(Ordering::SeqCst) < at_least {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), reached)
+        .await
+        .is_ok()
+}
+
 /// `erp.products`, whose apply of a page waits (up to 10 s) until the next page has been asked
 /// for, and fails if it was not.
 struct WaitsForTheNextFetch {
@@ -1031,18 +1043,11 @@ impl Source for WaitsForTheNextFetch {
         let page = record.data["id"].as_i64().unwrap_or_default() as usize;
         // Records 1 and 2 are page 1, 3 and 4 page 2, 5 page 3 (the last).
         let next_asked = 1 + page.div_ceil(2);
-        let asked = async {
-            while self.fetches.load(Ordering::SeqCst) < next_asked.min(3) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), asked)
-            .await
-            .map_err(|_| {
-                sync_core::Error::permanent(format!(
-                    "page {next_asked} was not asked for while record {page} was applied"
-                ))
-            })?;
+        if !reaches(&self.fetches, next_asked.min(3)).await {
+            return Err(sync_core::Error::permanent(format!(
+                "page {next_asked} was not asked for while record {page} was applied"
+            )));
+        }
         self.inner.apply(cx, record).await
     }
 }
@@ -1181,15 +1186,7 @@ impl Source for SlowerThanTheRemote {
             self.inner.knobs.stalled.notify_one();
             std::future::pending::<()>().await;
         }
-        let next = async {
-            while self.arrived.load(Ordering::SeqCst) <= page {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(10), next)
-            .await
-            .is_err()
-        {
+        if !reaches(&self.arrived, page + 1).await {
             return Some(Err(sync_core::Error::permanent(format!(
                 "page {} did not arrive while page {page} was applied",
                 page + 1
