@@ -327,6 +327,82 @@ async fn a_batch_recorded_after_one_lease_was_taken_over_completes_only_the_othe
     .await;
 }
 
+/// A batch larger than the usual claim: 300 groups are claimed with their creates recorded,
+/// pushed, then recorded at once (each statement carrying the 300 rows as one document). Each
+/// group is completed once, with the id the remote gave its own record, and the attempt log
+/// holds the 300 attempts.
+#[tokio::test]
+async fn a_batch_of_300_groups_is_claimed_and_recorded_whole() {
+    use sync_core::entity::{sync_attempt, sync_group};
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        let all = customers(&t.db, 300).await;
+        let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap();
+        let prepared = __worker::claim_prepared(&engine, 300).await.unwrap();
+        assert_eq!(prepared.len(), 300);
+        let recorded_creates = sync_group::Entity::find()
+            .filter(sync_group::Column::CreateKey.is_not_null())
+            .filter(sync_group::Column::CreatePayload.is_not_null())
+            .all(&t.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            recorded_creates.len(),
+            300,
+            "every create recorded before sending"
+        );
+
+        let mut attempts = Vec::new();
+        for p in prepared {
+            let attempt = __worker::process_prepared(&engine, p, false).await;
+            assert!(attempt.result.is_ok(), "{:?}", attempt.result);
+            attempts.push(attempt);
+        }
+        let recorded = __worker::record(&engine, &attempts).await.unwrap();
+        assert_eq!(recorded.len(), 300);
+        assert!(recorded.iter().all(|r| r.lease_held));
+
+        let groups = sync_group::Entity::find().all(&t.db).await.unwrap();
+        assert_eq!(groups.len(), 300);
+        for group in &groups {
+            assert_eq!(group.state, "synced", "{group:?}");
+            assert_eq!(group.synced_version, group.version, "{group:?}");
+            assert_eq!(group.lease_owner, None, "{group:?}");
+            assert_eq!(group.create_key, None, "{group:?}");
+            let record = remote.record("erp/customers", group.remote_id.as_deref().unwrap());
+            assert_eq!(
+                record.as_ref().map(|r| r["name"].clone()),
+                Some(json!(
+                    all.iter()
+                        .find(|c| c.id.to_string() == group.root_key)
+                        .unwrap()
+                        .name
+                )),
+                "the group's remote id names its own record: {group:?}"
+            );
+        }
+        let logged = sync_attempt::Entity::find().all(&t.db).await.unwrap();
+        assert_eq!(logged.len(), 300, "one attempt per group");
+        let mut ids: Vec<i64> = logged.iter().map(|a| a.group_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 300);
+        assert!(
+            logged
+                .iter()
+                .all(|a| a.outcome == "ok" && a.worker == "translate-many"),
+            "{logged:?}"
+        );
+        assert_eq!(
+            remote.requests_matching("POST", "/erp/customers").len(),
+            300
+        );
+        assert_all_pushed(&remote, &all);
+    })
+    .await;
+}
+
 /// While a claimed batch is being translated, another worker claiming gets the other due groups
 /// and never waits for the first (on PostgreSQL the batch is locked, not yet leased, until its
 /// creates are recorded); once the first claim returns, its groups are leased to it with their

@@ -788,7 +788,8 @@ async fn an_operator_s_retry_during_a_failing_push_is_not_lost() {
 /// SQLite's planner, without statistics and with the times bound as parameters, claimed
 /// through `ix_sync_groups_due` and sorted what it read in a temporary B-tree. The claim reads
 /// `ix_sync_groups_due_order` in claim order instead, with no sort, and still takes the oldest
-/// due groups of its syncers first, skipping leased groups and other syncers'.
+/// due groups of its syncers first, skipping leased groups and other syncers'. Its limit is
+/// written into the statement, which SQLite then compiles once per connection.
 #[tokio::test]
 async fn a_sqlite_claim_reads_the_due_groups_in_claim_order_without_sorting_the_backlog() {
     use sea_orm::{ConnectionTrait, Statement};
@@ -821,6 +822,15 @@ async fn a_sqlite_claim_reads_the_due_groups_in_claim_order_without_sorting_the_
         lease_until: now + 60_000,
     };
     let (select, values) = __worker::due_select(sea_orm::DbBackend::Sqlite, &request, "id");
+    // The limit is in the statement's text. Bound, SQLite would compile the statement again at
+    // every claim: it reads a bound `LIMIT ?` while compiling, so each new binding expires the
+    // compiled statement.
+    assert!(select.ends_with("LIMIT 5"), "{select}");
+    assert_eq!(
+        values.len(),
+        3,
+        "the times and the syncer are bound: {values:?}"
+    );
     let plan: Vec<String> =
         t.db.query_all_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Sqlite,
