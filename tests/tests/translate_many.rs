@@ -403,6 +403,103 @@ async fn a_batch_of_300_groups_is_claimed_and_recorded_whole() {
     .await;
 }
 
+/// One pass records every kind of completion at once: a create (the remote answers a numeric
+/// id), an update, a group touched with nothing the remote sees changed (skipped), and a root
+/// deleted (its remote record deleted). Each group ends as its kind says. (On SQLite the rows
+/// carry their kind and flags packed in one number, and the statement reads each field once.)
+#[tokio::test]
+async fn a_pass_records_a_create_an_update_a_skip_and_a_delete_together() {
+    use sea_orm::{ActiveModelTrait, ConnectionTrait, ModelTrait, Set, Statement};
+    on_each_backend(|t| async move {
+        let remote = MockRemote::start().await;
+        let calls = Arc::new(Calls::default());
+        let all = customers(&t.db, 3).await;
+        let engine = Engine::new(t.db.clone(), registry(&remote, &calls), config()).unwrap();
+        assert_eq!(engine.run_once().await.unwrap().pushed, 3);
+        let (renamed, unchanged, deleted) = (&all[0], &all[1], &all[2]);
+        let deleted_remote_id = t
+            .group("erp.customer", deleted.id)
+            .await
+            .unwrap()
+            .remote_id
+            .unwrap();
+        let unchanged_before = t.group("erp.customer", unchanged.id).await.unwrap();
+
+        let mut rename: customer::ActiveModel = renamed.clone().into();
+        rename.name = Set("Renamed".into());
+        rename.update(&t.db).await.unwrap();
+        t.db.execute_raw(Statement::from_string(
+            t.db.get_database_backend(),
+            format!(
+                "UPDATE sync_groups SET version = version + 1, state = 'pending' \
+                 WHERE syncer = 'erp.customer' AND root_key = '{}'",
+                unchanged.id
+            ),
+        ))
+        .await
+        .unwrap();
+        deleted.clone().delete(&t.db).await.unwrap();
+        let newcomer = fixtures::customer(&t.db, "Newcomer").await;
+        sync_core::settle_touches(&t.db).await.unwrap();
+        let requests_before = remote.requests().len();
+
+        let pass = engine.run_once().await.unwrap();
+        assert_eq!(
+            (
+                pass.claimed,
+                pass.pushed,
+                pass.skipped,
+                pass.deleted,
+                pass.failed
+            ),
+            (4, 2, 1, 1, 0),
+            "{pass:?}"
+        );
+        assert_eq!(
+            remote.requests().len() - requests_before,
+            3,
+            "a create, an update and a delete; nothing for the skip"
+        );
+
+        let group = t.group("erp.customer", renamed.id).await.unwrap();
+        assert_eq!(group.state, "synced");
+        assert_eq!(group.synced_version, group.version);
+        assert!(group.last_payload.unwrap().contains("Renamed"));
+        let record = remote
+            .record("erp/customers", group.remote_id.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(record["name"], "Renamed");
+
+        let group = t.group("erp.customer", unchanged.id).await.unwrap();
+        assert_eq!(group.state, "synced");
+        assert_eq!(group.synced_version, unchanged_before.version + 1);
+        assert_eq!(group.remote_id, unchanged_before.remote_id);
+        assert_eq!(group.last_digest, unchanged_before.last_digest);
+
+        let group = t.group("erp.customer", deleted.id).await.unwrap();
+        assert_eq!(group.state, "deleted", "{group:?}");
+        assert_eq!(group.remote_id, None, "{group:?}");
+        assert_eq!(group.last_digest, None, "{group:?}");
+        assert!(remote.record("erp/customers", &deleted_remote_id).is_none());
+
+        let group = t.group("erp.customer", newcomer.id).await.unwrap();
+        assert_eq!(group.state, "synced", "{group:?}");
+        assert!(
+            group.remote_id_numeric,
+            "the remote answered a number: {group:?}"
+        );
+        assert_eq!(group.create_key, None, "{group:?}");
+        let record = remote
+            .record("erp/customers", group.remote_id.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(record["name"], "Newcomer");
+        for group in t.groups().await {
+            assert_eq!(group.lease_owner, None, "{group:?}");
+        }
+    })
+    .await;
+}
+
 /// While a claimed batch is being translated, another worker claiming gets the other due groups
 /// and never waits for the first (on PostgreSQL the batch is locked, not yet leased, until its
 /// creates are recorded); once the first claim returns, its groups are leased to it with their
