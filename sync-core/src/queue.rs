@@ -611,7 +611,8 @@ const COMPLETION_SET: &str = "UPDATE sync_groups SET \
      synced_at = ?, attempts = 0, deferrals = 0, last_error = NULL, last_status = NULL, \
      lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, create_key = NULL, create_payload = NULL, \
      dirty_since = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN NULL ELSE sync_groups.dirty_since END, \
-     state = CASE WHEN v.caught_up AND sync_groups.version <= v.version THEN v.closed ELSE 'pending' END";
+     state = CASE WHEN v.caught_up AND sync_groups.version <= v.version \
+     THEN (CASE v.kind WHEN 'deleted' THEN 'deleted' ELSE 'synced' END) ELSE 'pending' END";
 
 /// Which groups of the document [`COMPLETION_SET`] completes: those whose lease is still held,
 /// except a create's group that was given a remote id while the create was in flight (an
@@ -625,7 +626,7 @@ fn completion_rows<'a>(
 ) -> impl Iterator<Item = (CompletionRow<'a>, usize)> + 'a {
     done.iter().map(|completion| {
         let (group, synced) = (completion.group, completion.synced);
-        let (kind, remote_id, digest, payload, closed) = match synced {
+        let (kind, remote_id, digest, payload) = match synced {
             Synced::Pushed {
                 remote_id,
                 digest,
@@ -641,10 +642,9 @@ fn completion_rows<'a>(
                 Some(remote_id),
                 Some(digest.as_str()),
                 Some(payload.as_str()),
-                "synced",
             ),
-            Synced::Skipped => (CompletionKind::Skipped, None, None, None, "synced"),
-            Synced::Deleted => (CompletionKind::Deleted, None, None, None, "deleted"),
+            Synced::Skipped => (CompletionKind::Skipped, None, None, None),
+            Synced::Deleted => (CompletionKind::Deleted, None, None, None),
         };
         let row = CompletionRow {
             id: group.id,
@@ -661,7 +661,6 @@ fn completion_rows<'a>(
             ),
             digest,
             payload,
-            closed,
             owner: &group.lease_owner,
             created: completion.created,
             refs_set: completion.references.is_some(),
@@ -700,7 +699,6 @@ struct CompletionRow<'a> {
     caught_up: bool,
     digest: Option<&'a str>,
     payload: Option<&'a str>,
-    closed: &'static str,
     owner: &'a str,
     /// The push created the record (the group had no remote id when claimed).
     created: bool,
@@ -713,17 +711,8 @@ struct CompletionRow<'a> {
 
 impl DocumentRow for CompletionRow<'_> {
     /// Seven fields, as [`SQLITE_COMPLETIONS`] reads them: the kind and the four flags packed
-    /// into one number, the owner bound once for the statement, `closed` told by the kind.
+    /// into one number, the owner bound once for the statement.
     fn positional(&self) -> impl serde::Serialize {
-        debug_assert_eq!(
-            self.closed,
-            if self.kind == CompletionKind::Deleted {
-                "deleted"
-            } else {
-                "synced"
-            },
-            "a completion closes its group as its kind says"
-        );
         let flags = self.kind as u8
             | u8::from(self.numeric) << 2
             | u8::from(self.caught_up) << 3
@@ -1213,7 +1202,7 @@ const PG_ATTEMPTS: &str = "json_to_recordset(CAST(? AS json)) AS v(group_id bigi
 /// The completions' document as rows, on PostgreSQL.
 const PG_COMPLETIONS: &str = "json_to_recordset(CAST(? AS json)) AS v(id bigint, version bigint, \
      kind text, remote_id text, numeric boolean, caught_up boolean, digest text, payload text, \
-     closed text, owner text, created boolean, refs_set boolean, refs text)";
+     owner text, created boolean, refs_set boolean, refs text)";
 
 /// The completions' document as rows named `v`, on SQLite (rows in
 /// [`CompletionRow::positional`]'s order), to precede the `UPDATE`; it binds the document, then
@@ -1223,14 +1212,14 @@ const PG_COMPLETIONS: &str = "json_to_recordset(CAST(? AS json)) AS v(id bigint,
 /// subquery in the `UPDATE`'s `FROM`, SQLite folded the subquery into the statement and read a
 /// field out of the document again wherever `COMPLETION_SET` names it (`v.kind` six times): the
 /// statement took 4.5 µs a group, against 3.0 µs with the fields read once and the row cut from
-/// 13 fields to 7 (the owner bound once, `closed` told by the kind, the kind and four flags in
-/// one number; SQLite 3.51, measured apart on the framework's schema with 20,000 groups).
+/// 13 fields to 7: the owner bound once, the state a completion closes with told by the kind
+/// (in `COMPLETION_SET`), the kind and four flags in one number (SQLite 3.51, measured apart on
+/// the framework's schema with 20,000 groups).
 const SQLITE_COMPLETIONS: &str = "WITH d AS MATERIALIZED (SELECT value ->> 0 AS id, \
      value ->> 1 AS version, value ->> 2 AS flags, value ->> 3 AS remote_id, value ->> 4 AS digest, \
      value ->> 5 AS payload, value ->> 6 AS refs FROM jsonb_each(?)), \
      v AS (SELECT id, version, remote_id, digest, payload, refs, ? AS owner, \
      CASE flags & 3 WHEN 0 THEN 'pushed' WHEN 1 THEN 'skipped' ELSE 'deleted' END AS kind, \
-     CASE flags & 3 WHEN 2 THEN 'deleted' ELSE 'synced' END AS closed, \
      (flags >> 2) & 1 AS numeric, (flags >> 3) & 1 AS caught_up, (flags >> 4) & 1 AS created, \
      (flags >> 5) & 1 AS refs_set FROM d)";
 
@@ -1369,7 +1358,10 @@ pub(crate) const PG_STATEMENT_BYTES: usize = 1 << 20;
 /// `rows`, each with its estimated size in the JSON document, cut into the documents of one
 /// statement each: under [`PG_STATEMENT_BYTES`] on PostgreSQL (a row larger than that goes
 /// alone), one document elsewhere.
-fn json_chunks<T>(backend: DbBackend, rows: impl IntoIterator<Item = (T, usize)>) -> Vec<Vec<T>> {
+pub(crate) fn json_chunks<T>(
+    backend: DbBackend,
+    rows: impl IntoIterator<Item = (T, usize)>,
+) -> Vec<Vec<T>> {
     let mut chunks: Vec<Vec<T>> = vec![Vec::new()];
     let mut size = 0;
     for (row, row_size) in rows {
@@ -1390,14 +1382,17 @@ fn json_chunks<T>(backend: DbBackend, rows: impl IntoIterator<Item = (T, usize)>
 /// n-th element of an array row, where `json_extract(value, '$.name')` compares the name with
 /// every key before it. PostgreSQL's `json_to_recordset` matches keys to columns and takes the
 /// row as an object.
-trait DocumentRow: serde::Serialize {
+pub(crate) trait DocumentRow: serde::Serialize {
     /// The row's fields in the order of the SQLite statement's `value ->> n`.
     fn positional(&self) -> impl serde::Serialize;
 }
 
 /// `rows` as one JSON document for `backend`: an array of arrays on SQLite (see
 /// [`DocumentRow`]), of objects elsewhere.
-fn json_document<T: DocumentRow>(backend: DbBackend, rows: &[T]) -> serde_json::Result<String> {
+pub(crate) fn json_document<T: DocumentRow>(
+    backend: DbBackend,
+    rows: &[T],
+) -> serde_json::Result<String> {
     struct Positional<'a, T>(&'a [T]);
     impl<T: DocumentRow> serde::Serialize for Positional<'_, T> {
         fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

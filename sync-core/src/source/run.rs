@@ -24,6 +24,7 @@ use super::{
 };
 use crate::entity::sync_inbound::{Column as I, Entity as Inbound};
 use crate::panic::panic_message;
+use crate::queue::{DocumentRow, json_chunks, json_document};
 use crate::retry::RetryPolicy;
 use crate::store::statement;
 use crate::{Error, RemoteId, Result, clock};
@@ -1656,11 +1657,9 @@ async fn write_outcomes(
         return Ok(());
     }
     if matches!(backend, DbBackend::Postgres | DbBackend::Sqlite) {
-        // The rows travel as one JSON parameter (see `load_known`); on PostgreSQL a statement
-        // stays under `PG_STATEMENT_BYTES` (several per page only when the payloads are large).
-        let mut chunks: Vec<String> = Vec::new();
-        let mut chunk = String::new();
-        /// One row of the document, written straight to text.
+        // The rows travel as one JSON document per statement (see `load_known`, and
+        // `queue::DocumentRow`); on PostgreSQL each under `PG_STATEMENT_BYTES` (several per page
+        // only when the payloads are large).
         #[derive(Serialize)]
         struct Row<'a> {
             remote_id: &'a str,
@@ -1673,8 +1672,28 @@ async fn write_outcomes(
             attempts: i32,
             next_retry_at: Option<i64>,
         }
-        for o in outcomes {
+        impl DocumentRow for Row<'_> {
+            fn positional(&self) -> impl Serialize {
+                (
+                    self.remote_id,
+                    self.digest,
+                    self.state,
+                    self.deleted,
+                    self.modified_at,
+                    self.payload,
+                    &self.error,
+                    self.attempts,
+                    self.next_retry_at,
+                )
+            }
+        }
+        let rows = outcomes.iter().map(|o| {
             let (state, error, attempts, next_retry_at) = outcome_columns(o, now, &backoff);
+            let size = 160
+                + o.remote_id.len()
+                + o.digest.len()
+                + o.payload.len()
+                + error.as_ref().map_or(0, String::len);
             let row = Row {
                 remote_id: &o.remote_id,
                 digest: &o.digest,
@@ -1686,35 +1705,9 @@ async fn write_outcomes(
                 attempts,
                 next_retry_at,
             };
-            // SQLite reads the row by position (`value ->> n`), PostgreSQL by name.
-            let row = if backend == DbBackend::Sqlite {
-                serde_json::to_string(&(
-                    row.remote_id,
-                    row.digest,
-                    row.state,
-                    row.deleted,
-                    row.modified_at,
-                    row.payload,
-                    &row.error,
-                    row.attempts,
-                    row.next_retry_at,
-                ))
-            } else {
-                serde_json::to_string(&row)
-            }
-            .map_err(|e| Error::permanent(format!("cannot encode the records applied: {e}")))?;
-            if backend == DbBackend::Postgres
-                && !chunk.is_empty()
-                && chunk.len() + row.len() > crate::queue::PG_STATEMENT_BYTES
-            {
-                chunk.push(']');
-                chunks.push(std::mem::take(&mut chunk));
-            }
-            chunk.push(if chunk.is_empty() { '[' } else { ',' });
-            chunk.push_str(&row);
-        }
-        chunk.push(']');
-        chunks.push(chunk);
+            (row, size)
+        });
+        let chunks = json_chunks(backend, rows);
         let set = OUTCOME_COLUMNS
             .split(", ")
             .map(|c| format!("{c} = excluded.{c}"))
@@ -1736,10 +1729,12 @@ async fn write_outcomes(
              ON CONFLICT (source, remote_id) DO UPDATE SET {set}"
         );
         for rows in chunks {
+            let document = json_document(backend, &rows)
+                .map_err(|e| Error::permanent(format!("cannot encode the records applied: {e}")))?;
             execute(
                 txn,
                 &sql,
-                vec![source_name.into(), now.into(), rows.into()],
+                vec![source_name.into(), now.into(), document.into()],
                 || format!("recording the records source `{source_name}` applied"),
             )
             .await?;
